@@ -26,11 +26,14 @@ mosquitto:
 test: venv mosquitto
 	$(BIN)/pytest
 
-# the dual-runtime tests alone, on MicroPython, as bytecode on a 64 KiB heap
+# the dual-runtime tests alone, on MicroPython, as bytecode on a 64 KiB heap,
+# one process per module (as pytest's tests/test_dual_runtime_micropython.py does)
 test-micropython: venv
 	$(BIN)/python tools/mpy_build.py --out build/mpy
-	cd build/mpy && $(CURDIR)/$(BIN)/micropython -X heapsize=64K -c \
-		"import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; mp_runner.main()"
+	@cd build/mpy && fail=0; for f in tests/dual/test_*.mpy; do m=$$(basename $$f .mpy); echo "== $$m"; \
+		$(CURDIR)/$(BIN)/micropython -X heapsize=64K -c \
+		"import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; mp_runner.main(['$$m'])" || fail=1; \
+		done; exit $$fail
 
 lint: venv
 	$(BIN)/ruff check .

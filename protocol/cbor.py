@@ -14,7 +14,8 @@ Every malformed input (truncated, reserved additional information, a break
 outside an indefinite item, trailing bytes, nesting deeper than
 ``MAX_DEPTH``, a length beyond the input, invalid UTF-8, a duplicate or
 unhashable map key) and every value this codec cannot represent raises
-``CBORError`` (a ``ProtocolError``, hence a ``ValueError``) and nothing else.
+``CBORError`` (a ``ProtocolError``, hence a ``ValueError``) and nothing else
+(``MemoryError`` passes through: a device out of heap has not seen bad input).
 
 Types: unsigned/negative ints <-> int; byte strings -> bytes; text -> str;
 arrays -> list (tuples encode as arrays); maps -> dict; false/true/null ->
@@ -191,7 +192,7 @@ def dumps(obj):
     out = bytearray()
     try:
         _encode(out, obj, 0)
-    except CBORError:
+    except (CBORError, MemoryError):
         raise
     except Exception as e:  # e.g. RecursionError on a cyclic list
         raise CBORError("cannot encode: %s" % type(e).__name__, "type")
@@ -376,7 +377,7 @@ def loads(data):
     dec = _Decoder(data)
     try:
         value = dec.item(0)
-    except CBORError:
+    except (CBORError, MemoryError):  # running out of heap is not a verdict on the input
         raise
     except Exception as e:  # defence in depth: nothing else may escape
         raise CBORError("malformed CBOR: %s" % type(e).__name__, "malformed")

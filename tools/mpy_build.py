@@ -6,6 +6,8 @@ Mirrors protocol/, firmware/ and tests/dual/ into OUT as .mpy files and copies
 the shared vectors, so OUT is a self-contained tree like a board's filesystem.
 Boards run bytecode (compiling source on a 64 KiB heap needs more RAM than
 running it), and so do the dual-runtime tests under ``-X heapsize=64K``.
+Native and viper functions are compiled for ``--arch`` (default: the
+architecture of the local ``micropython``, read from sys.implementation._mpy).
 Prints one line per package with its file count and total .mpy size.
 """
 
@@ -26,8 +28,42 @@ def mpy_cross():
     return exe
 
 
+# index of the native architecture in sys.implementation._mpy (bits 10 and up)
+ARCHS = [
+    None,
+    "x86",
+    "x64",
+    "armv6",
+    "armv6m",
+    "armv7m",
+    "armv7em",
+    "armv7emsp",
+    "armv7emdp",
+    "xtensa",
+    "xtensawin",
+    "rv32imc",
+    "rv64imc",
+]
+
+
+def host_arch():
+    """The native architecture of the local `micropython` (the unix port), or None."""
+    exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
+    if not os.path.exists(exe):
+        return None
+    out = subprocess.run(
+        [exe, "-c", "import sys; print(sys.implementation._mpy)"], capture_output=True, text=True
+    )
+    try:
+        index = int(out.stdout.strip()) >> 10
+    except ValueError:
+        return None
+    return ARCHS[index] if index < len(ARCHS) else None
+
+
 def build(out, arch=None):
     exe = mpy_cross()
+    arch = arch or host_arch()
     sizes = {}
     for pkg in SOURCES:
         src_dir = os.path.join(ROOT, pkg)
@@ -56,7 +92,11 @@ def build(out, arch=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "mpy"))
-    parser.add_argument("--arch", help="mpy-cross -march (xtensawin for ESP32, armv6m for RP2040)")
+    parser.add_argument(
+        "--arch",
+        help="mpy-cross -march for native/viper code: xtensawin for ESP32, armv6m for RP2040; "
+        "default: that of the local micropython unix port",
+    )
     args = parser.parse_args(argv)
     sizes = build(args.out, args.arch)
     for pkg, (count, total) in sorted(sizes.items()):

@@ -1,0 +1,46 @@
+"""The few differences between MicroPython and CPython, in one place.
+
+Firmware modules write ``from micropython import const`` and
+``@micropython.native`` as on a board; under pytest a stand-in module
+(tests/shims/micropython.py) makes those no-ops. The clock and heap helpers
+below are the rest.
+"""
+
+import sys
+import time
+
+import micropython
+
+MICROPYTHON = sys.implementation.name == "micropython"
+HOT_INT_LIMIT = 1 << 30  # small ints on 32-bit MicroPython ports stay below this
+
+if MICROPYTHON:
+    ticks_ms = time.ticks_ms
+    ticks_diff = time.ticks_diff
+    ticks_add = time.ticks_add
+else:
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000) & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        d = (a - b) & 0x3FFFFFFF
+        return d - 0x40000000 if d & 0x20000000 else d
+
+    def ticks_add(a, b):
+        return (a + b) & 0x3FFFFFFF
+
+
+def heap_lock():
+    """Forbid heap allocation until heap_unlock(): allocating raises MemoryError.
+
+    Tests wrap the measurement loop in it to prove the loop allocates nothing.
+    A no-op on CPython and on builds without the feature.
+    """
+    if hasattr(micropython, "heap_lock"):
+        micropython.heap_lock()
+
+
+def heap_unlock():
+    if hasattr(micropython, "heap_unlock"):
+        micropython.heap_unlock()

@@ -1,0 +1,1 @@
+"""Emulated hardware for the unix board and tests: register-level chip models."""
