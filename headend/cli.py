@@ -1,29 +1,275 @@
-"""The ``headend`` command line: the one place errors become user-facing text."""
+"""The ``headend`` command line: the one place errors become user-facing text.
+
+Every command takes ``--db PATH`` (default ``headend.db``), before or after its name.
+Exit codes: 0 success, 1 an error in what was asked (printed as ``error: ...``),
+2 bad usage (argparse) or the broker refused ``serve``.
+"""
+
+from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import signal
+import sqlite3
 import sys
+import time
+from datetime import UTC, datetime
 
 from headend import __version__
+from headend.mqtt_service import ServiceError
+from headend.provision import ProvisionError
+from headend.storage import StorageError
+from protocol.errors import ProtocolError
 
 
-def build_parser():
+class CLIError(Exception):
+    pass
+
+
+def _ts(text: str) -> int:
+    """Epoch seconds, or an ISO 8601 time (UTC unless it has an offset)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not epoch seconds or an ISO 8601 time: %r" % text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     parser = argparse.ArgumentParser(
         prog="headend",
         description="Smart-meter head-end: ingest, VEE, billing, prepaid, alerts.",
     )
     parser.add_argument("--version", action="version", version="headend " + __version__)
     parser.add_argument("--db", default="headend.db", help="SQLite database file (default headend.db)")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    meter = sub.add_parser("meter", help="provision meters", parents=[db])
+    msub = meter.add_subparsers(dest="meter_command", metavar="SUBCOMMAND", required=True)
+    add = msub.add_parser("add", help="register a meter; prints its key and broker password", parents=[db])
+    add.add_argument("meter_id")
+    add.add_argument("--key", help="64 hex digits (generated when not given)")
+    add.add_argument("--account")
+    lst = msub.add_parser("list", help="list registered meters", parents=[db])
+    lst.add_argument("--json", action="store_true")
+
+    bc = sub.add_parser(
+        "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
+    )
+    bc.add_argument("--out", required=True, metavar="DIR")
+    bc.add_argument("--port", required=True, type=int)
+    bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
+
+    serve = sub.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
+    serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
+    serve.add_argument("--client-id", default="headend-ingest", help="stable id of the persistent session")
+    serve.add_argument("--batch", type=int, default=500, help="messages per commit, at most (default 500)")
+    serve.add_argument(
+        "--batch-ms",
+        type=float,
+        default=50,
+        help="commit at latest this long after a batch's first message (default 50)",
+    )
+
+    rd = sub.add_parser("readings", help="print a meter's stored readings", parents=[db])
+    rd.add_argument("meter_id")
+    rd.add_argument("--from", dest="from_ts", type=_ts, metavar="TS")
+    rd.add_argument("--to", dest="to_ts", type=_ts, metavar="TS")
+    rd.add_argument("--json", action="store_true")
+
+    st = sub.add_parser(
+        "stats", help="ingest counters: accepted, duplicates, rejected by reason", parents=[db]
+    )
+    st.add_argument("--json", action="store_true")
+
+    vee = sub.add_parser("vee", help="validation, estimation, editing", parents=[db])
+    vsub = vee.add_subparsers(dest="vee_command", metavar="SUBCOMMAND", required=True)
+    run = vsub.add_parser("run", help="run VEE for one meter or all", parents=[db])
+    run.add_argument("meter_id", nargs="?")
+    run.add_argument("--now", type=_ts, help="the time to validate as of (default: now)")
     return parser
 
 
-def main(argv=None):
+def _store(args):
+    from headend.storage import Storage
+
+    return Storage(args.db)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=None, separators=(", ", ": "), default=str))
+
+
+def cmd_meter(args) -> int:
+    from headend import provision
+
+    with _store(args) as store:
+        if args.meter_command == "add":
+            _print_json(provision.add_meter(store, args.meter_id, args.key, args.account))
+            return 0
+        rows = [
+            {k: m[k] for k in ("meter_id", "account", "online", "last_seen", "fw", "board")}
+            for m in store.meters()
+        ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for m in rows:
+            print(
+                "%-32s %-16s %s"
+                % (m["meter_id"], m["account"] or "-", "online" if m["online"] else "offline")
+            )
+    return 0
+
+
+def cmd_broker_config(args) -> int:
+    from headend import provision
+
+    with _store(args) as store:
+        _print_json(provision.write_broker_config(store, args.out, args.port, args.persistence))
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from headend.mqtt_service import IngestService
+
+    if args.batch < 1 or args.batch_ms <= 0:
+        raise CLIError("--batch must be >= 1 and --batch-ms > 0")
+    with _store(args) as store:
+        service = IngestService(
+            store,
+            args.broker,
+            client_id=args.client_id,
+            shared=args.shared,
+            batch_max=args.batch,
+            batch_wait=args.batch_ms / 1000,
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: service.stop())
+        return service.run()
+
+
+READING_FIELDS = (
+    "seq",
+    "ts",
+    "interval",
+    "imp",
+    "exp",
+    "q",
+    "inst",
+    "balance",
+    "flags",
+    "tariff",
+    "received_at",
+    "vee_state",
+)
+
+
+def cmd_readings(args) -> int:
+    with _store(args) as store:
+        if store.meter(args.meter_id) is None:
+            raise CLIError("unknown meter %r" % args.meter_id)
+        rows = [
+            {k: r[k] for k in READING_FIELDS} for r in store.readings(args.meter_id, args.from_ts, args.to_ts)
+        ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(
+                "%8d %s imp=%s exp=%s %s"
+                % (
+                    r["seq"],
+                    datetime.fromtimestamp(r["ts"], UTC).isoformat(),
+                    r["imp"],
+                    r["exp"],
+                    r["vee_state"],
+                )
+            )
+    return 0
+
+
+def stats(counters: dict) -> dict:
+    out = {
+        "accepted": counters.get("accepted", 0),
+        "duplicates": counters.get("duplicates", 0),
+        "rejected": {},
+        "accepted_by_kind": {},
+    }
+    for name, value in counters.items():
+        if name.startswith("rejected:"):
+            out["rejected"][name[len("rejected:") :]] = value
+        elif name.startswith("accepted:"):
+            out["accepted_by_kind"][name[len("accepted:") :]] = value
+    out["rejected_total"] = sum(out["rejected"].values())
+    return out
+
+
+def cmd_stats(args) -> int:
+    with _store(args) as store:
+        s = stats(store.counters())
+    if args.json:
+        _print_json(s)
+    else:
+        print(
+            "accepted %d, duplicates %d, rejected %d" % (s["accepted"], s["duplicates"], s["rejected_total"])
+        )
+        for reason, n in sorted(s["rejected"].items()):
+            print("  rejected %-16s %d" % (reason, n))
+    return 0
+
+
+def cmd_vee(args) -> int:
+    try:
+        engine = importlib.import_module("headend.vee.engine")
+    except ModuleNotFoundError as e:
+        if e.name not in ("headend.vee", "headend.vee.engine"):
+            raise
+        raise CLIError("the VEE engine (headend.vee.engine) is not installed")
+    now = args.now if args.now is not None else int(time.time())
+    with _store(args) as store:
+        if args.meter_id is not None and store.meter(args.meter_id) is None:
+            raise CLIError("unknown meter %r" % args.meter_id)
+        ids = [args.meter_id] if args.meter_id else [m["meter_id"] for m in store.meters()]
+        try:
+            results = {m: engine.run_vee(store, m, now) for m in ids}
+        except ValueError as e:  # headend.vee.VeeError and its kin name the bad input
+            raise CLIError(str(e))
+    _print_json(results)
+    return 0
+
+
+COMMANDS = {
+    "meter": cmd_meter,
+    "broker-config": cmd_broker_config,
+    "serve": cmd_serve,
+    "readings": cmd_readings,
+    "stats": cmd_stats,
+    "vee": cmd_vee,
+}
+
+
+def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    try:
+        return COMMANDS[args.command](args)
+    except (CLIError, ProvisionError, StorageError, ServiceError, ProtocolError, sqlite3.Error, OSError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

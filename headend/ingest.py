@@ -1,0 +1,213 @@
+"""Ingest: one MQTT message (topic, payload) -> a verdict -> rows of an IngestBatch.
+
+Pure apart from appending to the batch: no broker, no SQL, no clock (the caller
+passes ``received_at``). Checks in the order PROTOCOL.md gives:
+
+  topic       ``ami/v1/<meter_id>/up/<kind>`` (protocol.topics.parse)   -> "topic"
+  meter       the topic's meter is provisioned                           -> "unknown_meter"
+  will        on a status topic, exactly the unauthenticated ``{0: 4, 40: 0}``
+              marks the meter offline (nothing else is accepted unsigned)
+  envelope    COSE_Mac0 structure, alg, kid == topic meter id, tag
+              (protocol.messages.open_frame)            -> "structure" | "alg" | "kid" | "tag"
+  message     the payload is a valid message map        -> "message"
+  kind        its type matches the topic's kind (a reading on .../up/reading) -> "wrong_type"
+
+Then de-duplication on ``(meter_id, seq)`` happens in storage (an identical
+re-send counts as a duplicate; another frame under a stored seq is refused as
+"seq_reused"). Refused frames go to quarantine and ``rejected:<reason>``.
+
+  ``verify(topic, payload, keys) -> Verdict``      keys: meter_id -> 32-byte key
+  ``add(batch, topic, payload, received_at, keys) -> Verdict``  verify and append rows
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from headend.storage import IngestBatch
+from protocol import cbor, cose, messages, topics
+from protocol.errors import CBORError, COSEError, ProtocolError
+
+KIND_TYPES = {
+    "reading": messages.TYPE_READING,
+    "event": messages.TYPE_EVENT,
+    "ack": messages.TYPE_ACK,
+    "status": messages.TYPE_STATUS,
+}
+STATUS_FIELDS = {
+    "fw": "fw",
+    "board": "board",
+    "metering": "metering",
+    "rates": "status_rates",
+    "tariff": "tariff",
+    "boot_count": "boot_count",
+}
+MAX_QUARANTINED_PAYLOAD = 4096  # bytes kept of a refused frame
+
+
+class Verdict(NamedTuple):
+    kind: str  # reading | event | ack | status | will | rejected
+    meter_id: str | None
+    msg: dict | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+def _rejected(meter_id, reason, detail):
+    return Verdict("rejected", meter_id, None, reason, detail)
+
+
+def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
+    try:
+        meter_id, direction, kind = topics.parse(topic)
+    except ProtocolError as e:
+        return _rejected(None, "topic", str(e))
+    if direction != "up":
+        return _rejected(meter_id, "topic", "not an up topic")
+    key = keys.get(meter_id)
+    if key is None:
+        return _rejected(meter_id, "unknown_meter", "meter %r is not provisioned" % meter_id)
+    if kind == "status" and len(payload) < 8:  # the will is 6 bytes; a COSE_Mac0 is > 40
+        try:
+            messages.parse_will(payload)
+            return Verdict("will", meter_id, {"online": 0})
+        except ProtocolError:
+            pass
+    try:
+        body = _fast_envelope(key, meter_id, payload)
+        if body is None:  # anything unusual, or refused: the reference decoder names the reason
+            msg = messages.open_frame(key, meter_id, payload)
+        else:
+            msg = _message(body)
+    except COSEError as e:
+        return _rejected(meter_id, e.field or "structure", str(e))
+    except ProtocolError as e:
+        return _rejected(meter_id, "message", str(e))
+    if msg["type"] != KIND_TYPES[kind]:
+        return _rejected(meter_id, "wrong_type", "message type %d on a %s topic" % (msg["type"], kind))
+    return Verdict(kind, meter_id, msg)
+
+
+# ---------------------------------------------------------------- envelope fast path
+#
+# protocol.cose is pure Python (it runs on the meters too); this is its C-speed
+# twin for the common case only. It accepts a frame only if its bytes are exactly
+# the preferred encoding 17([h'a10105', {4: kid}, payload, tag]) with kid == the
+# topic's meter and tag == HMAC-SHA256 over the preferred encoding of
+# ["MAC0", h'a10105', h'', payload]: then protocol.cose.mac0_decode would return
+# that same payload. Anything else (other headers, longer encodings, bad tag)
+# returns None and goes through messages.open_frame, which names the reason.
+# tests/headend/test_ingest.py checks both agree on valid and mutated frames.
+
+_HEAD = b"\xd1\x84\x43" + cose.PROTECTED + b"\xa1\x04"  # 17([bstr .cbor {1: 5}, {4: ...
+_MAC0_HEAD = b"\x84\x64MAC0\x43" + cose.PROTECTED + b"\x40"  # ["MAC0", h'a10105', h'', ...
+_TAG_HEAD = b"\x58\x20"  # a 32-byte bstr
+_kid_parts: dict[str, bytes] = {}
+
+
+def _bstr_head(n: int) -> bytes:
+    if n < 24:
+        return bytes((0x40 + n,))
+    if n < 0x100:
+        return bytes((0x58, n))
+    if n < 0x10000:
+        return b"\x59" + n.to_bytes(2, "big")
+    return b"\x5a" + n.to_bytes(4, "big")
+
+
+def _fast_envelope(key: bytes, meter_id: str, frame: bytes) -> bytes | None:
+    kid_part = _kid_parts.get(meter_id)
+    if kid_part is None:
+        kid = meter_id.encode()
+        kid_part = _kid_parts[meter_id] = _HEAD + _bstr_head(len(kid)) + kid
+    if not frame.startswith(kid_part):
+        return None
+    i = len(kid_part)
+    if len(frame) < i + 1 + 34:
+        return None
+    b = frame[i]
+    if 0x40 <= b < 0x58:
+        n, j = b - 0x40, i + 1
+    elif b == 0x58:
+        n, j = frame[i + 1], i + 2
+    elif b == 0x59:
+        n, j = int.from_bytes(frame[i + 1 : i + 3], "big"), i + 3
+    else:
+        return None
+    if frame[i:j] != _bstr_head(n) or len(frame) != j + n + 34 or frame[j + n : j + n + 2] != _TAG_HEAD:
+        return None  # not the preferred length encoding, or not exactly one 32-byte tag after the payload
+    payload = frame[j : j + n]
+    mac = hmac.new(key, _MAC0_HEAD + frame[i:j] + payload, hashlib.sha256).digest()
+    return payload if hmac.compare_digest(mac, frame[j + n + 2 :]) else None
+
+
+def _message(body: bytes) -> dict:
+    """What messages.open_frame does after the envelope verified."""
+    try:
+        msg = cbor.loads(body)
+    except CBORError:
+        msg = None
+    if type(msg) is not dict:
+        messages.fail("payload", "must be a CBOR map")
+    return messages.parse(msg)
+
+
+def _ints(values) -> str:
+    return "[%s]" % ",".join(map(str, values))  # == json.dumps of a list of ints, faster
+
+
+def _json(value):
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def add(
+    batch: IngestBatch, topic: str, payload: bytes, received_at: float, keys: Mapping[str, bytes]
+) -> Verdict:
+    v = verify(topic, payload, keys)
+    m = v.msg
+    if v.kind == "reading":
+        batch.readings.append(
+            (
+                v.meter_id,
+                m["seq"],
+                m["ts"],
+                received_at,
+                m["interval"],
+                _ints(m["imp"]),
+                _ints(m["exp"]),
+                _ints(m["q"]),
+                _json(m.get("inst")),
+                m.get("balance"),
+                m.get("flags", 0),
+                m.get("tariff"),
+                payload,
+            )
+        )
+    elif v.kind == "event":
+        batch.events.append((v.meter_id, m["seq"], m["ts"], m["code"], _json(m.get("detail")), received_at))
+    elif v.kind == "ack":
+        batch.acks.append(
+            (v.meter_id, m["seq"], m["cmd_seq"], m["result"], _json(m.get("detail")), m["ts"], received_at)
+        )
+    elif v.kind == "status":
+        fields = {col: m[name] for name, col in STATUS_FIELDS.items() if name in m}
+        batch.statuses.append((v.meter_id, m["online"], received_at, m["seq"], fields))
+    elif v.kind == "will":
+        batch.statuses.append((v.meter_id, 0, received_at, None, {}))
+    else:
+        kept = bytes(payload[:MAX_QUARANTINED_PAYLOAD])
+        detail = (
+            v.detail
+            if len(payload) <= MAX_QUARANTINED_PAYLOAD
+            else "%s (payload truncated from %d bytes)" % (v.detail, len(payload))
+        )
+        batch.quarantine.append((received_at, str(topic)[:256], v.meter_id, v.reason, detail, kept))
+        batch.count("rejected:" + v.reason)
+        return v
+    if v.kind != "will":
+        batch.seen[v.meter_id] = received_at
+    return v

@@ -1,0 +1,128 @@
+"""The `headend` command line: JSON contracts, --db anywhere, errors as `error: ...`."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from headend.cli import main
+from headend.storage import Storage
+from tests.headend.broker_support import ROOT
+
+
+def run(capsys, *argv):
+    capsys.readouterr()
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    rc, out, _ = run(capsys, "--db", db, "meter", "add", "m1", "--account", "A-1")
+    m = json.loads(out)
+    assert rc == 0 and list(m) == ["meter_id", "key", "mqtt_password"] and m["meter_id"] == "m1"
+    rc, out, _ = run(capsys, "meter", "list", "--json", "--db", db)
+    assert [(x["meter_id"], x["account"], x["online"]) for x in json.loads(out)] == [("m1", "A-1", 0)]
+    rc, out, _ = run(capsys, "meter", "list", "--db", db)
+    assert out.split() == ["m1", "A-1", "offline"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["meter", "add", "no/slash"], "error: meter id 'no/slash' is invalid"),
+        (["meter", "add", "m2", "--key", "00"], "error: key must be 64 hex digits"),
+        (["readings", "nope", "--json"], "error: unknown meter 'nope'"),
+        (["serve", "--broker", "http://x"], "error: broker URL must look like mqtt://"),
+    ],
+)
+def test_errors_name_what_was_wrong(tmp_path, capsys, argv, message):
+    rc, out, err = run(capsys, *argv, "--db", str(tmp_path / "h.db"))
+    assert rc == 1 and out == "" and err.startswith(message)
+
+
+def test_duplicate_meter_is_an_error(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    run(capsys, "meter", "add", "m1", "--db", db)
+    rc, _, err = run(capsys, "meter", "add", "m1", "--db", db)
+    assert rc == 1 and err == "error: meter 'm1' is already registered\n"
+
+
+def test_readings_and_stats_json(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    run(capsys, "meter", "add", "m1", "--db", db)
+    with Storage(db) as s:
+        rows = [
+            (
+                "m1",
+                seq,
+                900 * seq,
+                1.0,
+                900,
+                "[%d]" % seq,
+                "[0]",
+                "[0,0,0,0]",
+                None,
+                500,
+                0,
+                None,
+                b"f%d" % seq,
+            )
+            for seq in (1, 2, 3)
+        ]
+        s.insert_readings_batch(rows + rows[:1])
+        s.quarantine("t", "tag", b"x")
+    rc, out, _ = run(
+        capsys, "readings", "m1", "--from", "1800", "--to", "1970-01-01T00:45:00Z", "--json", "--db", db
+    )
+    got = json.loads(out)
+    assert [(r["seq"], r["ts"], r["imp"], r["balance"], r["vee_state"]) for r in got] == [
+        (2, 1800, [2], 500, "pending"),
+        (3, 2700, [3], 500, "pending"),
+    ]
+    assert {"seq", "ts", "imp", "exp", "q", "balance", "flags", "vee_state"} <= set(got[0])
+    rc, out, _ = run(capsys, "stats", "--json", "--db", db)
+    s = json.loads(out)
+    assert (s["accepted"], s["duplicates"], s["rejected"], s["rejected_total"]) == (3, 1, {"tag": 1}, 1)
+
+
+def test_broker_config_prints_conf_and_url(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    rc, out, _ = run(capsys, "broker-config", "--out", str(tmp_path / "b"), "--port", "18999", "--db", db)
+    cfg = json.loads(out)
+    assert rc == 0 and set(cfg) == {"conf", "headend_url"} and cfg["headend_url"].endswith("@127.0.0.1:18999")
+    assert "listener 18999 127.0.0.1" in open(cfg["conf"]).read()
+
+
+def test_vee_run_without_the_engine_or_with_a_bad_meter(tmp_path, capsys, monkeypatch):
+    db = str(tmp_path / "h.db")
+    rc, _, err = run(capsys, "vee", "run", "ghost", "--db", db)
+    assert rc == 1 and (err.startswith("error: unknown meter 'ghost'") or "not installed" in err)
+
+
+def test_vee_run_calls_the_engine_entry_point(tmp_path, capsys, monkeypatch):
+    import types
+
+    calls = []
+    fake = types.ModuleType("headend.vee.engine")
+    fake.run_vee = lambda store, meter_id, now: calls.append((meter_id, now)) or {"validated": 0}
+    monkeypatch.setitem(sys.modules, "headend.vee.engine", fake)
+    db = str(tmp_path / "h.db")
+    run(capsys, "meter", "add", "m1", "--db", db)
+    run(capsys, "meter", "add", "m2", "--db", db)
+    rc, out, _ = run(capsys, "vee", "run", "--now", "86400", "--db", db)
+    assert rc == 0 and json.loads(out) == {"m1": {"validated": 0}, "m2": {"validated": 0}}
+    assert calls == [("m1", 86400), ("m2", 86400)]
+
+
+def test_the_installed_command_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "headend.cli", "--db", str(tmp_path / "h.db"), "stats", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(out)["accepted"] == 0

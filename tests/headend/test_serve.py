@@ -1,0 +1,225 @@
+"""End to end: a real Mosquitto from `headend broker-config`, a real `headend serve`
+subprocess, meters publishing frames built with the independent `cwt` package."""
+
+import cbor2
+import pytest
+
+from headend.storage import Storage
+from protocol import messages as M
+from protocol import topics
+from tests.headend.broker_support import (
+    MeterClient,
+    Serve,
+    cli_json,
+    cwt_frame,
+    reading_map,
+    start_broker,
+    wait_for,
+)
+
+T0 = 1_700_000_100  # an interval end (multiple of 900)
+
+
+@pytest.fixture
+def fleet(tmp_path, capsys):
+    """Meters A and B in the head-end's db; the broker also knows 'ghost', which
+    the head-end does not (a meter the broker admits but the head-end never provisioned)."""
+    db, broker_db = str(tmp_path / "headend.db"), str(tmp_path / "broker.db")
+    meters = {}
+    for mid in ("A", "B"):
+        m = cli_json(capsys, "meter", "add", mid, "--db", broker_db)
+        cli_json(capsys, "meter", "add", mid, "--db", db, "--key", m["key"])
+        meters[mid] = m
+    meters["ghost"] = cli_json(capsys, "meter", "add", "ghost", "--db", broker_db)
+    broker, url = start_broker(capsys, broker_db, str(tmp_path / "broker"))
+    started = []
+
+    def serve(*extra):
+        started.append(Serve(db, url, *extra))
+        return started[-1]
+
+    yield {"db": db, "url": url, "port": broker.port, "meters": meters, "serve": serve}
+    for s in started:  # a failed test must not leave its `headend serve` running
+        if s.proc.poll() is None:
+            s.kill()
+    broker.stop()
+
+
+def key(m):
+    return bytes.fromhex(m["key"])
+
+
+def counters(db):
+    with Storage(db) as s:
+        return s.counters()
+
+
+def total(c):
+    return (
+        c.get("accepted", 0)
+        + c.get("duplicates", 0)
+        + sum(v for k, v in c.items() if k.startswith("rejected:"))
+    )
+
+
+def test_exactly_the_valid_frames_are_stored_and_the_rest_counted_by_reason(fleet, capsys):
+    a, ka = fleet["meters"]["A"], key(fleet["meters"]["A"])
+    serve = fleet["serve"]()
+    pub = MeterClient("A", a["mqtt_password"], fleet["port"])
+    ghost = MeterClient("ghost", fleet["meters"]["ghost"]["mqtt_password"], fleet["port"])
+    up, ev = topics.up("A", "reading"), topics.up("A", "event")
+    valid = [cwt_frame(ka, "A", reading_map(seq, T0 + 900 * seq, 1000 + seq)) for seq in range(1, 21)]
+    bad_map = reading_map(30, T0, 1)
+    del bad_map[4]  # no imp registers
+    forged = bytearray(cwt_frame(ka, "A", reading_map(21, T0, 5)))
+    forged[-1] ^= 0x01  # last tag byte
+    tampered = bytearray(valid[0])
+    tampered[30] ^= 0x01  # inside the payload
+    alg6 = cbor2.dumps(
+        cbor2.CBORTag(17, [cbor2.dumps({1: 6}), {4: b"A"}, cbor2.dumps(reading_map(22, T0, 1)), bytes(32)])
+    )
+    pub.publish_all(
+        [(up, f) for f in valid]
+        + [(up, valid[4])]  # a QoS duplicate: the same frame again
+        + [(up, f) for f in valid[:3]]  # replays of old frames
+        + [(up, bytes(forged)), (up, bytes(tampered))]  # tag
+        + [(up, cwt_frame(ka, "B", reading_map(23, T0, 1)))]  # kid B on A's topic
+        + [(up, alg6)]  # alg
+        + [(up, b"\x00garbage\xff" * 3)]  # structure
+        + [(up, cwt_frame(ka, "A", bad_map))]  # message
+        + [(ev, cwt_frame(ka, "A", reading_map(24, T0, 1)))]  # a reading on the event topic
+        + [(up, cwt_frame(ka, "A", reading_map(1, T0, 999)))]  # seq 1 again, another frame
+        + [(ev, cwt_frame(ka, "A", {0: 2, 1: 25, 2: T0, 10: 3, 11: {0: 1}}))]  # a valid event
+    )
+    ghost.publish_all([(topics.up("ghost", "reading"), cwt_frame(bytes(32), "ghost", reading_map(1, T0, 1)))])
+    expected = {
+        "accepted": 21,
+        "accepted:reading": 20,
+        "accepted:event": 1,
+        "duplicates": 4,
+        "rejected:tag": 2,
+        "rejected:kid": 1,
+        "rejected:alg": 1,
+        "rejected:structure": 1,
+        "rejected:message": 1,
+        "rejected:wrong_type": 1,
+        "rejected:seq_reused": 1,
+        "rejected:unknown_meter": 1,
+    }
+    wait_for(lambda: total(counters(fleet["db"])) >= 34, 15, "all 34 frames counted")
+    assert serve.terminate() == 0
+    pub.close()
+    ghost.close()
+    assert counters(fleet["db"]) == expected
+    with Storage(fleet["db"]) as s:
+        stored = s.readings("A")
+        assert [r["seq"] for r in stored] == list(range(1, 21))
+        assert [r["raw"] for r in stored] == valid
+        assert stored[0]["imp"] == [1001, 0, 0, 0] and stored[0]["inst"] == {
+            "urms_mv": 230000,
+            "irms_ma": 1000,
+            "p_w": 230,
+        }
+        assert s.readings("B") == [] and s.readings("ghost") == []
+        assert [(e["seq"], e["code"], e["detail"]) for e in s.events("A")] == [(25, 3, {"0": 1})]
+        reasons = sorted(q["reason"] for q in s.quarantined())
+        assert reasons == sorted(
+            k.split(":")[1] for k, v in expected.items() if k.startswith("rejected:") for _ in range(v)
+        )
+        assert s.meter("A")["last_seen"] is not None
+    assert cli_json(capsys, "stats", "--json", "--db", fleet["db"])["rejected"]["tag"] == 2
+    assert "stopped: accepted 21" in serve.lines[-1]
+
+
+def test_sigkill_mid_stream_loses_none_and_duplicates_none(fleet):
+    a, ka = fleet["meters"]["A"], key(fleet["meters"]["A"])
+    frames = [
+        M.seal(ka, "A", M.reading(seq, T0 + 900 * seq, 900, [seq, 0, 0, 0], [0] * 4, [0] * 4))
+        for seq in range(1, 2001)
+    ]
+    serve = fleet["serve"]("--batch", "50")
+    pub = MeterClient("A", a["mqtt_password"], fleet["port"])
+    infos = [pub.publish(topics.up("A", "reading"), f) for f in frames]
+
+    def stored():
+        with Storage(fleet["db"]) as s:
+            return s.count_readings("A")
+
+    wait_for(lambda: stored() >= 100, 15, "the first readings")
+    serve.kill()  # SIGKILL: no shutdown, batches in flight are neither committed nor acked
+    at_kill = stored()
+    for info in infos:
+        info.wait_for_publish(15)  # the broker has every frame: it queues them for the head-end's session
+    assert at_kill < 2000, "the kill came too late to test anything"
+    serve = fleet["serve"]()
+    wait_for(lambda: stored() == 2000, 30, "all 2000 readings")
+    assert serve.terminate() == 0
+    pub.close()
+    with Storage(fleet["db"]) as s:
+        assert [r["seq"] for r in s.readings("A")] == list(range(1, 2001))
+        c = s.counters()
+    assert c["accepted:reading"] == 2000 and not any(k.startswith("rejected") for k in c)
+
+
+def test_acl_a_meter_cannot_publish_or_subscribe_as_another(fleet):
+    a, b = fleet["meters"]["A"], fleet["meters"]["B"]
+    serve = fleet["serve"]()
+    intruder = MeterClient("A", a["mqtt_password"], fleet["port"])
+    # even with B's key (a valid frame), A may not write B's topic: the broker acks and drops it
+    spoof = M.seal(key(b), "B", M.reading(1, T0, 900, [1, 0, 0, 0], [0] * 4, [0] * 4))
+    intruder.publish_all([(topics.up("B", "reading"), spoof)])
+    marker = M.seal(key(a), "A", M.reading(1, T0, 900, [7, 0, 0, 0], [0] * 4, [0] * 4))
+    intruder.publish_all([(topics.up("A", "reading"), marker)])
+    wait_for(lambda: counters(fleet["db"]).get("accepted:reading") == 1, 15, "the marker reading")
+
+    # A subscribing to B's commands gets none of them. (Mosquitto 2.0 checks the read ACL
+    # per delivered message: the SUBACK may grant the filter, the messages never come.)
+    intruder.client.subscribe(topics.meter_down_filter("B"), qos=1)
+    intruder.client.subscribe(topics.meter_down_filter("A"), qos=1)
+    wait_for(lambda: len(intruder.subacks) == 2, 10, "two SUBACKs")
+    url = fleet["url"].split("//")[1]
+    user, password = url.split("@")[0].split(":")
+    headend = MeterClient.__new__(MeterClient)  # the head-end user, publishing commands
+    MeterClient.__init__(headend, user, password, fleet["port"])
+    headend.publish_all([(topics.down_cmd("B"), b"for B"), (topics.down_cmd("A"), b"for A")])
+    wait_for(lambda: intruder.received, 10, "A's own command")
+    assert intruder.received == [(topics.down_cmd("A"), b"for A")]
+    assert serve.terminate() == 0
+    for c in (intruder, headend):
+        c.close()
+    with Storage(fleet["db"]) as s:
+        assert s.readings("B") == [] and [r["imp"] for r in s.readings("A")] == [[7, 0, 0, 0]]
+        assert s.quarantined() == []
+
+
+def test_status_and_will_keep_online_state(fleet):
+    a, ka = fleet["meters"]["A"], key(fleet["meters"]["A"])
+    serve = fleet["serve"]()
+    meter = MeterClient("A", a["mqtt_password"], fleet["port"], will=topics.will_payload())
+    status = cwt_frame(
+        ka, "A", {0: 4, 1: 7, 2: T0, 40: 1, 41: "1.2.0", 42: "unix", 43: "adc", 44: 4, 45: 3, 46: 12}
+    )
+    meter.publish_all([(topics.up("A", "status"), status)])
+
+    def row():
+        with Storage(fleet["db"]) as s:
+            return s.meter("A")
+
+    wait_for(lambda: row()["online"] == 1, 15, "A online")
+    r = row()
+    assert (r["fw"], r["board"], r["metering"], r["status_rates"], r["tariff"], r["boot_count"]) == (
+        "1.2.0",
+        "unix",
+        "adc",
+        4,
+        3,
+        12,
+    )
+    seen = r["last_seen"]
+    meter.client.loop_stop()
+    meter.client.socket().close()  # the connection dies without DISCONNECT: the broker sends the will
+    wait_for(lambda: row()["online"] == 0, 15, "A offline by its will")
+    assert row()["last_seen"] == seen  # the will is the broker speaking, not the meter
+    assert serve.terminate() == 0
+    c = counters(fleet["db"])
+    assert c["accepted:status"] == 1 and c["accepted:will"] == 1
