@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import signal
 import sqlite3
 import sys
@@ -97,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = vsub.add_parser("run", help="run VEE for one meter or all", parents=[db])
     run.add_argument("meter_id", nargs="?")
     run.add_argument("--now", type=_ts, help="the time to validate as of (default: now)")
+    ed = vsub.add_parser("edit", help="replace one interval's energy, with a reason (audited)", parents=[db])
+    ed.add_argument("meter_id")
+    ed.add_argument("interval_end", type=_ts, help="end of the interval to edit (epoch s or ISO 8601)")
+    ed.add_argument("--imp", required=True, help="import Wh per rate, comma-separated (e.g. 10,0,0,2)")
+    ed.add_argument("--exp", help="export Wh per rate, comma-separated")
+    ed.add_argument("--reason", required=True)
+    ed.add_argument("--user", default=os.environ.get("USER", "operator"))
+    ed.add_argument("--now", type=_ts, help="the time of the edit (default: now)")
     return parser
 
 
@@ -240,13 +249,39 @@ def cmd_vee(args) -> int:
     with _store(args) as store:
         if args.meter_id is not None and store.meter(args.meter_id) is None:
             raise CLIError("unknown meter %r" % args.meter_id)
-        ids = [args.meter_id] if args.meter_id else [m["meter_id"] for m in store.meters()]
         try:
-            results = {m: engine.run_vee(store, m, now) for m in ids}
+            if args.vee_command == "edit":
+                from headend.vee.edit import edit_interval
+
+                imp = _wh_list("--imp", args.imp)
+                exp = _wh_list("--exp", args.exp) if args.exp else None
+                result = edit_interval(
+                    store,
+                    args.meter_id,
+                    args.interval_end,
+                    imp,
+                    exp,
+                    reason=args.reason,
+                    user=args.user,
+                    now=now,
+                )
+            else:
+                ids = [args.meter_id] if args.meter_id else [m["meter_id"] for m in store.meters()]
+                result = {m: engine.run_vee(store, m, now) for m in ids}
         except ValueError as e:  # headend.vee.VeeError and its kin name the bad input
             raise CLIError(str(e))
-    _print_json(results)
+    _print_json(result)
     return 0
+
+
+def _wh_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise CLIError("%s must be comma-separated whole Wh per rate, got %r" % (flag, text))
+    if any(v < 0 for v in values):
+        raise CLIError("%s values must not be negative, got %r" % (flag, text))
+    return values
 
 
 COMMANDS = {

@@ -159,10 +159,10 @@ def m002_vee(db: Database) -> None:
             "interval_start": int,
             "interval_s": int,
             "rate": int,
-            "kwh_imp": float,
-            "kwh_exp": float,
+            "wh_imp": int,  # integer Wh, as the meter registers count
+            "wh_exp": int,
             "source": str,  # real | estimated | edited
         },
         pk=("meter_id", "interval_s", "interval_start", "rate"),
-        not_null={"kwh_imp", "kwh_exp", "source"},
+        not_null={"wh_imp", "wh_exp", "source"},
     )

@@ -19,7 +19,7 @@ groups several, e.g. one VEE run). All are idempotent where the engine re-runs:
   ``audit(meter_id=None)``
   ``replace_load_profile(meter_id, interval_s, from_ts, to_ts, rows)``  delete that
       meter's rows of that interval length with from_ts <= interval_start < to_ts,
-      insert rows (dicts with interval_start, rate, kwh_imp, kwh_exp, source).
+      insert rows (dicts with interval_start, rate, wh_imp, wh_exp, source; integer Wh).
   ``load_profile(meter_id, interval_s, from_ts=None, to_ts=None)``
   ``set_meter_rating(meter_id, ib_ma=None, imax_ma=None, un_mv=None, rates=None)``
 """
@@ -55,6 +55,10 @@ class VeeStorageMixin:
                     row[c] = json.loads(row[c])
             out.append(row)
         return out
+
+    def transaction(self):
+        """One transaction around several writes (nests as savepoints)."""
+        return self.db.atomic()
 
     def readings_for_vee(self, meter_id: str, from_ts=None, to_ts=None, states=None) -> list[dict]:
         sql, args = _range("SELECT * FROM readings WHERE meter_id = ?", [meter_id], "ts", from_ts, to_ts)
@@ -157,7 +161,7 @@ class VeeStorageMixin:
             )
             return self.conn.executemany(
                 "INSERT INTO load_profile"
-                " (meter_id, interval_start, interval_s, rate, kwh_imp, kwh_exp, source)"
+                " (meter_id, interval_start, interval_s, rate, wh_imp, wh_exp, source)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
@@ -165,8 +169,8 @@ class VeeStorageMixin:
                         r["interval_start"],
                         interval_s,
                         r["rate"],
-                        r["kwh_imp"],
-                        r["kwh_exp"],
+                        r["wh_imp"],
+                        r["wh_exp"],
                         r["source"],
                     )
                     for r in rows

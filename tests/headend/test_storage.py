@@ -132,10 +132,10 @@ def test_vee_tables_round_trip_and_rerun_idempotently(store):
     assert (e["values"], e["replaced_by_real"]) == ([1, 3], 1) and store.estimates("m1", False) == []
     aid = store.add_audit("m1", "reading:2", {"imp": [1]}, {"imp": [2]}, "meter swap", "ops", at=8.0)
     assert [(a["id"], a["old"], a["new"]) for a in store.audit("m1")] == [(aid, {"imp": [1]}, {"imp": [2]})]
-    rows = [{"interval_start": 0, "rate": 1, "kwh_imp": 0.5, "kwh_exp": 0.0, "source": "real"}]
+    rows = [{"interval_start": 0, "rate": 1, "wh_imp": 500, "wh_exp": 0, "source": "real"}]
     for _ in range(2):
         store.replace_load_profile("m1", 900, 0, 3600, rows)
-    assert [(p["kwh_imp"], p["source"]) for p in store.load_profile("m1", 900)] == [(0.5, "real")]
+    assert [(p["wh_imp"], p["source"]) for p in store.load_profile("m1", 900)] == [(500, "real")]
     store.set_meter_rating("m1", ib_ma=5000, imax_ma=60000)
     assert (store.meter("m1")["ib_ma"], store.meter("m1")["imax_ma"]) == (5000, 60000)
     with pytest.raises(ValueError, match="volts"):
