@@ -17,7 +17,8 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import __version__
+from headend import __version__, cli_billing
+from headend.billing import BillingError
 from headend.mqtt_service import ServiceError
 from headend.provision import ProvisionError
 from headend.storage import StorageError
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--reason", required=True)
     ed.add_argument("--user", default=os.environ.get("USER", "operator"))
     ed.add_argument("--now", type=_ts, help="the time of the edit (default: now)")
+    cli_billing.add_billing_commands(sub)
     return parser
 
 
@@ -291,6 +293,7 @@ COMMANDS = {
     "readings": cmd_readings,
     "stats": cmd_stats,
     "vee": cmd_vee,
+    "bill-profile": cli_billing.run_billing_command,
 }
 
 
@@ -302,7 +305,16 @@ def main(argv=None) -> int:
         return 0
     try:
         return COMMANDS[args.command](args)
-    except (CLIError, ProvisionError, StorageError, ServiceError, ProtocolError, sqlite3.Error, OSError) as e:
+    except (
+        CLIError,
+        ProvisionError,
+        StorageError,
+        ServiceError,
+        ProtocolError,
+        BillingError,
+        sqlite3.Error,
+        OSError,
+    ) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
 

@@ -1,0 +1,145 @@
+"""The billing tariff model, and loading a tariff file (native TOML/JSON or OpenEI URDB JSON).
+
+A ``Tariff`` is a list of ``TariffVersion``s with effective dates. Each version prices
+energy per time-of-use period (with tiers), and adds fixed, demand and minimum charges.
+The file format is documented in docs/tariff-format.md; ``headend.billing.native`` reads
+it, ``headend.billing.urdb`` reads URDB records. Money and energy are ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from headend.billing import TariffError
+
+TIER_MODES = ("time_order", "prorate")
+TIER_BASES = ("monthly", "annual")
+NATIVE_FORMAT = "open-ami-tariff"
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One block of an energy price: ``rate`` per kWh up to ``max_kwh`` of cumulative use in
+    the tier window (month or year); None is unbounded. ``per_day``: the bound is per day of
+    the month (URDB ``kWh daily``)."""
+
+    rate: Decimal
+    max_kwh: Decimal | None = None
+    per_day: bool = False
+
+    def bound(self, days_in_month: int) -> Decimal | None:
+        if self.max_kwh is None or not self.per_day:
+            return self.max_kwh
+        return self.max_kwh * days_in_month
+
+
+@dataclass(frozen=True)
+class DemandTier:
+    """One block of a demand charge: ``rate`` per kW of peak demand up to ``max_kw``."""
+
+    rate: Decimal
+    max_kw: Decimal | None = None
+
+
+NO_DEMAND: tuple = tuple(() for _ in range(12))
+
+
+@dataclass(frozen=True)
+class TariffVersion:
+    """The tariff in force from local date ``effective_from`` (days since 1970-01-01; None:
+    from the beginning of time) until the next version's."""
+
+    calendar: object  # MeterCalendar | MonthHourCalendar: energy period at a time
+    period_names: tuple[str, ...]
+    energy: tuple[tuple[Tier, ...], ...]  # per energy period, its tiers
+    effective_from: int | None = None
+    fixed_monthly: Decimal = ZERO
+    fixed_daily: Decimal = ZERO
+    flat_demand: tuple[tuple[DemandTier, ...], ...] = NO_DEMAND  # per month 1..12 (index m-1)
+    demand_calendar: object | None = None  # demand period at a time (None: no TOU demand)
+    demand_period_names: tuple[str, ...] = ()
+    demand: tuple[tuple[DemandTier, ...], ...] = ()  # per demand period, its tiers
+    min_monthly: Decimal = ZERO
+    min_annual: Decimal = ZERO
+
+
+@dataclass(frozen=True)
+class Tariff:
+    name: str
+    versions: tuple[TariffVersion, ...]
+    currency: str = ""
+    minor_unit: Decimal = Decimal("0.01")
+    utc_offset: int = 0  # minutes east of UTC: the local time of calendars, months and days
+    tier_mode: str = "time_order"
+    tier_basis: str = "monthly"
+    source: str = "native"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def version_index(self, local_day: int) -> int | None:
+        """Index of the version in force on local date ``local_day``, or None before the first."""
+        found = None
+        for i, v in enumerate(self.versions):
+            if v.effective_from is not None and v.effective_from > local_day:
+                break
+            found = i
+        return found
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def parse_tariff(text: str, *, name: str = "tariff", **overrides) -> Tariff:
+    """A tariff from the text of a file: TOML, or JSON (detected by a leading ``{``).
+
+    Native or URDB is told by content: a native document has ``format = "open-ami-tariff"``;
+    a URDB record has ``energyratestructure`` (or another URDB rate key), alone or as the
+    single element of ``items`` (the URDB API answer). ``overrides`` (``tier_mode``,
+    ``utc_offset``) replace the document's or the URDB defaults.
+    """
+    stripped = text.lstrip("\ufeff \t\r\n")
+    try:
+        if stripped.startswith(("{", "[")):
+            doc = json.loads(stripped, parse_float=Decimal)
+        else:
+            doc = tomllib.loads(stripped, parse_float=Decimal)
+    except (ValueError, tomllib.TOMLDecodeError) as e:
+        raise TariffError("%s: not valid JSON or TOML: %s" % (name, e))
+    from headend.billing import native, urdb
+
+    if isinstance(doc, dict) and doc.get("format") == NATIVE_FORMAT:
+        return native.tariff_from_native(doc, name=name, **overrides)
+    record = urdb.find_record(doc)
+    if record is not None:
+        return urdb.tariff_from_urdb(record, name=name, **overrides)
+    raise TariffError(
+        '%s: neither a native tariff (format = "%s") nor an OpenEI URDB record '
+        "(energyratestructure, ...)" % (name, NATIVE_FORMAT)
+    )
+
+
+def load_tariff(path: str | pathlib.Path, **overrides) -> Tariff:
+    """``parse_tariff`` of a file (UTF-8)."""
+    p = pathlib.Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TariffError("%s: not UTF-8 text: %s" % (p, e))
+    return parse_tariff(text, name=str(p), **overrides)
+
+
+def check_overrides(overrides: dict) -> dict:
+    """Validate ``tier_mode`` / ``utc_offset`` overrides (None values are dropped)."""
+    out = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(out) - {"tier_mode", "utc_offset"}
+    if unknown:
+        raise TypeError("unknown tariff override: %s" % ", ".join(sorted(unknown)))
+    if "tier_mode" in out and out["tier_mode"] not in TIER_MODES:
+        raise TariffError("tier_mode must be one of %s" % ", ".join(TIER_MODES), "tier_mode")
+    if "utc_offset" in out and not (type(out["utc_offset"]) is int and -1439 <= out["utc_offset"] <= 1439):
+        raise TariffError("utc_offset must be -1439..1439 minutes", "utc_offset")
+    return out
