@@ -2,7 +2,11 @@
 
 The modules in tests/dual/ run here under ``micropython -X heapsize=64K`` as
 bytecode built with mpy-cross (what a board runs), one process per module,
-and again under pytest on CPython (collected directly).
+and again under pytest on CPython (collected directly). A second run at 60K
+checks a 4 KiB margin below that budget, so a module at the very edge (one
+that passes or fails with the checkout path's length) shows up; modules known
+to need more are listed in OVER_60K and expected to fail there (strict: one
+that starts passing must be taken off the list).
 """
 
 import os
@@ -16,6 +20,8 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DUAL = sorted(p.stem for p in (ROOT / "tests" / "dual").glob("test_*.py"))
+# modules that do not yet keep the 4 KiB margin (their owners' files: see firmware/README.md)
+OVER_60K = {"test_atm90e26", "test_messages", "test_meter_store"}
 
 
 def micropython_exe():
@@ -32,11 +38,10 @@ def mpy_tree(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("module", DUAL)
-def test_module_passes_on_micropython_64k(mpy_tree, module):
+def _run_module(mpy_tree, module, heap):
     code = "import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; mp_runner.main([%r])" % module
     proc = subprocess.run(
-        [micropython_exe(), "-X", "heapsize=64K", "-c", code],
+        [micropython_exe(), "-X", "heapsize=" + heap, "-c", code],
         cwd=mpy_tree,
         capture_output=True,
         text=True,
@@ -49,3 +54,16 @@ def test_module_passes_on_micropython_64k(mpy_tree, module):
     # the same number of tests ran as pytest collects from the module on CPython
     src = (ROOT / "tests" / "dual" / (module + ".py")).read_text()
     assert int(m.group(1)) == len(re.findall(r"^def test_", src, re.M)), out
+
+
+@pytest.mark.parametrize("module", DUAL)
+def test_module_passes_on_micropython_64k(mpy_tree, module):
+    _run_module(mpy_tree, module, "64K")
+
+
+_OVER = pytest.mark.xfail(strict=True, reason="needs more than 60K")
+
+
+@pytest.mark.parametrize("module", [pytest.param(m, marks=_OVER) if m in OVER_60K else m for m in DUAL])
+def test_module_keeps_4k_margin_at_60k(mpy_tree, module):
+    _run_module(mpy_tree, module, "60K")

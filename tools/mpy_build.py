@@ -77,10 +77,12 @@ def build(out, arch=None):
                 src = os.path.join(dirpath, name)
                 if name.endswith(".py"):
                     target = os.path.join(dest, name[:-3] + ".mpy")
-                    cmd = [exe, "-o", target + ".tmp", src]
+                    # the source name is compiled into the .mpy (tracebacks, and a qstr on
+                    # the device heap): relative, so the build is the same from any checkout
+                    cmd = [exe, "-o", os.path.abspath(target) + ".tmp", os.path.relpath(src, ROOT)]
                     if arch:
                         cmd.insert(1, "-march=" + arch)
-                    subprocess.run(cmd, check=True)
+                    subprocess.run(cmd, check=True, cwd=ROOT)
                     os.replace(target + ".tmp", target)
                     count, total = sizes.get(pkg, (0, 0))
                     sizes[pkg] = (count + 1, total + os.path.getsize(target))

@@ -1,0 +1,150 @@
+"""The run loop shared by every board: boot, then poll -> meter.step -> persist -> watchdog -> sleep.
+
+``App(board)``; ``boot()`` loads config.json from ``board.flash_dir``
+(firmware.config), restores the meter state from the two-slot store
+(firmware.persist + firmware.meter_state), sets the clock
+(``board.clock_at_boot``), raises the boot events (1 power down when the
+previous run did not end with a clean save, 2 power up, 13 watchdog reset,
+20 storage recovery, 18 when the metering IC rejects its calibration: fatal,
+metering stops but the loop keeps the clock, relay and persistence going),
+and saves once (marked unclean) so a later power cut is recognised.
+
+``step()`` is one pass of the loop; ``run(max_steps=None)`` repeats it while
+``board.running()``; ``shutdown()`` saves with the clean mark. A pass sleeps
+``wait_ms()`` = the poll period (config poll_ms, or ``poll_ms`` given to App),
+shortened so it ends exactly at the next tariff boundary or persist deadline,
+then polls the front end into meter.out, steps the meter by the elapsed
+time, applies the relay, saves when the persist policy says so, and feeds
+the watchdog. Boot-only modules (firmware.config, firmware.atm90e26_cal,
+the register map) are dropped from memory after boot (``unload``).
+``probe`` (optional) is called with a label at the heap's high-water points
+(after calibration, inside saves) so the emulator can measure its peak.
+"""
+
+import gc
+import sys
+
+from firmware import compat, hal, meter_state
+from firmware import meter_events as ev
+from firmware.meter import NEVER, Meter
+
+CONFIG_NAME = "config.json"
+WDT_MS = 8000  # RP2040's maximum is 8388 ms
+
+
+def unload(*names):
+    """Drop modules from memory (MicroPython; CPython's tests need the classes to stay the same)."""
+    if not compat.MICROPYTHON:
+        return
+    for n in names:
+        if n in sys.modules:
+            del sys.modules[n]
+            pkg, _, attr = n.rpartition(".")
+            p = sys.modules.get(pkg)
+            if p is not None and hasattr(p, attr):
+                delattr(p, attr)
+
+
+class App:
+    def __init__(self, board, poll_ms=None, probe=None):
+        self.board = board
+        self.poll_ms = poll_ms
+        self.probe = probe
+        self.meter = None
+        self.fe = None
+        self.store = None
+        self.policy = None
+        self.restored = False
+        self.state_error = None
+        self.boot_ts = None
+        self.prepaid_cfg = None
+
+    def boot(self):
+        from firmware import config, persist
+
+        b = self.board
+        cfg = config.load(b.flash_dir + "/" + CONFIG_NAME)
+        del config
+        unload("firmware.config")
+        m = Meter(cfg)
+        self.meter = m
+        if self.poll_ms is None:
+            self.poll_ms = cfg["poll_ms"]
+        store = persist.SlotStore(b.flash_dir, meter_state.STATE_NAME)
+        self.store = store
+        state, self.state_error = meter_state.read(store)
+        ts, ms = b.clock_at_boot(*meter_state.clock_of(state))
+        m.set_clock(ts, ms)
+        self.boot_ts = ts
+        if state is not None:
+            meter_state.apply_state(m, state)
+            self.restored = True
+        elif cfg["prepaid"]["enabled"]:
+            from firmware.prepaid import Prepaid
+
+            p = cfg["prepaid"]
+            m.enable_prepaid(Prepaid(0, p["low_balance"], p["emergency_credit"], p["friendly_hours"]))
+        m.boot_count += 1
+        if state is not None and not state.get("clean"):
+            m.raise_event(ev.EV_POWER_DOWN)
+        m.raise_event(ev.EV_POWER_UP)
+        if b.reset_cause() == hal.RESET_WATCHDOG:
+            m.raise_event(ev.EV_WATCHDOG)
+        if store.recovered or self.state_error is not None:
+            m.storage_recoveries += 1
+            m.raise_event(ev.EV_STORAGE)
+        self.fe = b.frontend(cfg)
+        if not self.fe.calibrate(cfg["calibration"]):
+            m.fault(ev.FAULT_CALIBRATION)
+        if self.probe is not None:
+            self.probe("calibrated")
+        unload("firmware.atm90e26_cal", "firmware.atm90e26_reg")
+        self.policy = meter_state.PersistPolicy(cfg["persist_wh"], cfg["persist_interval"], m.sec, self.probe)
+        self.prepaid_cfg = cfg["prepaid"]
+        b.set_relay(m.relay_closed)
+        self._relay = m.relay_closed
+        self.policy.save(m, store)
+        b.wdt_start(WDT_MS)
+        b.elapsed_ms()  # the first step counts from here
+        del persist, cfg
+        gc.collect()
+        return m
+
+    def wait_ms(self):
+        """The next sleep: the poll period, cut to end at a tariff boundary or the persist deadline."""
+        m = self.meter
+        w = self.poll_ms
+        d = m.next_change_sec - m.sec
+        if m.next_change_sec != NEVER and d <= w // 1000 + 1:
+            d = d * 1000 - m.ms
+            if d < w:
+                w = d
+        d = self.policy.ms_to_deadline(m)
+        if d < w:
+            w = d
+        return w if w > 0 else 1
+
+    def step(self):
+        b = self.board
+        m = self.meter
+        b.sleep_ms(self.wait_ms())
+        dt = b.elapsed_ms()
+        ok = self.fe.poll(m.out) if m.metering else True
+        m.step(dt, ok)
+        if m.relay_closed != self._relay:
+            self._relay = m.relay_closed
+            b.set_relay(self._relay)
+        if self.policy.due(m):
+            self.policy.save(m, self.store)
+        b.wdt_feed()
+
+    def run(self, max_steps=None):
+        n = 0
+        while self.board.running() and (max_steps is None or n < max_steps):
+            self.step()
+            n += 1
+        return n
+
+    def shutdown(self):
+        """Save with the clean mark (no power-down event at the next boot)."""
+        self.policy.save(self.meter, self.store, True)

@@ -1,0 +1,1 @@
+"""Board files: each builds the HAL objects of firmware/hal.py for one target (unix = the emulator)."""

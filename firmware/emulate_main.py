@@ -1,0 +1,125 @@
+"""The emulator's firmware process, started by tools/emulate.py as ``micropython -m firmware.emulate_main``.
+
+Its stdin and stdout are the link to the test bench (firmware/bench_link.py);
+the bench sends the setup (flash directory, the scenario's tariff, prepaid
+balance and poll period) in its HELLO reply. Builds the unix board, boots the
+shared app loop (firmware/app.py), installs the tariff and prepaid balance
+when the meter does not have them yet, runs until the bench says the
+scenario is over, saves with the clean mark and sends the final state as
+JSON in a REPORT request. The boot line goes to stderr
+(``boot N restored R seq S ts T rec C``: boot count, state loaded, its slot
+seq, clock, storage recoveries so far; the kill test reads it).
+
+Heap: ``heap_peak`` in the report is the largest live heap (bytes in use
+right after a collection) seen at the high-water points: end of boot, the
+first saves and every 1024th, and the report itself; ``heap_size`` is the
+heap's total size (micropython -X heapsize). With EMULATE_TRACE_HEAP=1 in
+the bench's environment each sample goes to stderr with the loaded modules.
+"""
+
+import gc
+import sys
+
+from firmware import app as app_mod
+from firmware.bench_link import BenchLink
+from firmware.boards.unix import UnixBoard
+
+
+class HeapProbe:
+    def __init__(self):
+        self.peak = 0
+        self.calls = 0
+        self.trace = False
+
+    def __call__(self, where):
+        self.calls += 1
+        if self.calls > 8 and self.calls & 1023:
+            return
+        gc.collect()
+        a = gc.mem_alloc()
+        if self.trace:
+            sys.stderr.write("heap %s %d %r\n" % (where, a, sorted(sys.modules)))
+        if a > self.peak:
+            self.peak = a
+
+
+def _install(app, m, setup):
+    tariff = setup.get("tariff")
+    if tariff is not None:
+        from protocol.tariff_calendar import tariff_from_json
+
+        t = tariff_from_json(tariff)
+        have = [x[0] for x in (m.tariff, m.pending) if x is not None]
+        if t[0] not in have:
+            m.set_tariff(t)
+    prepaid = setup.get("prepaid")
+    if prepaid is not None and m.prepaid is None:
+        from firmware.prepaid import Prepaid
+
+        p = app.prepaid_cfg
+        m.enable_prepaid(
+            Prepaid(prepaid.get("balance", 0), p["low_balance"], p["emergency_credit"], p["friendly_hours"])
+        )
+
+
+def result(app, steps, wall_ms, probe):
+    m = app.meter
+    regs = m.regs
+    probe("report")
+    return {
+        "imp": regs.imp_list(),
+        "exp": regs.exp_list(),
+        "imp_mwh": m.imp_mwh(),
+        "exp_mwh": m.exp_mwh(),
+        "q": regs.q_list(),
+        "q_mvarh": [regs.q_mvarh(k) for k in range(1, 5)],
+        "balance": m.prepaid.balance if m.prepaid is not None else None,
+        "relay": "closed" if m.relay_closed else "open",
+        "events": m.events.code_list(),
+        "events_dropped": m.events.dropped,
+        "registers": regs.snapshot(),
+        "frontend": "atm90e26" if m.atm else "adc",
+        "tariff": m.tariff_id(),
+        "rate": m.rate,
+        "ts": m.now(),
+        "steps": steps,
+        "bad_reads": m.bad_reads,
+        "boot_count": m.boot_count,
+        "storage_recoveries": m.storage_recoveries,
+        "saves": app.policy.saves,
+        "metering": m.metering,
+        "wall_ms": wall_ms,
+        "heap_live": gc.mem_alloc(),  # bytes in use after the last collection
+        "heap_peak": probe.peak,
+        "heap_size": gc.mem_alloc() + gc.mem_free(),
+    }
+
+
+def main():
+    from firmware import compat
+
+    link = BenchLink(sys.stdin.buffer, sys.stdout.buffer)
+    setup = link.hello()
+    probe = HeapProbe()
+    probe.trace = setup.get("trace_heap", False)
+    app = app_mod.App(UnixBoard(link, setup["flash"]), setup.get("poll_ms"), probe)
+    m = app.boot()
+    sys.stderr.write(
+        "boot %d restored %d seq %d ts %d rec %d\n"
+        % (m.boot_count, app.restored, app.store.seq, app.boot_ts, m.storage_recoveries)
+    )
+    _install(app, m, setup)
+    setup = None
+    probe("run")
+    t0 = compat.ticks_ms()
+    steps = app.run()
+    wall = compat.ticks_diff(compat.ticks_ms(), t0)
+    app.shutdown()
+    app.fe = None  # the front end is done: its buffers make room for the report
+    import json
+
+    link.report(json.dumps(result(app, steps, wall, probe)).encode())
+
+
+if __name__ == "__main__":
+    main()

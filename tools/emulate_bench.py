@@ -1,0 +1,383 @@
+"""The emulator's test bench (CPython): scenario, clock and hardware models, served to the firmware process.
+
+The firmware runs alone in ``micropython -X heapsize=64K -m firmware.emulate_main``
+(tools/emulate.py starts it); its unix board (firmware/boards/unix.py) is a
+thin client whose hardware accesses are requests over the child's
+stdin/stdout, framed as firmware/bench_link.py documents (8-byte requests,
+fixed-size replies). This side owns:
+
+- the scenario (``Scenario``: checked here; the timeline is absolute, segment
+  k covers [start + the earlier seconds, + its seconds));
+- the clock: a SLEEP request advances it by the firmware's requested ms (the
+  firmware already cut it at its tariff boundary and persist deadline), cut
+  again at the segment's end, and feeds the models that stretch of load (no
+  current while the relay is open); the reply says how long passed and
+  whether the scenario goes on;
+- the hardware, fresh for every firmware process (as after a power cut):
+  firmware.emulator.atm90e26_model (SENSOR_ERRORS, which the factory
+  calibration corrects) answering SPI frames, or firmware.emulator.adc_model
+  filling one window per ADC request (start phase and noise seed are
+  functions of the emulated time, so a re-run after a restart measures the
+  same samples); cover and magnet inputs from the segment (``cover``,
+  ``magnet``: 0/1);
+- the factory: an empty flash directory gets config.json (``ensure_config``:
+  meter "emu-0001", a fixed key, the scenario's front end and mains
+  frequency, poll 60 s (ATM90E26) or 10 s (ADC), and the calibration a
+  factory would measure).
+
+``Bench(scenario, flash).serve(proc)`` answers one firmware process until it
+sends its REPORT (returned as a dict, with the bench's ``chip_counts``) or
+dies (``FirmwareDied``: a kill or crash; the flash keeps what the firmware
+saved).
+"""
+
+import array
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in (ROOT, os.path.join(ROOT, "tests", "shims")):  # firmware modules need `micropython` (a shim)
+    if _p not in sys.path:
+        sys.path.insert(0 if _p == ROOT else len(sys.path), _p)
+
+from firmware import bench_link as bl  # noqa: E402
+from firmware.emulator.adc_model import ADCModel  # noqa: E402
+
+SENSOR_ERRORS = {"gain_error_u": 0.012, "gain_error_i": -0.009, "phase_error_deg": 0.25}
+ADC_SPC = 64
+ADC_CYCLES = 10
+METER_ID = "emu-0001"
+# a fixed, public key ("emu-0001-not-a-secret-key-------" in hex): emulated meters only
+KEY_HEX = "656d752d303030312d6e6f742d612d7365637265742d6b65792d2d2d2d2d2d2d"
+POLL_MS = {"atm90e26": 60000, "adc": 10000}
+_SPEC_FRAME = bytes((bl.SPEC_LAST, 0, 0))
+CONFIG_NAME = "config.json"
+_KEYS = ("frontend", "start", "mains_hz", "segments", "tariff", "prepaid", "poll_ms")
+_SEG_KEYS = ("seconds", "urms", "irms", "phase_deg", "harmonics", "noise_lsb", "irms_n", "cover", "magnet")
+
+
+class ScenarioError(ValueError):
+    """A scenario file the emulator cannot play; the message names the field."""
+
+
+class BenchError(Exception):
+    """The firmware broke the link protocol."""
+
+
+class FirmwareDied(Exception):
+    """The firmware process ended without a report (killed, crashed); ``returncode`` says how."""
+
+    def __init__(self, returncode):
+        super().__init__("firmware process ended without a report (exit %r)" % (returncode,))
+        self.returncode = returncode
+
+
+def _num(where, v, lo, hi):
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ScenarioError("%s: expected a number %s..%s, got %r" % (where, lo, hi, v))
+    return v
+
+
+class Scenario:
+    def __init__(self, obj):
+        if not isinstance(obj, dict):
+            raise ScenarioError("scenario: expected a JSON object")
+        for k in obj:
+            if k not in _KEYS:
+                raise ScenarioError("scenario.%s: unknown key" % k)
+        fe = obj.get("frontend", "atm90e26")
+        if fe not in ("atm90e26", "adc"):
+            raise ScenarioError('scenario.frontend: expected "atm90e26" or "adc", got %r' % (fe,))
+        self.frontend = fe
+        self.start = int(_num("scenario.start", obj.get("start", 1704067200), 0, 2**32 - 1))
+        self.mains_hz = obj.get("mains_hz", 50)
+        if self.mains_hz not in (50, 60):
+            raise ScenarioError("scenario.mains_hz: expected 50 or 60, got %r" % (self.mains_hz,))
+        self.poll_ms = obj.get("poll_ms")
+        if self.poll_ms is not None:
+            self.poll_ms = int(_num("scenario.poll_ms", self.poll_ms, 100, 3600000))
+        segs = obj.get("segments")
+        if not isinstance(segs, list) or not segs:
+            raise ScenarioError("scenario.segments: expected a non-empty list")
+        self.segments = []
+        t = self.start * 1000
+        for i, s in enumerate(segs):
+            w = "scenario.segments[%d]" % i
+            if not isinstance(s, dict):
+                raise ScenarioError(w + ": expected an object")
+            for k in s:
+                if k not in _SEG_KEYS:
+                    raise ScenarioError("%s.%s: unknown key" % (w, k))
+            ms = int(_num(w + ".seconds", s.get("seconds"), 1, 10**9) * 1000)
+            harm = []
+            for h in s.get("harmonics", []):
+                if not isinstance(h, list) or len(h) != 4:
+                    raise ScenarioError(w + ".harmonics: expected [order, rel_v, rel_i, phase_deg] entries")
+                harm.append((int(h[0]), float(h[1]), float(h[2]), float(h[3])))
+            i_n = s.get("irms_n")
+            inputs = int(_num(w + ".cover", s.get("cover", 0), 0, 1)) | 2 * int(
+                _num(w + ".magnet", s.get("magnet", 0), 0, 1)
+            )
+            seg = (
+                t,
+                t + ms,
+                float(_num(w + ".urms", s.get("urms", 230), 0, 1000)),
+                float(_num(w + ".irms", s.get("irms", 0), 0, 400)),
+                float(_num(w + ".phase_deg", s.get("phase_deg", 0), -360, 360)),
+                tuple(harm),
+                float(_num(w + ".noise_lsb", s.get("noise_lsb", 0), 0, 100)),
+                None if i_n is None else float(_num(w + ".irms_n", i_n, 0, 400)),
+                inputs,
+            )
+            self.segments.append(seg)
+            t += ms
+        self.end_ms = t
+        self.tariff = obj.get("tariff")
+        self.prepaid = obj.get("prepaid")
+
+    def segment(self, t_ms):
+        """The segment covering t_ms (the last one from its end on)."""
+        for s in self.segments:
+            if t_ms < s[1]:
+                return s
+        return self.segments[-1]
+
+
+# -- the factory ---------------------------------------------------------------------------
+
+
+def factory_calibration(cfg):
+    """Calibrate an emulated ATM90E26 with SENSOR_ERRORS: the config "calibration" dict that corrects them.
+
+    The factory procedure: Ugain/IgainL at Un, Ib; Lgain from 1 h of energy at
+    Un, Ib, PF 1; Lphi from 1 h at PF 0.5 inductive.
+    """
+    from firmware import atm90e26_reg as reg
+    from firmware.atm90e26 import ATM90E26
+    from firmware.atm90e26_cal import adjust_gain, energy_gain, phase_comp
+    from firmware.emulator.atm90e26_model import ATM90E26Model
+
+    mc, un, ib = cfg["meter_constant"], cfg["un"], cfg["ib"]
+    chip = ATM90E26Model(mc, un, ib, **SENSOR_ERRORS)
+    drv = ATM90E26(chip, chip.cs)
+    cal = {"meter_constant": mc, "un": un, "ib": ib}
+    out = [0] * 14
+
+    def counts(phase):
+        drv.poll(out)
+        for _ in range(60):
+            chip.advance(60, float(un), float(ib), phase)
+        drv.poll(out)
+        return out[0]
+
+    drv.calibrate(cal)
+    chip.advance(1, float(un), float(ib), 0.0)
+    drv.poll(out)
+    cal["ugain"] = adjust_gain(out[4], round(un * 100), reg.DEF_UGAIN)
+    cal["igainl"] = adjust_gain(out[5], round(ib * 1000), reg.DEF_IGAINL)
+    ref = round(un * ib * mc / 100)  # counts in 1 h: Wh * MC / 100
+    cal["lgain"] = energy_gain(counts(0.0), ref)
+    drv.calibrate(cal)
+    cal["lphi"] = phase_comp(counts(60.0), ref / 2, 60.0)
+    return cal
+
+
+def adc_calibration(mains_hz):
+    sample_us = 1e6 / (mains_hz * ADC_SPC)
+    return ADCModel(skew_us=sample_us / 2).frontend_cal(sample_us, ADC_SPC, ADC_CYCLES, mains_hz)
+
+
+def default_config(sc):
+    """The validated config an empty flash gets for scenario ``sc`` (calibration included)."""
+    from firmware import config
+
+    cfg = config.validate(
+        {
+            "meter_id": METER_ID,
+            "key": KEY_HEX,
+            "frontend": sc.frontend,
+            "mains_hz": sc.mains_hz,
+            "poll_ms": POLL_MS[sc.frontend],
+        }
+    )
+    if sc.frontend == "atm90e26":
+        cfg["calibration"] = factory_calibration(cfg)
+    else:
+        cfg["calibration"] = adc_calibration(sc.mains_hz)
+    return cfg
+
+
+def ensure_config(flash, sc):
+    """Write the default config.json into ``flash`` unless it has one (temp + rename); True if written."""
+    from firmware import config
+
+    path = os.path.join(flash, CONFIG_NAME)
+    if os.path.exists(path):
+        return False
+    os.makedirs(flash, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json(default_config(sc)))
+    os.replace(tmp, path)
+    return True
+
+
+# -- the bench -------------------------------------------------------------------------------
+
+
+class Bench:
+    """One power-up of the emulated meter hardware: models fresh, clock set at the firmware's boot."""
+
+    def __init__(self, scenario, flash):
+        self.sc = scenario
+        self.flash = os.path.abspath(flash)
+        with open(os.path.join(self.flash, CONFIG_NAME)) as f:
+            cfg = json.load(f)  # the hardware is built for the meter's config
+        self.t_ms = scenario.start * 1000
+        self.relay_closed = True
+        self.load = scenario.segments[0]
+        self.chip = None
+        self.windows = 0
+        self.requests = 0
+        self._sample_us = 1e6 / (scenario.mains_hz * ADC_SPC)
+        if cfg.get("frontend", "atm90e26") == "atm90e26":
+            from firmware.emulator.atm90e26_model import ATM90E26Model
+
+            self.chip = ATM90E26Model(
+                cfg.get("meter_constant", 3200),
+                cfg.get("un", 230),
+                cfg.get("ib", 5),
+                freq_hz=float(scenario.mains_hz),
+                **SENSOR_ERRORS,
+            )
+
+    def setup(self):
+        """What the HELLO reply carries: flash directory and the scenario's settings for the firmware."""
+        sc = self.sc
+        return {
+            "flash": self.flash,
+            "tariff": sc.tariff,
+            "prepaid": sc.prepaid,
+            "poll_ms": sc.poll_ms,
+            "trace_heap": bool(os.environ.get("EMULATE_TRACE_HEAP")),
+        }
+
+    # -- requests ------------------------------------------------------------------------
+
+    def clock(self, ts, ms):
+        if ts is None:
+            ts, ms = self.sc.start, 0
+        self.t_ms = ts * 1000 + ms
+        return ts, ms
+
+    def running(self):
+        return self.t_ms < self.sc.end_ms
+
+    def sleep(self, ms):
+        """Advance the clock by ms (cut at the segment's end), the hardware with it; the ms that passed."""
+        seg = self.sc.segment(self.t_ms)
+        if self.t_ms + ms > seg[1]:
+            ms = seg[1] - self.t_ms
+        if ms <= 0:
+            return 0
+        self.load = seg
+        if self.chip is not None:
+            i = seg[3] if self.relay_closed else 0.0
+            i_n = seg[7] if self.relay_closed else 0.0
+            self.chip.advance(ms / 1000, seg[2], i, seg[4], seg[5], i_n)
+        self.t_ms += ms
+        return ms
+
+    def spi(self, data):
+        if self.chip is None:
+            raise BenchError("SPI request, but this meter's front end is the ADC")
+        ib = bytearray(len(data))
+        cs = self.chip.cs
+        cs.value(0)
+        self.chip.write_readinto(data, ib)
+        cs.value(1)
+        return ib
+
+    def adc(self, n):
+        """One window of n sample pairs with the load of the interval that just ended (deterministic)."""
+        seg = self.load
+        t = self.t_ms
+        seed = (t * 2654435761 + 12345) & 0xFFFFFFFF
+        model = ADCModel(skew_us=self._sample_us / 2, seed=seed)
+        t0_us = float((t * 7919) % 20000) + (seed & 0xFF) / 256.0  # start phase across the cycle
+        i = seg[3] if self.relay_closed else 0.0
+        vbuf = array.array("H", bytes(2 * n))
+        ibuf = array.array("H", bytes(2 * n))
+        model.fill(vbuf, ibuf, n, t0_us, self._sample_us, seg[2], i, seg[4], self.sc.mains_hz, seg[5], seg[6])
+        self.windows += 1
+        return vbuf.tobytes() + ibuf.tobytes()
+
+    def inputs(self):
+        return self.sc.segment(self.t_ms)[8]
+
+    def chip_counts(self):
+        """Every count the emulated ATM90E26 emitted this run (fwd/rev active, fwd/rev reactive)."""
+        if self.chip is None:
+            return None
+        tc = self.chip.total_counts
+        return {"ap": tc[0x40], "an": tc[0x41], "rp": tc[0x43], "rn": tc[0x44]}
+
+    # -- the link ------------------------------------------------------------------------
+
+    def serve(self, proc):
+        """Answer ``proc`` (stdin/stdout pipes) until its REPORT; the report dict (plus chip_counts)."""
+        rfd = proc.stdout.fileno()
+        wfd = proc.stdin.fileno()
+        read = os.read
+        write = os.write
+
+        def recv(n):
+            b = read(rfd, n)
+            while len(b) < n:
+                more = read(rfd, n - len(b))
+                if not more:
+                    raise FirmwareDied(proc.wait())
+                b += more
+            return b
+
+        try:
+            while True:
+                r = recv(bl.REQ_LEN)
+                op = r[0]
+                self.requests += 1
+                if op == bl.OP_SPI:
+                    data = r[2 : 2 + r[1]]
+                    out = self.spi(data)
+                    if len(data) == 3 and data[0] & 0x80 and data[0] != bl.SPEC_LAST:
+                        out += self.spi(_SPEC_FRAME)  # the LastSPIData read that comes next, answered ahead
+                    write(wfd, out)
+                elif op == bl.OP_SLEEP:
+                    d = self.sleep(int.from_bytes(r[4:8], "little", signed=True))
+                    write(wfd, d.to_bytes(4, "little", signed=True) + bytes((self.running(), 0, 0, 0)))
+                elif op == bl.OP_ADC:
+                    write(wfd, self.adc(r[2] | r[3] << 8))
+                elif op == bl.OP_RELAY:
+                    self.relay_closed = bool(r[1])
+                    write(wfd, r[1:2])
+                elif op == bl.OP_INPUTS:
+                    write(wfd, bytes((self.inputs(),)))
+                elif op == bl.OP_CLOCK:
+                    ts = int.from_bytes(r[4:8], "little") if r[1] else None
+                    ts, ms = self.clock(ts, r[2] | r[3] << 8)
+                    write(
+                        wfd, ts.to_bytes(4, "little") + ms.to_bytes(2, "little") + bytes((self.running(), 0))
+                    )
+                elif op == bl.OP_HELLO:
+                    if r[1] != bl.VERSION:
+                        raise BenchError("firmware link version %d, bench %d" % (r[1], bl.VERSION))
+                    js = json.dumps(self.setup()).encode()
+                    write(wfd, bytes((bl.VERSION, 0, 0, 0)) + len(js).to_bytes(4, "little") + js)
+                elif op == bl.OP_REPORT:
+                    state = json.loads(recv(int.from_bytes(r[4:8], "little")))
+                    state["chip_counts"] = self.chip_counts()
+                    return state
+                else:
+                    raise BenchError("link out of step: got %r where a request was due" % (bytes(r),))
+        except BrokenPipeError:
+            raise FirmwareDied(proc.wait())
