@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto test test-micropython lint format demo mpy clean
+.PHONY: venv mosquitto test test-micropython lint format demo bench mpy clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,10 @@ format: venv
 
 demo: venv mosquitto
 	$(BIN)/python tools/demo.py
+
+# benchmarks (never part of make test): prints tables, writes bench/results.json
+bench: venv mosquitto
+	$(BIN)/python tools/bench.py
 
 mpy: venv
 	$(BIN)/python tools/mpy_build.py --out build/mpy

@@ -17,11 +17,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import __version__, cli_billing
+from headend import __version__, cli_billing, cli_billrun
 from headend.billing import BillingError
 from headend.mqtt_service import ServiceError
 from headend.provision import ProvisionError
 from headend.storage import StorageError
+from headend.storage_billing import AccountError
 from protocol.errors import ProtocolError
 
 
@@ -82,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="commit at latest this long after a batch's first message (default 50)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest processes on the shared subscription, sessions CLIENT_ID-0.. (default 1;"
+        " > 1 accepts Mosquitto issue 2662: a QoS 1 message in flight to a worker that"
+        " disconnects can be lost)",
+    )
+    serve.add_argument(
+        "--mqtt",
+        choices=("3.1.1", "5"),
+        default="3.1.1",
+        help="MQTT version of the head-end's session (default 3.1.1: paho receives it faster)",
+    )
 
     rd = sub.add_parser("readings", help="print a meter's stored readings", parents=[db])
     rd.add_argument("meter_id")
@@ -108,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--user", default=os.environ.get("USER", "operator"))
     ed.add_argument("--now", type=_ts, help="the time of the edit (default: now)")
     cli_billing.add_billing_commands(sub)
+    cli_billrun.add_billrun_commands(sub)
     return parser
 
 
@@ -156,6 +172,18 @@ def cmd_serve(args) -> int:
 
     if args.batch < 1 or args.batch_ms <= 0:
         raise CLIError("--batch must be >= 1 and --batch-ms > 0")
+    if args.workers < 1:
+        raise CLIError("--workers must be >= 1")
+    if args.workers > 1:
+        from headend.mqtt_service import parse_broker_url, run_workers
+
+        parse_broker_url(args.broker)  # a bad URL is one error, not N
+        with _store(args):
+            pass  # create and migrate the database once, before the workers race to
+        common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
+        serve = [sys.executable, "-m", "headend.cli", "serve", *common, "--client-id"]
+        return run_workers(args.workers, lambda i: serve + ["%s-%d" % (args.client_id, i)])
     with _store(args) as store:
         service = IngestService(
             store,
@@ -164,6 +192,7 @@ def cmd_serve(args) -> int:
             shared=args.shared,
             batch_max=args.batch,
             batch_wait=args.batch_ms / 1000,
+            protocol=args.mqtt,
         )
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: service.stop())
@@ -294,6 +323,7 @@ COMMANDS = {
     "stats": cmd_stats,
     "vee": cmd_vee,
     "bill-profile": cli_billing.run_billing_command,
+    **cli_billrun.COMMANDS,
 }
 
 
@@ -312,6 +342,7 @@ def main(argv=None) -> int:
         ServiceError,
         ProtocolError,
         BillingError,
+        AccountError,
         sqlite3.Error,
         OSError,
     ) as e:

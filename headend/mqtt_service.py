@@ -1,26 +1,50 @@
-"""``headend serve``: the MQTT edge of ingest (paho-mqtt 2, MQTT 5).
+"""``headend serve``: the MQTT edge of ingest (paho-mqtt 2).
 
 Exactly-once into SQLite over an at-least-once broker:
 
-- a persistent session (stable client id, clean_start False, session expiry
-  "never") so the broker keeps QoS 1 messages while the head-end is away;
+- a persistent session (stable client id; MQTT 3.1.1 ``clean_session=False``,
+  which Mosquitto keeps until the client comes back, or with ``protocol="5"``
+  clean_start False and session expiry "never"), so the broker keeps QoS 1
+  messages while the head-end is away;
 - QoS 1 subscription to ``ami/v1/+/up/#`` (or ``$share/headend/ami/v1/+/up/#``
   with ``shared``, so several workers split the load);
-- ``manual_ack``: the paho network thread verifies each message
-  (``headend.ingest.add``) into the open batch; the main thread commits the
-  batch (up to ``batch_max`` messages or ``batch_wait`` s after its first) in
-  one transaction and only then sends the PUBACKs. A crash before the commit
-  leaves the messages unacknowledged: the broker redelivers them and
-  ``(meter_id, seq)`` makes the redelivery a no-op.
-- stop() (SIGTERM/SIGINT in ``serve``): stop taking messages, commit, ack,
-  disconnect. Messages that arrive meanwhile stay unacknowledged for next time.
+- ``manual_ack``: each message is verified (``headend.ingest.add``) into the
+  open batch; the batch (up to ``batch_max`` messages or ``batch_wait`` s after
+  its first) is committed in one transaction and only then are its PUBACKs
+  sent. A crash before the commit leaves the messages unacknowledged: the
+  broker redelivers them and ``(meter_id, seq)`` makes the redelivery a no-op.
+  If the connection drops, the batch is committed but its PUBACKs are not sent
+  (a packet id of the old connection may name another message by then): the
+  broker redelivers, and the redeliveries count as duplicates.
+- stop() (SIGTERM/SIGINT in ``serve``): stop reading, commit, ack, disconnect.
+  Messages the broker sent meanwhile stay unacknowledged for next time.
 
-Acks survive a reconnect unharmed: a resumed session redelivers an unacked
-message under its original packet id, so a late PUBACK still names that message.
+Speed (tools/bench_ingest.py): one thread drives paho through its external-loop
+API (``loop_read``/``loop_write``/``loop_misc``), so reading, verifying,
+committing and acknowledging never hand over between threads. ``_Client``
+reads the socket in 256 KiB chunks (paho itself makes four recv calls per
+message), and a batch's PUBACKs go out in one ``send`` when paho has nothing
+else queued. The default protocol is MQTT 3.1.1 because paho decodes an MQTT 5
+PUBLISH into a ``Properties`` object, which costs about as much as the rest of
+the receive path; nothing here needs MQTT 5 (Mosquitto keeps a 3.1.1
+persistent session, applies ``max_inflight_messages`` as the receive maximum
+and serves ``$share`` filters to 3.1.1 clients too).
+
+Shared subscriptions (``run_workers``, ``headend serve --workers N``): N
+processes, each with its own persistent session ``<client_id>-<i>``, split the
+load; SQLite WAL serialises their commits (busy_timeout). Caveat, Mosquitto
+issue 2662: when a member of a shared subscription disconnects, a QoS 1
+message in flight to it can be lost instead of going to another member. The
+single-worker mode (the default) has no such hole: the kill test
+(tests/headend/test_serve.py) runs it.
 """
 
 from __future__ import annotations
 
+import select
+import signal
+import struct
+import subprocess
 import sys
 import threading
 import time
@@ -36,6 +60,11 @@ from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)
 KEY_RELOAD_S = 5.0  # meters provisioned while serving become known within this
+READ_CHUNK = 256 * 1024  # bytes per recv
+IDLE_WAIT = 0.1  # s: how often an idle loop looks at stop() and the keepalive
+SEEN_EVERY = 1.0  # s: meters' last_seen is written at most this often (and at stop)
+PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
+_PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (also valid MQTT 5)
 
 
 class ServiceError(Exception):
@@ -59,6 +88,33 @@ def parse_broker_url(url: str) -> dict:
     }
 
 
+class _Client(mqtt.Client):
+    """paho's client, reading the socket in large chunks.
+
+    paho reads a packet with one recv for its first byte, one per length byte
+    and one for the rest; this serves those reads from a READ_CHUNK buffer.
+    ``buffered()`` says whether bytes wait in it (select() cannot see them)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf, self._rpos, self._rsock = b"", 0, None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rsock is not self._sock:  # a new connection: the old one's bytes are void
+            self._rbuf, self._rpos, self._rsock = b"", 0, self._sock
+        pos = self._rpos
+        if pos >= len(self._rbuf):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError / OSError as paho expects
+            if not data:
+                return data
+            self._rbuf, pos = data, 0
+        self._rpos = pos + bufsize
+        return self._rbuf[pos : pos + bufsize]
+
+    def buffered(self) -> bool:
+        return self._rsock is self._sock and self._rpos < len(self._rbuf)
+
+
 class IngestService:
     def __init__(
         self,
@@ -68,34 +124,43 @@ class IngestService:
         shared: bool = False,
         batch_max: int = 500,
         batch_wait: float = 0.05,
+        protocol: str = "3.1.1",
         log=None,
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ServiceError("MQTT protocol must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol))
         self.store = store
         self.broker = parse_broker_url(broker_url)
         self.shared = shared
         self.batch_max = batch_max
         self.batch_wait = batch_wait
+        self.protocol = protocol
         self.log = log or (lambda text: print("headend serve: " + text, file=sys.stderr, flush=True))
         self.keys = store.meter_keys()
-        self._cond = threading.Condition()
         self._batch = IngestBatch()
-        self._acks: list[tuple[int, int]] = []
+        self._acks: list[int] = []  # packet ids of the open batch's QoS 1 messages
+        self._pending = 0  # messages in the open batch
         self._first_at = 0.0
-        self._closing = False
+        self._seen: dict[str, float] = {}  # last_seen not yet written
+        self._seen_due = 0.0
         self._stop = threading.Event()
         self.fatal: str | None = None
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        v5 = protocol == "5"
+        self.client = _Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=PROTOCOLS[protocol],
+            clean_session=None if v5 else False,
+            manual_ack=True,
         )
         if self.broker["username"]:
             self.client.username_pw_set(self.broker["username"], self.broker["password"])
-        self.client.reconnect_delay_set(0.2, 5)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
-    # ------------------------------------------------------------ paho thread
+    # ------------------------------------------------------------ paho callbacks (our thread)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -105,83 +170,137 @@ class IngestService:
         flt = topics.HEADEND_SHARED_FILTER if self.shared else topics.HEADEND_UP_FILTER
         client.subscribe(flt, qos=topics.QOS)
         self.log(
-            "connected to %s:%d (session present: %s), subscribed to %s"
-            % (self.broker["host"], self.broker["port"], flags.session_present, flt)
+            "connected to %s:%d (MQTT %s, session present: %s), subscribed to %s"
+            % (self.broker["host"], self.broker["port"], self.protocol, flags.session_present, flt)
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        if not self._closing:
+        if not self._stop.is_set():
             self.log("disconnected (%s); reconnecting" % reason_code)
 
     def _on_message(self, client, userdata, message):
         received_at = time.time()
-        with self._cond:
-            if self._closing:
-                return  # not acked: the broker keeps it for the next session
-            ingest.add(self._batch, message.topic, message.payload, received_at, self.keys)
-            self._acks.append((message.mid, message.qos))
-            n = len(self._acks)
-            if n == 1:
-                self._first_at = received_at
-                self._cond.notify()
-            elif n >= self.batch_max:
-                self._cond.notify()
+        ingest.add(self._batch, message.topic, message.payload, received_at, self.keys)
+        if message.qos:
+            self._acks.append(message.mid)
+        self._pending += 1
+        if self._pending == 1:
+            self._first_at = received_at
 
-    # ------------------------------------------------------------ main thread
+    # ------------------------------------------------------------ the loop
 
     def stop(self) -> None:
         """Ask run() to finish (safe from a signal handler)."""
         self._stop.set()
 
-    def _take(self, idle_wait: float) -> tuple[IngestBatch, list]:
-        with self._cond:
-            if not self._acks:
-                self._cond.wait(idle_wait)
-            while self._acks and len(self._acks) < self.batch_max and not self._stop.is_set():
-                remaining = self._first_at + self.batch_wait - time.time()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
-            batch, acks = self._batch, self._acks
-            self._batch, self._acks = IngestBatch(), []
-            return batch, acks
+    def _commit(self, connected: bool, final: bool = False) -> None:
+        if not self._pending and not (final and self._seen):
+            return
+        batch, acks = self._batch, self._acks
+        self._batch, self._acks, self._pending = IngestBatch(), [], 0
+        # one UPDATE per meter per batch costs a third of the commit: gather last_seen for a while
+        self._seen.update(batch.seen)
+        now = time.monotonic()
+        if final or now >= self._seen_due:
+            batch.seen, self._seen, self._seen_due = self._seen, {}, now + SEEN_EVERY
+        else:
+            batch.seen = {}
+        result = self.store.commit_batch(batch)
+        if connected:  # only now: the batch is durable in SQLite
+            self._send_acks(acks)
+        self.totals["accepted"] += result["accepted"]
+        self.totals["duplicates"] += result["duplicates"]
+        self.totals["rejected"] += len(batch.quarantine) + result["reused"]
 
-    def _commit(self, batch: IngestBatch, acks: list) -> None:
-        if acks:
-            result = self.store.commit_batch(batch)
-            for mid, qos in acks:  # only now: the batch is durable in SQLite
-                if qos:
-                    self.client.ack(mid, qos)
-            self.totals["accepted"] += result["accepted"]
-            self.totals["duplicates"] += result["duplicates"]
-            self.totals["rejected"] += len(batch.quarantine) + result["reused"]
+    def _send_acks(self, mids: list[int]) -> None:
+        c = self.client
+        sock = c.socket()
+        if not mids or sock is None:
+            return
+        if c.want_write():  # paho is part-way through a packet: queue ours behind it
+            for mid in mids:
+                c.ack(mid, 1)
+            return
+        data = memoryview(b"".join([_PUBACK(0x40, 2, mid) for mid in mids]))
+        try:
+            while data:
+                try:
+                    data = data[sock.send(data) :]
+                except BlockingIOError:
+                    select.select([], [sock], [], 1.0)
+        except OSError:
+            pass  # the connection is gone; the broker redelivers what we did not ack
+
+    def _due(self) -> bool:
+        return self._pending >= self.batch_max or (
+            self._pending > 0 and time.time() >= self._first_at + self.batch_wait
+        )
+
+    def _connect(self, delay: float) -> float:
+        """One connection attempt; the next back-off delay."""
+        try:
+            self.client.reconnect()
+            return 0.2
+        except OSError as e:
+            self.log("cannot reach the broker (%s); retrying in %.1f s" % (e, delay))
+            self._stop.wait(delay)
+            return min(delay * 2, 5.0)
+
+    def _step(self) -> bool:
+        """One select round: read, write, keepalive, commit; False if the connection dropped."""
+        c = self.client
+        sock = c.socket()
+        if c.buffered():
+            timeout = 0.0
+        elif self._pending:
+            timeout = max(0.0, min(IDLE_WAIT, self._first_at + self.batch_wait - time.time()))
+        else:
+            timeout = IDLE_WAIT
+        try:
+            readable, writable, _ = select.select([sock], [sock] if c.want_write() else [], [], timeout)
+        except (OSError, ValueError):
+            return False
+        rc = mqtt.MQTT_ERR_SUCCESS
+        if readable or c.buffered():
+            rc = c.loop_read()
+            while rc == mqtt.MQTT_ERR_SUCCESS and c.buffered() and self._pending < self.batch_max:
+                rc = c.loop_read()
+        if rc == mqtt.MQTT_ERR_SUCCESS and (writable or c.want_write()):
+            rc = c.loop_write()
+        if rc == mqtt.MQTT_ERR_SUCCESS:
+            rc = c.loop_misc()
+        ok = rc == mqtt.MQTT_ERR_SUCCESS and c.socket() is not None
+        if self._due() or not ok:
+            self._commit(ok)
+        return ok
 
     def run(self) -> int:
         """Ingest until stop(); 0 after a clean shutdown, 2 if the broker refused us."""
+        v5 = self.protocol == "5"
         self.client.connect_async(
             self.broker["host"],
             self.broker["port"],
             keepalive=60,
-            clean_start=False,
-            properties=self._connect_properties(),
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=self._connect_properties() if v5 else None,
         )
-        self.client.loop_start()
         next_reload = time.monotonic() + KEY_RELOAD_S
+        delay, connected = 0.2, False
         try:
             while not self._stop.is_set():
-                self._commit(*self._take(0.1))
+                if not connected:
+                    delay = self._connect(delay)
+                    connected = self.client.socket() is not None
+                    continue
+                connected = self._step()
                 if time.monotonic() >= next_reload:
-                    keys = self.store.meter_keys()
-                    with self._cond:
-                        self.keys = keys
+                    self.keys = self.store.meter_keys()
                     next_reload = time.monotonic() + KEY_RELOAD_S
-            with self._cond:
-                self._closing = True
-            self._commit(*self._take(0))
+            self._commit(connected, final=True)
         finally:
-            self._closing = True
-            self.client.disconnect()
-            self.client.loop_stop()
+            if self.client.socket() is not None:
+                self.client.disconnect()
+                self.client.loop_write()
         if self.fatal:
             self.log(self.fatal)
             return 2
@@ -196,3 +315,29 @@ class IngestService:
         props.SessionExpiryInterval = 0xFFFFFFFF  # never: the session outlives any restart of ours
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         return props
+
+
+def run_workers(n: int, child_argv, log=None) -> int:
+    """Run ``child_argv(i)`` (a `headend serve --shared` command line) for i in 0..n-1
+    as processes until SIGTERM/SIGINT, which is passed on; the highest exit code.
+    If one worker exits by itself, the others are stopped too."""
+    log = log or (lambda text: print("headend serve: " + text, file=sys.stderr, flush=True))
+    procs = [subprocess.Popen(child_argv(i)) for i in range(n)]
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.is_set() and all(p.poll() is None for p in procs):
+            stop.wait(0.2)
+        if not stop.is_set():
+            log("a worker exited; stopping the others")
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        return max(p.wait() for p in procs)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()

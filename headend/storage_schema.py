@@ -166,3 +166,130 @@ def m002_vee(db: Database) -> None:
         pk=("meter_id", "interval_s", "interval_start", "rate"),
         not_null={"wh_imp", "wh_exp", "source"},
     )
+
+
+@migrations()
+def m003_billing(db: Database) -> None:
+    """Accounts, tariffs, bill runs, bills, their audit trail and the notification outbox.
+
+    Money and kWh are TEXT holding exact decimals ("12.34"); lists and maps are JSON.
+    ``bills`` is UNIQUE on (account_id, cycle): a re-run can never issue a second bill.
+    """
+    db["tariffs"].create(
+        {
+            "tariff_id": str,  # "t-" + the first 12 hex digits of the text's SHA-256
+            "name": str,
+            "text": str,  # the tariff file as given (native TOML/JSON or URDB JSON)
+            "effective_from": str,  # "YYYY-MM-DD" of the first version, None: always
+            "effective_to": str,
+            "created_at": float,
+        },
+        pk="tariff_id",
+        not_null={"name", "text", "created_at"},
+    )
+    db["accounts"].create(
+        {
+            "account_id": str,
+            "name": str,
+            "address": str,
+            "zone": str,
+            "zone_kind": str,  # key | regular
+            "billing": str,  # postpaid | prepaid
+            "tariff_id": str,
+            "email": str,
+            "webhook": str,
+            "created_at": float,
+        },
+        pk="account_id",
+        not_null={"zone", "zone_kind", "billing", "tariff_id", "created_at"},
+        foreign_keys=[("tariff_id", "tariffs", "tariff_id")],
+    )
+    db["accounts"].create_index(["billing", "account_id"])
+    db["account_meters"].create(
+        {"account_id": str, "meter_id": str, "from_ts": int, "to_ts": int},  # [from_ts, to_ts), to None: open
+        pk=("account_id", "meter_id", "from_ts"),
+        not_null={"from_ts"},
+    )
+    db["account_meters"].create_index(["meter_id"])
+    db["bill_runs"].create(
+        {
+            "run_id": int,
+            "cycle": str,  # YYYY-MM
+            "state": str,  # running | finished
+            "started_at": float,
+            "finished_at": float,
+            "seed": int,  # review sample seed, kept so a resumed run samples alike
+            "policy": str,
+            "cursor": str,  # last account_id of the last committed batch
+            "batches": int,
+            "counts": str,  # {"issued", "held", "review", "skipped"}
+        },
+        pk="run_id",
+        not_null={"cycle", "state", "started_at", "seed", "policy", "batches", "counts"},
+    )
+    db["bill_runs"].create_index(["cycle", "state"])
+    db["bills"].create(
+        {
+            "id": int,
+            "account_id": str,
+            "cycle": str,
+            "run_id": int,
+            "state": str,  # held | review | approved | issued
+            "reasons": str,  # JSON list of why it is held or in review
+            "tariff_id": str,
+            "currency": str,
+            "period_start": int,
+            "period_end": int,
+            "energy_kwh": str,
+            "kwh_by_rate": str,  # JSON {"1": "12.345", ...}
+            "sources": str,  # JSON {"real": s, "estimated": s, "edited": s} seconds of data
+            "lines": str,  # JSON [{"item", "amount", "reason"?}]
+            "total": str,
+            "rule": str,  # the rounding rule, printed on the bill
+            "rendered_text": str,  # the copy delivered to the customer (outbox)
+            "rendered_html": str,
+            "created_at": float,
+            "updated_at": float,
+            "issued_at": float,
+        },
+        pk="id",
+        not_null={"account_id", "cycle", "run_id", "state", "reasons", "lines", "total", "created_at"},
+    )
+    db["bills"].create_index(["account_id", "cycle"], unique=True)
+    db["bills"].create_index(["cycle", "state"])
+    db["bill_audit"].create(
+        {
+            "id": int,
+            "bill_id": int,
+            "action": str,  # approve | correct | recompute
+            "old_state": str,
+            "new_state": str,
+            "amount": str,
+            "reason": str,
+            "user": str,
+            "at": float,
+        },
+        pk="id",
+        not_null={"bill_id", "action", "reason", "user", "at"},
+    )
+    db["bill_audit"].create_index(["bill_id"])
+    db["outbox"].create(
+        {
+            "id": int,
+            "bill_id": int,
+            "channel": str,  # console | webhook | email
+            "target": str,
+            "payload": str,  # JSON
+            "state": str,  # pending | sent | failed
+            "attempts": int,
+            "next_attempt_at": float,
+            "last_error": str,
+            "created_at": float,
+            "sent_at": float,
+        },
+        pk="id",
+        not_null={"channel", "payload", "state", "attempts", "next_attempt_at", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db["outbox"].create_index(["bill_id", "channel"], unique=True)
+    db["outbox"].create_index(["state", "next_attempt_at"])

@@ -76,16 +76,18 @@ def start_broker(capsys, db: str, out_dir: str) -> tuple[Broker, str]:
 
 
 class Serve:
-    """`headend serve` as a subprocess; started() returns once it has subscribed."""
+    """`headend serve` as a subprocess; returns once it (each of its `--workers`) has subscribed."""
 
-    def __init__(self, db: str, url: str, *extra: str) -> None:
+    def __init__(self, db: str, url: str, *extra: str, subscribed: int = 1) -> None:
         cmd = [sys.executable, "-m", "headend.cli", "serve", "--db", db, "--broker", url, *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         wait_for(
-            lambda: any("subscribed" in line for line in self.lines) or self.proc.poll() is not None,
+            lambda: (
+                sum("subscribed" in line for line in self.lines) >= subscribed or self.proc.poll() is not None
+            ),
             15,
             "headend serve to subscribe",
         )

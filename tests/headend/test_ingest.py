@@ -1,14 +1,17 @@
 """ingest.verify / ingest.add: the check order of PROTOCOL.md, one reason per refusal."""
 
+import json
+
 import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headend import ingest
+from headend import ingest, ingest_fast
 from headend.storage import IngestBatch
+from protocol import cbor, topics
 from protocol import messages as M
-from protocol import topics
+from protocol.errors import ProtocolError
 from tests.headend.broker_support import cwt_frame, reading_map
 
 KA, KB = bytes(range(32)), bytes(range(1, 33))
@@ -106,13 +109,14 @@ def test_quarantined_payload_is_capped():
 
 
 def reference(topic, payload):
-    """The verdict with the fast envelope path switched off."""
-    saved = ingest._fast_envelope
+    """The verdict with the fast paths (envelope, payload decode and check) switched off."""
+    saved = ingest._fast_envelope, ingest_fast.reading
     ingest._fast_envelope = lambda *a: None
+    ingest_fast.reading = lambda body: None
     try:
         return ingest.verify(topic, payload, KEYS)
     finally:
-        ingest._fast_envelope = saved
+        ingest._fast_envelope, ingest_fast.reading = saved
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -145,3 +149,119 @@ def test_fast_envelope_agrees_with_protocol_open_frame(seq, kid, key, extra, fli
 def test_the_fast_path_is_taken_for_our_frames():
     assert ingest._fast_envelope(KA, "A", reading(3)) is not None
     assert ingest._fast_envelope(KB, "A", reading(3)) is None
+
+
+# ---------------------------------------------------------------- payload fast path (ingest_fast)
+
+
+def slow(body):
+    """protocol.cbor + messages.parse: the parsed reading, or the ProtocolError it raises."""
+    try:
+        return ingest._reference_message(body)
+    except ProtocolError as e:
+        return e
+
+
+def assert_agrees(body):
+    fast, ref = ingest_fast.reading(body), slow(body)
+    if fast is not None:  # None = "ask the reference"; anything else must be exactly its answer
+        assert not isinstance(ref, ProtocolError), (body.hex(), ref)
+        assert fast == ref and list(fast) == list(ref)  # same keys in the same order
+        assert ingest._ints(fast["imp"]) == json.dumps(ref["imp"], separators=(",", ":"))
+        assert ingest._inst_json(fast.get("inst")) == ingest._json(ref.get("inst"))
+    return fast, ref
+
+
+def indefinite_imp():
+    """reading_map(3, 2700, 5) with imp as an indefinite-length array."""
+    m = reading_map(3, 2700, 5)
+    pairs = [cbor.dumps(k) + cbor.dumps(v) for k, v in m.items() if k != 4]
+    imp = b"\x04\x9f" + b"".join(cbor.dumps(x) for x in m[4]) + b"\xff"
+    return bytes([0xA0 + len(m)]) + pairs[0] + pairs[1] + pairs[2] + pairs[3] + imp + b"".join(pairs[4:])
+
+
+def test_fast_payload_takes_our_readings():
+    body = cbor.dumps(reading_map(3, 2700, 5))
+    fast, ref = assert_agrees(body)
+    assert fast is not None and fast["inst"] == {"urms_mv": 230000, "irms_ma": 1000, "p_w": 230}
+    full = M.reading(
+        9, 900, 900, [1] * 8, [2**64 - 1] * 8, [0, 1, 2, 3], balance=-(2**64), flags=31, tariff=7
+    )
+    assert assert_agrees(cbor.dumps(full))[0] is not None
+
+
+@pytest.mark.parametrize(
+    "body, refused",
+    [
+        (bytes.fromhex("a3") + bytes.fromhex("0001") + bytes.fromhex("0102") + bytes.fromhex("0103"), True),
+        (cbor.dumps(reading_map(3, 2700, 5)) + b"\x00", True),  # trailing byte
+        (cbor.dumps(reading_map(3, 2700, 5)).replace(b"\x01\x03", b"\x01\x18\x03", 1), False),  # seq 3 long
+        (indefinite_imp(), False),
+        (cbor2.dumps({**reading_map(3, 2700, 5), 1: True}), True),  # a bool is not an int
+        (cbor2.dumps({**reading_map(3, 2700, 5), 12: 1.5}), False),  # an unknown key is ignored
+        (cbor2.dumps({**reading_map(3, 2700, 5), 1: cbor2.CBORTag(2, b"\x03")}), False),  # bignum 3
+        (cbor2.dumps({**reading_map(3, 2700, 5), 4: [1] * 9, 5: [0] * 9}), True),  # 9 rates
+        (cbor2.dumps({**reading_map(3, 2700, 5), 5: [0, -1, 0, 0]}), True),  # a negative register
+        (cbor2.dumps({**reading_map(3, 2700, 5), 6: [0, 0, 0]}), True),  # q has 4 values
+        (cbor2.dumps({**reading_map(3, 2700, 5), 7: {0: 1, 4: -1001}}), True),  # pf out of range
+    ],
+)
+def test_fast_payload_leaves_the_unusual_to_the_reference(body, refused):
+    """Duplicate keys, trailing bytes, long heads, indefinite lengths, bools, unknown keys,
+    tags, out-of-range values: the fast path says None and the reference decides."""
+    fast, ref = assert_agrees(body)
+    assert fast is None
+    if refused is not None:
+        assert isinstance(ref, ProtocolError) == refused
+
+
+def test_fast_payload_duplicate_key_is_refused_by_the_reference():
+    dup = bytearray(cbor.dumps(reading_map(3, 2700, 5)))
+    dup[0] += 1  # one more pair: seq again, after the rest
+    dup += b"\x01\x04"
+    assert cbor2.loads(bytes(dup))[1] == 4  # cbor2 keeps the last value silently
+    fast, ref = assert_agrees(bytes(dup))
+    assert fast is None and isinstance(ref, ProtocolError)
+
+
+_values = st.one_of(
+    st.integers(-(2**65), 2**65),
+    st.integers(0, 30),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.binary(max_size=3),
+    st.lists(st.integers(-2, 2**64 + 1), max_size=10),
+    st.lists(st.sampled_from([-1, 0, 23, 24, 2**64 - 1, 2**64, True]), min_size=4, max_size=4),
+    st.dictionaries(st.integers(-1, 8), st.integers(-2000, 2**64), max_size=8),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(1, 2**64 - 1),
+    st.dictionaries(st.sampled_from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, -1]), _values, max_size=4),
+    st.sets(st.sampled_from([3, 4, 5, 6, 7, 8, 9, 11]), max_size=2),
+    st.lists(st.tuples(st.integers(0, 120), st.integers(0, 255)), max_size=3),
+    st.integers(0, 2),
+    st.booleans(),
+)
+def test_fast_payload_agrees_with_the_reference(seq, changes, dropped, flips, cut, canonical):
+    """Readings with keys changed to other types and ranges, keys dropped, bytes flipped,
+    cut or appended, encoded by cbor2 (insertion order or canonical): the fast verdict is
+    None or exactly the reference's."""
+    m = {**reading_map(seq, 900 * seq, seq % 1000), 8: -seq, 11: 2, **changes}
+    for k in dropped:
+        m.pop(k, None)
+    try:
+        body = cbor2.dumps(m, canonical=canonical)
+    except (ValueError, TypeError):
+        return
+    mutated = bytearray(body)
+    for pos, value in flips:
+        if pos < len(mutated):
+            mutated[pos] = value
+    mutated = bytes(mutated[: len(mutated) - cut]) + (b"\x01" if cut == 2 else b"")
+    for b in (body, mutated):
+        assert_agrees(b)

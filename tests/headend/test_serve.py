@@ -1,6 +1,10 @@
 """End to end: a real Mosquitto from `headend broker-config`, a real `headend serve`
 subprocess, meters publishing frames built with the independent `cwt` package."""
 
+import json
+import subprocess
+import sys
+
 import cbor2
 import pytest
 
@@ -8,6 +12,7 @@ from headend.storage import Storage
 from protocol import messages as M
 from protocol import topics
 from tests.headend.broker_support import (
+    ROOT,
     MeterClient,
     Serve,
     cli_json,
@@ -34,8 +39,8 @@ def fleet(tmp_path, capsys):
     broker, url = start_broker(capsys, broker_db, str(tmp_path / "broker"))
     started = []
 
-    def serve(*extra):
-        started.append(Serve(db, url, *extra))
+    def serve(*extra, subscribed=1):
+        started.append(Serve(db, url, *extra, subscribed=subscribed))
         return started[-1]
 
     yield {"db": db, "url": url, "port": broker.port, "meters": meters, "serve": serve}
@@ -223,3 +228,72 @@ def test_status_and_will_keep_online_state(fleet):
     assert serve.terminate() == 0
     c = counters(fleet["db"])
     assert c["accepted:status"] == 1 and c["accepted:will"] == 1
+
+
+def readings(key_bytes, meter_id, seqs):
+    return [
+        M.seal(key_bytes, meter_id, M.reading(seq, T0 + 900 * seq, 900, [seq, 0, 0, 0], [0] * 4, [0] * 4))
+        for seq in seqs
+    ]
+
+
+def test_workers_share_the_load_and_store_each_reading_once(fleet):
+    """`--workers 2`: two processes, each its own persistent session on $share/headend/..."""
+    serve = fleet["serve"]("--workers", "2", "--client-id", "w", "--batch", "20", subscribed=2)
+    subscribed = [line for line in serve.lines if "subscribed" in line]
+    assert len(subscribed) == 2 and all("$share/headend/ami/v1/+/up/#" in line for line in subscribed)
+    pubs = {m: MeterClient(m, fleet["meters"][m]["mqtt_password"], fleet["port"]) for m in ("A", "B")}
+    for m, pub in pubs.items():
+        pub.publish_all(
+            [(topics.up(m, "reading"), f) for f in readings(key(fleet["meters"][m]), m, range(1, 301))]
+        )
+    wait_for(lambda: counters(fleet["db"]).get("accepted:reading") == 600, 30, "600 readings")
+    assert serve.terminate() == 0
+    for pub in pubs.values():
+        pub.close()
+    stops = [line for line in serve.lines if "stopped: accepted" in line]
+    assert len(stops) == 2  # both workers shut down cleanly...
+    shares = sorted(int(line.split("accepted ")[1].split(",")[0]) for line in stops)
+    assert sum(shares) == 600 and shares[0] > 0  # ...and both took part
+    with Storage(fleet["db"]) as s:
+        assert (
+            [r["seq"] for r in s.readings("A")] == [r["seq"] for r in s.readings("B")] == list(range(1, 301))
+        )
+    assert counters(fleet["db"]).get("duplicates", 0) == 0
+
+
+def test_mqtt5_session_ingests_too(fleet):
+    a = fleet["meters"]["A"]
+    serve = fleet["serve"]("--mqtt", "5")
+    assert "MQTT 5" in "".join(serve.lines)
+    pub = MeterClient("A", a["mqtt_password"], fleet["port"])
+    pub.publish_all([(topics.up("A", "reading"), f) for f in readings(key(a), "A", range(1, 51))])
+    wait_for(lambda: counters(fleet["db"]).get("accepted:reading") == 50, 15, "50 readings")
+    assert serve.terminate() == 0
+    pub.close()
+    with Storage(fleet["db"]) as s:
+        assert s.count_readings("A") == 50 and s.meter("A")["last_seen"] is not None
+
+
+def test_serve_refuses_bad_workers(fleet, capsys):
+    from headend.cli import main
+
+    assert main(["serve", "--db", fleet["db"], "--broker", fleet["url"], "--workers", "0"]) == 1
+    assert "--workers must be >= 1" in capsys.readouterr().err
+
+
+def test_bench_ingest_reports_and_merges_results(tmp_path):
+    """tools/bench_ingest.py end to end at toy size: nothing lost, the table, results merged."""
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"other": {"kept": True}}))
+    cmd = [sys.executable, "tools/bench_ingest.py", "--meters", "4", "--per-meter", "25", "--publishers", "2"]
+    run = subprocess.run(
+        cmd + ["--runs", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    assert data["other"] == {"kept": True}
+    ingest_result = data["ingest"]
+    assert ingest_result["lost"] == 0 and ingest_result["runs"][0]["readings_stored"] == 100
+    assert ingest_result["target_readings_per_s"] == 10000 and ingest_result["headend_peak_rss_mib"] > 0
+    assert "target 10000" in run.stdout and "CPUs" in run.stdout

@@ -1,0 +1,218 @@
+"""A postpaid bill run: ``run_bills(store, cycle, now, policy=None) -> summary``.
+
+Bills every postpaid account for the cycle (a calendar month ``YYYY-MM`` of each tariff's
+local time) from validated data, ``batch_size`` accounts per transaction:
+
+1. Usage per account (``headend.billing.usage``): the load profile (hourly, else 15-min,
+   else daily rows; real, estimated or edited), or the register deltas between the
+   cycle's boundary reads when there is no profile; plus VEE problems and bill history.
+2. Strong constraints (``headend.billing.checks``); a bill that breaks one is stored
+   ``held`` with its reasons. Prices by ``headend.billing.price`` (a failure holds too).
+3. A bill that passes goes to ``review`` if its zone is a key zone or the seeded sample
+   picks it, else it is ``issued`` and its notifications are queued in the outbox.
+
+Resumable: the run row keeps a cursor (the last account of the last committed batch),
+committed with the batch. Running the same cycle again resumes an unfinished run, or
+starts a new one that re-prices only ``held`` bills: a bill in review, approved or
+issued is never replaced (and ``bills`` is UNIQUE on (account_id, cycle)).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from decimal import Decimal
+
+from headend.billing import BillingError, parse_tariff
+from headend.billing.checks import constraint_reasons, fluctuation_reasons, sample_threshold, sampled
+from headend.billing.policy import Policy
+from headend.billing.price import RULE, CyclePricer
+from headend.billing.usage import gather
+
+KWH = Decimal("0.001")
+CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+
+
+def parse_cycle(cycle: str) -> tuple[int, int]:
+    m = CYCLE.match(cycle or "")
+    if not m:
+        raise BillingError("cycle must be YYYY-MM, not %r" % (cycle,), "cycle")
+    return int(m.group(1)), int(m.group(2))
+
+
+class _Tariffs:
+    """Tariff id -> CyclePricer (or the error that holds its accounts), parsed once per run."""
+
+    def __init__(self, store, year: int, month: int):
+        self.store, self.year, self.month, self.cache = store, year, month, {}
+
+    def get(self, tariff_id: str):
+        if tariff_id not in self.cache:
+            row = self.store.tariff(tariff_id)
+            try:
+                if row is None:
+                    raise BillingError("unknown tariff %r" % tariff_id)
+                tariff = parse_tariff(row["text"], name=row["name"])
+                self.cache[tariff_id] = CyclePricer(tariff, self.year, self.month)
+            except BillingError as e:
+                self.cache[tariff_id] = e
+        return self.cache[tariff_id]
+
+
+def _money_lines(lines: dict) -> str:
+    return "[%s]" % ",".join('{"item":"%s","amount":"%s"}' % (k, v) for k, v in lines.items())
+
+
+def _rates(wh: dict[int, int]) -> str:
+    return "{%s}" % ",".join('"%d":"%s"' % (r, Decimal(w) / 1000) for r, w in sorted(wh.items()))
+
+
+def _bill(account_id, cycle, run_id, state, reasons, tariff_id, pricer, usage, priced, now) -> dict:
+    s = usage.seconds if usage else {}
+    return {
+        "account_id": account_id,
+        "cycle": cycle,
+        "run_id": run_id,
+        "state": state,
+        "reasons": reasons,
+        "tariff_id": tariff_id,
+        "currency": pricer.tariff.currency if isinstance(pricer, CyclePricer) else None,
+        "period_start": pricer.start if isinstance(pricer, CyclePricer) else None,
+        "period_end": pricer.end if isinstance(pricer, CyclePricer) else None,
+        "energy_kwh": str(priced["kwh"].quantize(KWH)) if priced else None,
+        "kwh_by_rate": _rates(usage.wh_by_rate) if usage else None,
+        "sources": '{"real":%d,"estimated":%d,"edited":%d}' % (s["real"], s["estimated"], s["edited"])
+        if usage
+        else None,
+        "lines": _money_lines(priced["lines"]) if priced else "[]",
+        "total": str(priced["total"]) if priced else "0",
+        "rule": RULE,
+        "created_at": now,
+        "updated_at": now,
+        "issued_at": now if state == "issued" else None,
+    }
+
+
+def price(pricer: CyclePricer, usage, store, account_id: str) -> dict:
+    kwh = {r: Decimal(w) / 1000 for r, w in usage.wh_by_rate.items()}
+    covered = usage.intervals * usage.interval_s if usage.interval_s else pricer.ms
+    if pricer.fast:
+        return pricer.price_fast(kwh, covered)
+    if usage.interval_s not in (900, 3600):
+        raise BillingError(
+            "this tariff (tiers in time order, demand or a change mid-cycle) needs "
+            "15-minute or hourly data; the account has %s"
+            % ("daily data" if usage.interval_s else "boundary reads only")
+        )
+    points = store.profile_points(account_id, usage.interval_s, pricer.start, pricer.end)
+    totals: dict[int, int] = {}
+    for ts, _rate, wh, _src in points:
+        totals[ts] = totals.get(ts, 0) + wh
+    return pricer.price_profile(
+        usage.interval_s, [(ts, Decimal(wh) / 1000) for ts, wh in sorted(totals.items())]
+    )
+
+
+def bill_batch(store, accounts, cycle, run_id, seed, tariffs, policy, now) -> tuple[list, list, dict]:
+    counts = {"issued": 0, "held": 0, "review": 0, "skipped": 0}
+    ids = [a[0] for a in accounts]
+    existing = store.bill_states(ids, cycle)
+    todo = [a for a in accounts if existing.get(a[0], (0, "held"))[1] == "held"]
+    counts["skipped"] = len(accounts) - len(todo)
+    threshold = sample_threshold(policy.review_sample_pct)
+    history = store.bill_history([a[0] for a in todo], cycle, policy.history_cycles)
+    by_window: dict = {}
+    for a in todo:
+        p = tariffs.get(a[2])
+        key = (p.start, p.end) if isinstance(p, CyclePricer) else None
+        by_window.setdefault(key, []).append(a)
+    bills, audits = [], []
+    for window, group in by_window.items():
+        usages = gather(store, group, window, policy) if window else {}
+        for account_id, zone_kind, tariff_id, *_ in group:
+            pricer, usage, priced = tariffs.get(tariff_id), usages.get(account_id), None
+            if not isinstance(pricer, CyclePricer):
+                reasons = ["tariff %s: %s" % (tariff_id, pricer)]
+            elif isinstance(usage, list):
+                reasons, usage = usage, None
+            else:
+                reasons = constraint_reasons(usage, pricer.end - pricer.start, policy)
+                try:
+                    priced = price(pricer, usage, store, account_id)
+                except BillingError as e:
+                    reasons.append("tariff %s: %s" % (tariff_id, e))
+                if priced and not reasons:
+                    reasons = fluctuation_reasons(
+                        priced["kwh"].quantize(KWH), history.get(account_id, []), policy
+                    )
+            if reasons:
+                state = "held"
+            elif zone_kind == "key":
+                state, reasons = "review", ["key zone"]
+            elif sampled(seed, cycle, account_id, threshold):
+                state, reasons = "review", ["random sample (%s %%)" % policy.review_sample_pct]
+            else:
+                state = "issued"
+            counts[state] += 1
+            bills.append(
+                _bill(
+                    account_id,
+                    cycle,
+                    run_id,
+                    state,
+                    _json_list(reasons),
+                    tariff_id,
+                    pricer,
+                    usage,
+                    priced,
+                    now,
+                )
+            )
+            if account_id in existing:
+                audits.append(("re-run of the cycle (run %d): %s" % (run_id, state), now, account_id, cycle))
+    return bills, audits, counts
+
+
+def _json_list(items: list[str]) -> str:
+    import json
+
+    return json.dumps(items) if items else "[]"
+
+
+def run_bills(
+    store,
+    cycle: str,
+    now: float,
+    policy: Policy | None = None,
+    on_batch: Callable[[dict], None] | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> dict:
+    """Bill the cycle; returns the run row (``counts``: issued, held, review, skipped).
+    ``on_batch(run)`` is called after each committed batch (tests inject a crash there)."""
+    policy = policy or Policy()
+    year, month = parse_cycle(cycle)
+    run = store.running_run(cycle)
+    if run is None:
+        seed = policy.review_seed if policy.review_seed is not None else secrets.randbits(63)
+        run = store.open_run(cycle, seed, policy.as_json(), now)
+    counts = {"issued": 0, "held": 0, "review": 0, "skipped": 0, **run["counts"]}
+    tariffs = _Tariffs(store, year, month)
+    cursor = run["cursor"]
+    while True:
+        accounts = store.postpaid_after(cursor, policy.batch_size)
+        if not accounts:
+            break
+        bills, audits, got = bill_batch(
+            store, accounts, cycle, run["run_id"], run["seed"], tariffs, policy, now
+        )
+        for k, v in got.items():
+            counts[k] += v
+        cursor = accounts[-1][0]
+        store.commit_bill_batch(run["run_id"], cycle, bills, audits, cursor, counts, now)
+        run = {**run, "cursor": cursor, "counts": dict(counts), "batches": run["batches"] + 1}
+        if progress:
+            progress(run)
+        if on_batch:
+            on_batch(run)
+    return store.finish_run(run["run_id"], now)

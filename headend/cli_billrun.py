@@ -1,0 +1,280 @@
+"""``headend account``, ``headend bill`` and ``headend outbox``: accounts, postpaid bill runs,
+review, notifications.
+
+Hooked into ``headend.cli`` with ``add_billrun_commands(subparsers)`` and the handlers in
+``COMMANDS`` (``run_billrun_command(args)`` dispatches on ``args.command``). Errors are
+raised as ``BillingError`` for the CLI's one error handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from headend.billing import BillingError, parse_tariff
+from headend.billing.calendar import civil
+from headend.billing.outbox import send_pending
+from headend.billing.policy import load_policy
+from headend.billing.render import render_html, render_text
+from headend.billing.review import approve, correct, parse_amount
+from headend.billing.run import parse_cycle, run_bills
+from headend.storage_billing import AccountError
+
+STATES = ("held", "review", "approved", "issued")
+
+
+def _db_parent() -> argparse.ArgumentParser:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    return db
+
+
+def add_billrun_commands(subparsers) -> None:
+    db = _db_parent()
+    user = os.environ.get("USER", "operator")
+    acc = subparsers.add_parser("account", help="customer accounts (postpaid or prepaid)", parents=[db])
+    asub = acc.add_subparsers(dest="account_command", metavar="SUBCOMMAND", required=True)
+    add = asub.add_parser("add", help="add an account, its tariff and meter", parents=[db])
+    add.add_argument("account_id")
+    add.add_argument("--zone", required=True)
+    add.add_argument("--key-zone", action="store_true", help="every bill of this zone is reviewed")
+    kind = add.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--postpaid", dest="billing", action="store_const", const="postpaid", default="postpaid"
+    )
+    kind.add_argument("--prepaid", dest="billing", action="store_const", const="prepaid")
+    add.add_argument("--tariff", required=True, metavar="FILE", help="native TOML/JSON or URDB JSON tariff")
+    add.add_argument("--meter", metavar="METER_ID", help="link this registered meter")
+    add.add_argument("--from", dest="from_ts", type=int, default=0, metavar="TS", help="link from (epoch s)")
+    add.add_argument("--name")
+    add.add_argument("--address")
+    add.add_argument("--email")
+    add.add_argument("--webhook", metavar="URL")
+    lst = asub.add_parser("list", help="list accounts", parents=[db])
+    lst.add_argument("--json", action="store_true")
+
+    bill = subparsers.add_parser("bill", help="postpaid bill runs and review", parents=[db])
+    bsub = bill.add_subparsers(dest="bill_command", metavar="SUBCOMMAND", required=True)
+    run = bsub.add_parser("run", help="bill every postpaid account for a cycle (resumable)", parents=[db])
+    run.add_argument("--cycle", required=True, metavar="YYYY-MM")
+    run.add_argument("--policy", metavar="FILE", help="TOML policy (thresholds, review sample)")
+    run.add_argument("--json", action="store_true")
+    run.add_argument("--now", type=float, help=argparse.SUPPRESS)
+    bl = bsub.add_parser("list", help="bills of a cycle", parents=[db])
+    bl.add_argument("--cycle", required=True, metavar="YYYY-MM")
+    bl.add_argument("--state", choices=STATES)
+    bl.add_argument("--json", action="store_true")
+    show = bsub.add_parser("show", help="print a bill as a document", parents=[db])
+    show.add_argument("account_id")
+    show.add_argument("--cycle", required=True, metavar="YYYY-MM")
+    show.add_argument("--html", action="store_true")
+    for name, helptext in (
+        ("approve", "release a bill in review (or a held one)"),
+        ("correct", "add an adjustment line to a bill in review or held"),
+    ):
+        p = bsub.add_parser(name, help=helptext, parents=[db])
+        p.add_argument("account_id")
+        p.add_argument("--cycle", required=True, metavar="YYYY-MM")
+        if name == "correct":
+            p.add_argument("--amount", required=True, metavar="DEC", help="e.g. -5.00 (credit) or 3.20")
+        p.add_argument("--reason", required=True)
+        p.add_argument("--user", default=user)
+
+    out = subparsers.add_parser("outbox", help="customer notifications", parents=[db])
+    osub = out.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)
+    send = osub.add_parser(
+        "send", help="deliver pending notifications (console, webhook, e-mail)", parents=[db]
+    )
+    send.add_argument("--policy", metavar="FILE", help="TOML with an [outbox] table (SMTP host, retries)")
+    send.add_argument("--smtp", metavar="HOST:PORT", help="override the SMTP server")
+    send.add_argument("--json", action="store_true")
+    send.add_argument("--now", type=float, help=argparse.SUPPRESS)
+
+
+def _store(args):
+    from headend.storage import Storage
+
+    return Storage(args.db)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, separators=(", ", ": "), default=str))
+
+
+def cmd_account(args) -> int:
+    with _store(args) as store:
+        if args.account_command == "list":
+            rows = store.accounts()
+            if args.json:
+                _print_json(rows)
+            for r in [] if args.json else rows:
+                print(
+                    "%-20s %-8s %-12s %-8s %-16s %s"
+                    % (
+                        r["account_id"],
+                        r["billing"],
+                        r["zone"],
+                        r["zone_kind"],
+                        r["tariff_id"],
+                        r["meter_ids"] or "-",
+                    )
+                )
+            return 0
+        text = Path(args.tariff).read_text(encoding="utf-8")
+        tariff = parse_tariff(text, name=args.tariff)
+        tariff_id = "t-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        first = tariff.versions[0].effective_from
+        store.add_tariff(
+            tariff_id, tariff.name, text, None if first is None else "%04d-%02d-%02d" % civil(first)
+        )
+        if args.meter is not None and store.meter(args.meter) is None:
+            raise BillingError("unknown meter %r (register it with `headend meter add`)" % args.meter)
+        row = {
+            "account_id": args.account_id,
+            "name": args.name,
+            "address": args.address,
+            "zone": args.zone,
+            "zone_kind": "key" if args.key_zone else "regular",
+            "billing": args.billing,
+            "tariff_id": tariff_id,
+            "email": args.email,
+            "webhook": args.webhook,
+        }
+        try:
+            acc = store.add_account(row, args.meter, args.from_ts)
+        except AccountError as e:
+            raise BillingError(str(e))
+    _print_json(acc)
+    return 0
+
+
+def _progress(run: dict) -> None:
+    c = run["counts"]
+    print(
+        "batch %d: issued %d, held %d, review %d, skipped %d (last account %s)"
+        % (run["batches"], c["issued"], c["held"], c["review"], c["skipped"], run["cursor"]),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def cmd_bill(args) -> int:
+    parse_cycle(args.cycle)
+    now = getattr(args, "now", None) or time.time()
+    with _store(args) as store:
+        if args.bill_command == "run":
+            return _bill_run(store, args, now)
+        if args.bill_command == "list":
+            rows = [
+                {k: b[k] for k in ("account_id", "state", "energy_kwh", "total", "currency", "reasons")}
+                for b in store.bills(args.cycle, args.state)
+            ]
+            if args.json:
+                _print_json(rows)
+            for b in [] if args.json else rows:
+                print(
+                    "%-20s %-8s %12s kWh %12s %s %s"
+                    % (
+                        b["account_id"],
+                        b["state"],
+                        b["energy_kwh"] or "-",
+                        b["total"],
+                        b["currency"] or "",
+                        "; ".join(b["reasons"]),
+                    )
+                )
+            return 0
+        if args.bill_command == "show":
+            bill = store.bill(args.account_id, args.cycle)
+            if bill is None:
+                raise BillingError("no bill for account %r in cycle %s" % (args.account_id, args.cycle))
+            account = store.account(args.account_id)
+            doc = render_html(bill, account) if args.html else render_text(bill, account)
+            sys.stdout.write(doc)
+            return 0
+        if args.bill_command == "approve":
+            bill = approve(store, args.account_id, args.cycle, args.reason, args.user, now)
+        else:
+            amount = parse_amount(args.amount)
+            bill = correct(store, args.account_id, args.cycle, amount, args.reason, args.user, now)
+        _print_json({k: bill[k] for k in ("account_id", "cycle", "state", "total", "lines")})
+    return 0
+
+
+def _bill_run(store, args, now: float) -> int:
+    policy = load_policy(args.policy)
+    run = run_bills(store, args.cycle, now, policy, progress=_progress)
+    held = store.bills(args.cycle, "held")
+    reasons = Counter(r.split(":")[0] for b in held for r in b["reasons"])
+    summary = {
+        "run_id": run["run_id"],
+        "cycle": args.cycle,
+        "batches": run["batches"],
+        **run["counts"],
+        "held_reasons": dict(reasons.most_common()),
+        "held_bills": [{"account_id": b["account_id"], "reasons": b["reasons"]} for b in held[:100]],
+    }
+    if args.json:
+        _print_json(summary)
+        return 0
+    c = run["counts"]
+    print(
+        "run %d, cycle %s: issued %d, held %d, review %d, skipped %d (already billed)"
+        % (run["run_id"], args.cycle, c["issued"], c["held"], c["review"], c["skipped"])
+    )
+    for b in held[:20]:
+        print("  held %s: %s" % (b["account_id"], "; ".join(b["reasons"])))
+    if len(held) > 20:
+        print(
+            "  ... %d more held bills: headend bill list --cycle %s --state held"
+            % (len(held) - 20, args.cycle)
+        )
+    return 0
+
+
+def cmd_outbox(args) -> int:
+    cfg = load_policy(args.policy).outbox
+    if args.smtp:
+        host, _, port = args.smtp.rpartition(":")
+        if not host or not port.isdigit():
+            raise BillingError("--smtp must be HOST:PORT, not %r" % args.smtp)
+        cfg = dataclasses.replace(cfg, smtp_host=host, smtp_port=int(port))
+    now = getattr(args, "now", None) or time.time()
+    with _store(args) as store:
+        result = send_pending(store, now, cfg, console=print if not args.json else _stderr)
+    if args.json:
+        _print_json(result)
+    else:
+        print("sent %d, to retry %d, failed %d" % (result["sent"], result["retry"], result["failed"]))
+        for e in result["errors"]:
+            print("  notification %d (%s): %s -> %s" % (e["id"], e["channel"], e["error"], e["state"]))
+    return 0
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+COMMANDS = {"account": cmd_account, "bill": cmd_bill, "outbox": cmd_outbox}
+
+
+def run_billrun_command(args) -> int:
+    return COMMANDS[args.command](args)
+
+
+def main(argv=None) -> int:
+    """``python -m headend.cli_billrun ...`` is the ``headend`` command (kept for scripts)."""
+    from headend.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Storage methods for accounts, tariffs and bill runs (mixed into ``headend.storage.Storage``).
+
+Accounts and tariffs:
+  ``add_tariff(tariff_id, name, text, effective_from=None, now=...)``  idempotent on the id.
+  ``tariff(tariff_id)``, ``add_account(row, meter_id=None, from_ts=0)`` (AccountExists),
+  ``link_meter(account_id, meter_id, from_ts, to_ts=None)``, ``account(id)``, ``accounts()``.
+Bill runs (``headend.billing.run``), reading a batch of accounts at a time:
+  ``postpaid_after(cursor, limit)``, ``profile_sums(ids, interval_s, start, end)``,
+  ``profile_points(account_id, interval_s, start, end)``, ``boundary_reads(ids, start, end)``,
+  ``vee_problems(ids, start, end)``, ``bill_history(ids, cycle, n)``, ``bill_states(ids, cycle)``,
+  ``open_run``/``running_run``/``commit_bill_batch``/``finish_run``/``bill_run``.
+Bills, review and the outbox: ``bills(cycle, state)``, ``bill(account_id, cycle)``,
+  ``update_bill(bill_id, changes, audit)``, ``bill_audit(bill_id)``, ``queue_notifications``,
+  ``outbox_due(now, limit)``, ``outbox_update(id, **changes)``, ``outbox(state=None)``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Mapping, Sequence
+
+from headend.storage_billing_sql import (
+    BILL_COLUMNS,
+    BOUNDARY_READS,
+    HISTORY,
+    NOTIFY,
+    POSTPAID,
+    PROFILE_POINTS,
+    PROFILE_SUMS,
+    UPSERT_BILL,
+    VEE_PROBLEMS,
+    marks,
+)
+
+
+class AccountError(ValueError):
+    """An account that cannot be added or found; the CLI prints the message."""
+
+
+class BillingStorageMixin:
+    db: object
+    conn: sqlite3.Connection
+
+    # ------------------------------------------------------------ tariffs and accounts
+
+    def add_tariff(
+        self,
+        tariff_id: str,
+        name: str,
+        text: str,
+        effective_from: str | None = None,
+        now: float | None = None,
+    ) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "INSERT INTO tariffs (tariff_id, name, text, effective_from, created_at)"
+                " VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (tariff_id) DO NOTHING",
+                (tariff_id, name, text, effective_from, time.time() if now is None else now),
+            )
+
+    def tariff(self, tariff_id: str) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM tariffs WHERE tariff_id = ?", [tariff_id]))
+        return rows[0] if rows else None
+
+    def add_account(self, row: Mapping, meter_id: str | None = None, from_ts: int = 0) -> dict:
+        row = {**row, "created_at": row.get("created_at") or time.time()}
+        try:
+            with self.db.atomic():
+                self.db["accounts"].insert(row)
+                if meter_id is not None:
+                    self._link(row["account_id"], meter_id, from_ts, None)
+        except sqlite3.IntegrityError:
+            raise AccountError("account %r already exists" % row["account_id"])
+        return self.account(row["account_id"])
+
+    def link_meter(self, account_id: str, meter_id: str, from_ts: int, to_ts: int | None = None) -> None:
+        with self.db.atomic():
+            self._link(account_id, meter_id, from_ts, to_ts)
+
+    def _link(self, account_id, meter_id, from_ts, to_ts) -> None:
+        far = 2**62
+        clash = self.conn.execute(
+            "SELECT account_id FROM account_meters WHERE meter_id = ?"
+            " AND from_ts < ? AND coalesce(to_ts, ?) > ?",
+            (meter_id, far if to_ts is None else to_ts, far, from_ts),
+        ).fetchone()
+        if clash:
+            raise AccountError("meter %r is already linked to account %r then" % (meter_id, clash[0]))
+        self.conn.execute(
+            "INSERT INTO account_meters (account_id, meter_id, from_ts, to_ts) VALUES (?, ?, ?, ?)",
+            (account_id, meter_id, from_ts, to_ts),
+        )
+
+    def account(self, account_id: str) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM accounts WHERE account_id = ?", [account_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["meters"] = list(
+            self.db.query(
+                "SELECT meter_id, from_ts, to_ts FROM account_meters WHERE account_id = ? ORDER BY from_ts",
+                [account_id],
+            )
+        )
+        return row
+
+    def accounts(self) -> list[dict]:
+        return list(
+            self.db.query(
+                "SELECT a.*, group_concat(m.meter_id) AS meter_ids FROM accounts a"
+                " LEFT JOIN account_meters m USING (account_id) GROUP BY a.account_id ORDER BY a.account_id"
+            )
+        )
+
+    # ------------------------------------------------------------ bill-run reads (one batch)
+
+    def postpaid_after(self, cursor: str, limit: int) -> list[tuple]:
+        """(account_id, zone_kind, tariff_id, linked_from, linked_to) of postpaid accounts after
+        ``cursor``, in id order; linked_*: the span of its meter links (None: no meter; to: open)."""
+        return self.conn.execute(POSTPAID, (cursor, limit)).fetchall()
+
+    def profile_sums(self, ids: Sequence[str], interval_s: int, start: int, end: int) -> list[tuple]:
+        """(account_id, rate, source, count, sum Wh, min Wh, first start, last start) over the
+        account's meters' load-profile rows in [start, end), each meter within its link window."""
+        return self.conn.execute(PROFILE_SUMS % marks(ids), (interval_s, start, end, end, *ids)).fetchall()
+
+    def profile_points(self, account_id: str, interval_s: int, start: int, end: int) -> list[tuple]:
+        """(interval_start, rate, wh_imp, source) of one account, by interval_start, rate."""
+        return self.conn.execute(PROFILE_POINTS, (interval_s, start, end, end, account_id)).fetchall()
+
+    def boundary_reads(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
+        """(account_id, meter_id, ts, imp JSON, vee_state) of readings at ts = start or end."""
+        return self.conn.execute(BOUNDARY_READS % marks(ids), (start, end, *ids)).fetchall()
+
+    def vee_problems(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
+        """(account_id, vee_state, count) of cycle readings (start < ts <= end) 'failed' or 'pending'."""
+        return self.conn.execute(VEE_PROBLEMS % marks(ids), (start, end, end, *ids)).fetchall()
+
+    def bill_history(self, ids: Sequence[str], cycle: str, n: int) -> dict[str, list[str]]:
+        """account_id -> energy_kwh of its last ``n`` released bills before ``cycle``, newest first."""
+        out: dict[str, list[str]] = {}
+        for account_id, kwh in self.conn.execute(HISTORY % marks(ids), (cycle, *ids)):
+            got = out.setdefault(account_id, [])
+            if len(got) < n:
+                got.append(kwh)
+        return out
+
+    def bill_states(self, ids: Sequence[str], cycle: str) -> dict[str, tuple[int, str]]:
+        sql = "SELECT account_id, id, state FROM bills WHERE cycle = ? AND account_id IN (%s)" % marks(ids)
+        return {a: (i, s) for a, i, s in self.conn.execute(sql, (cycle, *ids))}
+
+    # ------------------------------------------------------------ runs
+
+    def running_run(self, cycle: str) -> dict | None:
+        rows = list(
+            self.db.query(
+                "SELECT * FROM bill_runs WHERE cycle = ? AND state = 'running' ORDER BY run_id DESC LIMIT 1",
+                [cycle],
+            )
+        )
+        return _run(rows[0]) if rows else None
+
+    def bill_run(self, run_id: int) -> dict:
+        return _run(next(iter(self.db.query("SELECT * FROM bill_runs WHERE run_id = ?", [run_id]))))
+
+    def open_run(self, cycle: str, seed: int, policy: Mapping, now: float) -> dict:
+        with self.db.atomic():
+            cur = self.conn.execute(
+                "INSERT INTO bill_runs (cycle, state, started_at, seed, policy, cursor, batches, counts)"
+                " VALUES (?, 'running', ?, ?, ?, '', 0, ?)",
+                (cycle, now, seed, json.dumps(policy, sort_keys=True), json.dumps({})),
+            )
+        return self.bill_run(cur.lastrowid)
+
+    def commit_bill_batch(
+        self,
+        run_id: int,
+        cycle: str,
+        bills: Sequence[Mapping],
+        audits: Sequence[tuple],
+        cursor: str,
+        counts: Mapping,
+        now: float,
+    ) -> None:
+        """One transaction: the batch's bills (a held bill is replaced, any other kept: the
+        UNIQUE (account_id, cycle) is the last line of defence), the audit rows of replaced held
+        bills, notifications of the issued ones, and the run's cursor and counts."""
+        with self.db.atomic():
+            self.conn.executemany(UPSERT_BILL, [[b[c] for c in BILL_COLUMNS] for b in bills])
+            if audits:
+                self.conn.executemany(
+                    "INSERT INTO bill_audit (bill_id, action, old_state, new_state, reason, user, at)"
+                    " SELECT id, 'recompute', 'held', state, ?, 'billrun', ? FROM bills"
+                    " WHERE account_id = ? AND cycle = ?",
+                    audits,
+                )
+            issued = [b["account_id"] for b in bills if b["state"] == "issued"]
+            if issued:
+                self.queue_notifications(cycle, issued, now)
+            self.conn.execute(
+                "UPDATE bill_runs SET cursor = ?, batches = batches + 1, counts = ? WHERE run_id = ?",
+                (cursor, json.dumps(counts, sort_keys=True), run_id),
+            )
+
+    def queue_notifications(self, cycle: str, ids: Sequence[str], now: float) -> None:
+        """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
+        for i in range(0, len(ids), 30000):
+            part = ids[i : i + 30000]
+            for sql in NOTIFY:
+                self.conn.execute(sql % marks(part), (now, now, cycle, *part))
+
+    def finish_run(self, run_id: int, now: float) -> dict:
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE bill_runs SET state = 'finished', finished_at = ? WHERE run_id = ?", (now, run_id)
+            )
+        return self.bill_run(run_id)
+
+    # ------------------------------------------------------------ bills and review
+
+    def bills(self, cycle: str, state: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM bills WHERE cycle = ?", [cycle]
+        if state is not None:
+            sql, args = sql + " AND state = ?", args + [state]
+        return [_bill(r) for r in self.db.query(sql + " ORDER BY account_id", args)]
+
+    def bill(self, account_id: str, cycle: str) -> dict | None:
+        rows = list(
+            self.db.query("SELECT * FROM bills WHERE account_id = ? AND cycle = ?", [account_id, cycle])
+        )
+        return _bill(rows[0]) if rows else None
+
+    def bill_by_id(self, bill_id: int) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM bills WHERE id = ?", [bill_id]))
+        return _bill(rows[0]) if rows else None
+
+    def update_bill(
+        self, bill_id: int, changes: Mapping, audit: Mapping | None = None, notify: bool = False
+    ) -> None:
+        """Change a bill's columns (lists/maps as JSON) and append an audit row, in one transaction;
+        ``notify`` queues its notifications too."""
+        cols = {k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in changes.items()}
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE bills SET %s WHERE id = ?" % ", ".join("%s = ?" % k for k in cols),
+                [*cols.values(), bill_id],
+            )
+            if audit is not None:
+                self.db["bill_audit"].insert({"bill_id": bill_id, **audit})
+            if notify:
+                b = self.bill_by_id(bill_id)
+                self.queue_notifications(b["cycle"], [b["account_id"]], audit["at"] if audit else time.time())
+
+    def bill_audit(self, bill_id: int) -> list[dict]:
+        return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))
+
+    # ------------------------------------------------------------ outbox
+
+    def outbox_due(self, now: float, limit: int = 1000) -> list[dict]:
+        return list(
+            self.db.query(
+                "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                [now, limit],
+            )
+        )
+
+    def outbox(self, state: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM outbox", []
+        if state is not None:
+            sql, args = sql + " WHERE state = ?", [state]
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def outbox_update(self, outbox_id: int, **changes) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE outbox SET %s WHERE id = ?" % ", ".join("%s = ?" % k for k in changes),
+                [*changes.values(), outbox_id],
+            )
+
+
+def _run(row: dict) -> dict:
+    row["counts"] = json.loads(row["counts"])
+    row["policy"] = json.loads(row["policy"])
+    return row
+
+
+def _bill(row: dict) -> dict:
+    for c in ("reasons", "lines", "kwh_by_rate", "sources"):
+        if row.get(c) is not None:
+            row[c] = json.loads(row[c])
+    return row

@@ -1,0 +1,109 @@
+"""The SQL of ``headend.storage_billing`` that is long enough to deserve a name.
+
+Statements with ``%s`` take ``marks(ids)`` (one ``?`` per account id) for an IN list.
+A meter's data counts for an account only inside the link window [from_ts, to_ts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def marks(ids: Sequence) -> str:
+    return ", ".join("?" * len(ids))
+
+
+POSTPAID = (
+    "SELECT a.account_id, a.zone_kind, a.tariff_id,"
+    " (SELECT min(from_ts) FROM account_meters m WHERE m.account_id = a.account_id),"
+    " (SELECT max(coalesce(to_ts, 4611686018427387904)) FROM account_meters m"
+    " WHERE m.account_id = a.account_id)"
+    " FROM accounts a WHERE a.billing = 'postpaid' AND a.account_id > ? ORDER BY a.account_id LIMIT ?"
+)
+
+_LINKED = (
+    " FROM account_meters am JOIN load_profile lp"
+    " ON lp.meter_id = am.meter_id AND lp.interval_s = ?"
+    " AND lp.interval_start >= max(am.from_ts, ?) AND lp.interval_start < min(coalesce(am.to_ts, ?), ?)"
+)
+
+PROFILE_SUMS = (
+    "SELECT am.account_id, lp.rate, lp.source, count(*), sum(lp.wh_imp), min(lp.wh_imp),"
+    " min(lp.interval_start), max(lp.interval_start)" + _LINKED + " WHERE am.account_id IN (%s)"
+    " GROUP BY am.account_id, lp.rate, lp.source"
+)
+
+PROFILE_POINTS = (
+    "SELECT lp.interval_start, lp.rate, lp.wh_imp, lp.source" + _LINKED + " WHERE am.account_id = ?"
+    " ORDER BY lp.interval_start, lp.rate"
+)
+
+BOUNDARY_READS = (
+    "SELECT am.account_id, r.meter_id, r.ts, r.imp, r.vee_state FROM account_meters am"
+    " JOIN readings r ON r.meter_id = am.meter_id AND r.ts IN (?, ?)"
+    " AND r.ts >= am.from_ts AND r.ts <= coalesce(am.to_ts, r.ts)"
+    " WHERE am.account_id IN (%s) ORDER BY am.account_id, r.ts, r.seq"
+)
+
+VEE_PROBLEMS = (
+    "SELECT am.account_id, r.vee_state, count(*) FROM account_meters am"
+    " JOIN readings r ON r.meter_id = am.meter_id AND r.ts > ? AND r.ts <= ?"
+    " AND r.ts > am.from_ts AND r.ts <= coalesce(am.to_ts, ?)"
+    " WHERE r.vee_state IN ('failed', 'pending') AND am.account_id IN (%s)"
+    " GROUP BY am.account_id, r.vee_state"
+)
+
+HISTORY = (
+    "SELECT account_id, energy_kwh FROM bills WHERE cycle < ? AND state IN ('issued', 'approved')"
+    " AND account_id IN (%s) ORDER BY account_id, cycle DESC"
+)
+
+BILL_COLUMNS = (
+    "account_id",
+    "cycle",
+    "run_id",
+    "state",
+    "reasons",
+    "tariff_id",
+    "currency",
+    "period_start",
+    "period_end",
+    "energy_kwh",
+    "kwh_by_rate",
+    "sources",
+    "lines",
+    "total",
+    "rule",
+    "created_at",
+    "updated_at",
+    "issued_at",
+)
+
+UPSERT_BILL = (
+    "INSERT INTO bills (%s) VALUES (%s) ON CONFLICT (account_id, cycle) DO UPDATE SET %s"
+    " WHERE bills.state = 'held'"
+) % (
+    ", ".join(BILL_COLUMNS),
+    marks(BILL_COLUMNS),
+    ", ".join(
+        "%s = excluded.%s" % (c, c) for c in BILL_COLUMNS if c not in ("account_id", "cycle", "created_at")
+    ),
+)
+
+_PAYLOAD = (
+    "json_object('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
+    " 'currency', b.currency, 'state', b.state)"
+)
+_NOTIFY = (
+    "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
+    " SELECT b.id, '%s', %s, "
+    + _PAYLOAD
+    + ", 'pending', 0, ?, ? FROM bills b JOIN accounts a USING (account_id)"
+    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND %s AND b.account_id IN (%%s)"
+    " ON CONFLICT (bill_id, channel) DO NOTHING"
+)
+NOTIFY = (
+    _NOTIFY % ("email", "a.email", "a.email IS NOT NULL"),
+    _NOTIFY % ("webhook", "a.webhook", "a.webhook IS NOT NULL"),
+    _NOTIFY % ("console", "NULL", "a.email IS NULL AND a.webhook IS NULL"),
+)

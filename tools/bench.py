@@ -1,0 +1,88 @@
+"""`make bench`: every benchmark, one after the other; figures beside their targets.
+
+Runs tools/bench_firmware.py, tools/bench_ingest.py and tools/bench_billrun.py
+(those present), each of which prints its own table and merges its figures
+into bench/results.json; then prints the summary table from that file.
+Benchmarks never run inside the test suite: timing on a shared machine is
+noisy, so figures are reported here with the machine noted, not asserted.
+
+    .venv/bin/python tools/bench.py [--only firmware,ingest,billrun] [--quick]
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results.json"
+SUITES = {
+    "firmware": ["tools/bench_firmware.py"],
+    "ingest": ["tools/bench_ingest.py"],
+    "billrun": ["tools/bench_billrun.py"],
+}
+QUICK = {  # smaller runs for a first look (make bench uses the full sizes)
+    "ingest": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
+    "billrun": ["--accounts", "100000", "--repeat", "1"],
+}
+
+
+def summary_rows(results):
+    """(suite, figure, value, target, verdict) for the headline figures of each suite."""
+    rows = []
+    ing = results.get("ingest")
+    if ing:
+        rows.append(("ingest", "authenticated readings/s end to end", ing["readings_per_s"],
+                     ">= %d" % ing["target_readings_per_s"], "met" if ing["met"] else "BELOW"))  # fmt: skip
+        rows.append(("ingest", "readings lost", ing["lost"], "0", "met" if ing["lost"] == 0 else "LOST"))
+        rows.append(("ingest", "head-end peak RSS, MiB", ing["headend_peak_rss_mib"], "", ""))
+    bill = results.get("billrun")
+    if bill:
+        rows.append(("billrun", "bill run, %d accounts, s" % bill["accounts"], bill["seconds_median"],
+                     "< %d" % bill["target_s"], "met" if bill["meets_target"] else "ABOVE"))  # fmt: skip
+        rows.append(("billrun", "peak RSS, MiB", bill["peak_rss_mib"], "", ""))
+    for fig in results.get("firmware", {}).get("figures", []):
+        rows.append(("firmware", fig["name"], fig["value"], fig.get("target", ""), fig.get("verdict", "")))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated suites: " + ", ".join(SUITES))
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (not the targets' sizes)")
+    args = parser.parse_args(argv)
+    wanted = args.only.split(",") if args.only else list(SUITES)
+    failed = []
+    for name in wanted:
+        script = ROOT / SUITES[name][0]
+        if not script.exists():
+            print("== %s: %s not present, skipped" % (name, script.name))
+            continue
+        cmd = [sys.executable, str(script)] + (QUICK.get(name, []) if args.quick else [])
+        shown = [os.path.relpath(c, ROOT) if c.startswith("/") else c for c in cmd]
+        print("== %s: %s" % (name, " ".join(shown)))
+        sys.stdout.flush()
+        t0 = time.monotonic()
+        rc = subprocess.call(cmd, cwd=ROOT)
+        print("== %s finished in %.0f s (exit %d)\n" % (name, time.monotonic() - t0, rc))
+        if rc != 0:
+            failed.append(name)
+    if RESULTS.exists():
+        results = json.loads(RESULTS.read_text())
+        rows = summary_rows(results)
+        if rows:
+            print("%-9s %-44s %18s %14s  %s" % ("suite", "figure", "value", "target", ""))
+            for suite, name, value, target, verdict in rows:
+                print("%-9s %-44s %18s %14s  %s" % (suite, name, value, target, verdict))
+        print("\nfigures written to %s" % os.path.relpath(RESULTS, ROOT))
+    if failed:
+        print("benchmark(s) failed to run: " + ", ".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Benchmark: a postpaid bill run over many accounts (default 1,000,000) in one SQLite file.
+
+    .venv/bin/python tools/bench_billrun.py [--accounts 1000000] [--repeat 3] [--db PATH] [--keep]
+
+Generation (not timed) writes, mostly with INSERT ... SELECT inside SQLite: two tariffs
+(a 2-rate TOU tariff and a 1-rate ladder, half the accounts each), one meter per account,
+a month (February 2024) of daily load-profile rows per rate (1 in 50 accounts with one
+estimated day, within policy; 1 in 1000 with five, held), boundary readings whose register
+deltas match the profile, and a January bill per account (the fluctuation history); 1 % of
+accounts are in key zones, 10 % have an e-mail address (others get a console notice).
+
+Each repeat deletes February's bills, runs and notifications (not timed), then runs
+``run_bills`` in a fresh child process and reports its wall time and peak RSS (VmHWM).
+Prints a table with the median and merges the figures into bench/results.json
+under "billrun". Target: under 60 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from headend.storage import Storage  # noqa: E402
+
+FEB, MAR, JAN = 1706745600, 1709251200, 1704067200
+TARGET_S = 60
+TOU = (
+    'format = "open-ami-tariff"\nname = "TOU"\ncurrency = "CNY"\nperiods = ["peak", "valley"]\n'
+    "[calendar]\n"
+    'day_profiles = [[["00:00", "valley"], ["08:00", "peak"], ["20:00", "valley"]]]\n'
+    "week_profiles = [[0, 0, 0, 0, 0, 0, 0]]\n"
+    '[energy]\npeak = "0.5"\nvalley = "0.3"\n[fixed]\nmonthly = "5.00"\n'
+)
+LADDER = (
+    'format = "open-ami-tariff"\nname = "Ladder"\ncurrency = "CNY"\nperiods = ["all"]\n'
+    '[tiers]\nmax_kwh = [200, 400]\nsurcharge = [0, "0.05", "0.3"]\n[energy]\nall = "0.4883"\n'
+)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def generate(path: str, n: int) -> None:
+    t0 = time.time()
+    with Storage(path) as s:
+        c = s.conn
+        c.execute("PRAGMA synchronous=OFF")
+        for tid, text in (("t-tou", TOU), ("t-ladder", LADDER)):
+            s.add_tariff(tid, tid, text, now=0)
+        with s.db.atomic():
+            c.execute(
+                "CREATE TEMP TABLE nums AS WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k"
+                " WHERE i + 1 < ?) SELECT i FROM k",
+                (n,),
+            )
+            c.execute(
+                "INSERT INTO meters (meter_id, key, mqtt_password_hash, created_at, online)"
+                " SELECT printf('m%07d', i), '00', '$7$x', 0, 0 FROM nums"
+            )
+            c.execute(
+                "INSERT INTO accounts (account_id, zone, zone_kind, billing, tariff_id, email, created_at)"
+                " SELECT printf('a%07d', i), printf('Z%03d', i % 500), CASE WHEN i % 500 < 5 THEN 'key'"
+                " ELSE 'regular' END, 'postpaid', CASE WHEN i % 2 THEN 't-ladder' ELSE 't-tou' END,"
+                " CASE WHEN i % 10 = 3 THEN printf('a%07d@example.org', i) END, 0 FROM nums"
+            )
+            c.execute(
+                "INSERT INTO account_meters (account_id, meter_id, from_ts)"
+                " SELECT printf('a%07d', i), printf('m%07d', i), 0 FROM nums"
+            )
+        log("accounts, meters: %.1f s" % (time.time() - t0))
+        c.execute("CREATE TEMP TABLE days AS SELECT i FROM nums WHERE i < 29")
+        c.execute("CREATE TEMP TABLE rates AS SELECT i FROM nums WHERE i < 2")
+        with s.db.atomic():  # days x rates in primary-key order
+            c.execute(
+                "INSERT INTO load_profile"
+                " (meter_id, interval_start, interval_s, rate, wh_imp, wh_exp, source)"
+                " SELECT printf('m%07d', n.i), ? + d.i * 86400, 86400, r.i + 1,"
+                " 3000 + (n.i * 7919 + d.i * 104729 + r.i * 13) % 9000, 0,"
+                " CASE WHEN n.i % 50 = 7 AND d.i = 3 THEN 'estimated'"
+                " WHEN n.i % 1000 = 11 AND d.i < 5 THEN 'estimated' ELSE 'real' END"
+                " FROM nums n, days d, rates r"
+                " WHERE r.i = 0 OR n.i % 2 = 0 ORDER BY n.i, d.i, r.i",
+                (FEB,),
+            )
+        log("load profile: %.1f s" % (time.time() - t0))
+        with s.db.atomic():
+            c.execute(
+                "CREATE TEMP TABLE sums AS SELECT meter_id, json_group_array(s) AS imp FROM"
+                " (SELECT meter_id, rate, sum(wh_imp) AS s FROM load_profile GROUP BY meter_id, rate"
+                " ORDER BY meter_id, rate) GROUP BY meter_id"
+            )
+            for seq, ts, imp in (
+                (1, FEB, "CASE WHEN json_array_length(imp) = 2 THEN '[0,0]' ELSE '[0]' END"),
+                (2, MAR, "imp"),
+            ):
+                c.execute(
+                    "INSERT INTO readings (meter_id, seq, ts, received_at, interval, imp, exp, q, flags, raw,"
+                    " vee_state) SELECT meter_id, ?, ?, ?, 900, %s, '[]', '[0,0,0,0]', 0, x'00', 'valid'"
+                    " FROM sums" % imp,
+                    (seq, ts, ts),
+                )
+            c.execute(
+                "INSERT INTO bills (account_id, cycle, run_id, state, reasons, lines, total, energy_kwh,"
+                " rule, created_at) SELECT printf('a%07d', i), '2024-01', 0, 'issued', '[]', '[]', '0',"
+                " printf('%d.000', CASE WHEN i % 2 THEN 230 ELSE 460 END), '', 0 FROM nums"
+            )
+        log("readings, history: %.1f s" % (time.time() - t0))
+        c.execute("ANALYZE")
+    log("generated %d accounts in %.1f s (%.2f GB)" % (n, time.time() - t0, os.path.getsize(path) / 1e9))
+
+
+def reset(path: str) -> None:
+    with Storage(path) as s:
+        with s.db.atomic():
+            s.conn.execute(
+                "DELETE FROM outbox WHERE bill_id IN (SELECT id FROM bills WHERE cycle = '2024-02')"
+            )
+            s.conn.execute("DELETE FROM bills WHERE cycle = '2024-02'")
+            s.conn.execute("DELETE FROM bill_runs WHERE cycle = '2024-02'")
+        s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def child(path: str) -> None:
+    """The timed run, in its own process so VmHWM is the run's peak."""
+    from decimal import Decimal
+
+    from headend.billing.policy import Policy
+    from headend.billing.run import run_bills
+
+    t0 = time.time()
+    last = [t0]
+
+    def progress(run):
+        if time.time() - last[0] >= 5:
+            last[0] = time.time()
+            c = run["counts"]
+            log(
+                "  %6.1f s: %d bills (%d held, %d review)"
+                % (time.time() - t0, sum(c.values()), c["held"], c["review"])
+            )
+
+    with Storage(path) as s:
+        run = run_bills(
+            s, "2024-02", MAR + 86400, Policy(review_sample_pct=Decimal(2), review_seed=1), progress=progress
+        )
+    seconds = time.time() - t0
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"seconds": seconds, "peak_rss_mib": round(hwm / 1024, 1), "counts": run["counts"]}))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--accounts", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--db", help="reuse/keep this database (default: a temporary file)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary database")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return 0
+    tmp = None
+    path = args.db
+    if path is None:
+        tmp = tempfile.mkdtemp(prefix="bench_billrun_")
+        path = os.path.join(tmp, "bills.db")
+    if not os.path.exists(path):
+        generate(path, args.accounts)
+    runs = []
+    for k in range(args.repeat):
+        reset(path)
+        load = os.getloadavg()[0]
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", path],
+            capture_output=False,
+            check=True,
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout
+        r = json.loads(out.strip().splitlines()[-1])
+        r["loadavg_before"] = round(load, 2)
+        runs.append(r)
+        log("run %d: %.1f s, peak RSS %.1f MiB, %s" % (k + 1, r["seconds"], r["peak_rss_mib"], r["counts"]))
+    secs = statistics.median(r["seconds"] for r in runs)
+    result = {
+        "accounts": args.accounts,
+        "data": "29 daily load-profile rows per rate (1 or 2 rates), 2 boundary reads, 1 history bill",
+        "runs": len(runs),
+        "seconds_median": round(secs, 2),
+        "seconds_all": [round(r["seconds"], 2) for r in runs],
+        "bills_per_s": round(args.accounts / secs),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "counts": runs[-1]["counts"],
+        "target_s": TARGET_S,
+        "meets_target": secs < TARGET_S,
+        "cpus": os.cpu_count(),
+        "loadavg_before": [r["loadavg_before"] for r in runs],
+    }
+    print("%-22s %s" % ("accounts", args.accounts))
+    print(
+        "%-22s %.1f s (median of %d: %s)  target < %d s: %s"
+        % (
+            "bill run",
+            secs,
+            len(runs),
+            ", ".join("%.1f" % r["seconds"] for r in runs),
+            TARGET_S,
+            "yes" if secs < TARGET_S else "NO",
+        )
+    )
+    print("%-22s %.1f MiB" % ("peak RSS (VmHWM)", result["peak_rss_mib"]))
+    print("%-22s %s" % ("outcome", result["counts"]))
+    results = ROOT / "bench" / "results.json"
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data["billrun"] = result
+    results.write_text(json.dumps(data, indent=2) + "\n")
+    if tmp and not args.keep:
+        for f in os.listdir(tmp):
+            os.remove(os.path.join(tmp, f))
+        os.rmdir(tmp)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
