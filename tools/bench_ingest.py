@@ -1,7 +1,7 @@
 """Benchmark: sustained end-to-end ingest through Mosquitto into SQLite.
 
     .venv/bin/python tools/bench_ingest.py [--meters 1000] [--per-meter 100] [--publishers 4]
-        [--workers 1] [--runs 3] [--window 50]
+        [--workers 2] [--runs 3] [--window 50]
 
 Each run provisions METERS meters, starts Mosquitto from `headend broker-config`
 and `headend serve` (`--workers N`: N processes on the shared subscription),
@@ -325,7 +325,9 @@ def main(argv=None) -> int:
     p.add_argument("--meters", type=int, default=1000)
     p.add_argument("--per-meter", type=int, default=100)
     p.add_argument("--publishers", type=int, default=4)
-    p.add_argument("--workers", type=int, default=1, help="headend serve --workers N")
+    p.add_argument(
+        "--workers", type=int, default=2, help="headend serve --workers N (default 2: one per core here)"
+    )
     p.add_argument("--mqtt", choices=("3.1.1", "5"), default="3.1.1", help="headend serve --mqtt")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--window", type=int, default=50, help="unacknowledged PUBLISHes per meter connection")
