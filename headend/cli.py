@@ -17,9 +17,10 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import __version__, cli_billing, cli_billrun
+from headend import __version__, cli_billing, cli_billrun, cli_prepaid
 from headend.billing import BillingError
 from headend.mqtt_service import ServiceError
+from headend.prepaid import PrepaidError
 from headend.provision import ProvisionError
 from headend.storage import StorageError
 from headend.storage_billing import AccountError
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--now", type=_ts, help="the time of the edit (default: now)")
     cli_billing.add_billing_commands(sub)
     cli_billrun.add_billrun_commands(sub)
+    cli_prepaid.add_prepaid_commands(sub)
     return parser
 
 
@@ -324,6 +326,7 @@ COMMANDS = {
     "vee": cmd_vee,
     "bill-profile": cli_billing.run_billing_command,
     **cli_billrun.COMMANDS,
+    **cli_prepaid.COMMANDS,
 }
 
 
@@ -343,6 +346,7 @@ def main(argv=None) -> int:
         ProtocolError,
         BillingError,
         AccountError,
+        PrepaidError,
         sqlite3.Error,
         OSError,
     ) as e:

@@ -293,3 +293,111 @@ def m003_billing(db: Database) -> None:
     )
     db["outbox"].create_index(["bill_id", "channel"], unique=True)
     db["outbox"].create_index(["state", "next_attempt_at"])
+
+
+@migrations()
+def m004_prepaid(db: Database) -> None:
+    """Prepaid ledger, payments, the command queue to meters, reconciliation alerts.
+
+    Money is INTEGER milli-units of currency (the meter's unit); a credit is positive.
+    ``payments.payment_id`` is the idempotency key of a payment; ``commands`` is UNIQUE on
+    (meter_id, seq), the per-meter command seq kept in ``command_counters``.
+    """
+    db["command_counters"].create(
+        {"meter_id": str, "seq": int, "topup_id": int},  # the last used of each
+        pk="meter_id",
+        not_null={"seq", "topup_id"},
+    )
+    db["commands"].create(
+        {
+            "id": int,
+            "meter_id": str,
+            "seq": int,
+            "cmd": int,
+            "args": str,  # JSON, int keys as strings
+            "frame": bytes,  # the sealed COSE_Mac0, resent as is
+            "state": str,  # queued | sent | acked | failed | expired
+            "attempts": int,
+            "expires": int,  # meter clock, the command's key 22
+            "next_attempt_at": float,
+            "result": int,  # the ack's result code
+            "reason": str,  # why it failed or expired
+            "ref": str,  # e.g. the payment id of a top-up
+            "created_at": float,
+            "sent_at": float,
+            "done_at": float,
+            "ack_ts": int,  # the ack's ts (meter clock): when the meter applied it
+        },
+        pk="id",
+        not_null={"meter_id", "seq", "cmd", "args", "frame", "state", "attempts", "created_at"},
+        defaults={"attempts": 0},
+    )
+    db["commands"].create_index(["meter_id", "seq"], unique=True)
+    db["commands"].create_index(["state", "next_attempt_at"])
+    db["payments"].create(
+        {
+            "payment_id": str,
+            "account_id": str,
+            "meter_id": str,
+            "amount": int,
+            "source": str,  # online | counter
+            "paid_at": str,
+            "body": str,  # the signed canonical string (online)
+            "command_id": int,
+            "received_at": float,
+        },
+        pk="payment_id",
+        not_null={"account_id", "meter_id", "amount", "source", "received_at"},
+    )
+    db["prepaid_ledger"].create(
+        {
+            "id": int,
+            "account_id": str,
+            "kind": str,  # topup | debit | adjustment
+            "amount": int,  # signed milli-units: credit > 0, debit < 0
+            "ref": str,  # payment id, "seq A..B" of a debit, or the adjustment's reason
+            "user": str,
+            "at": float,
+        },
+        pk="id",
+        not_null={"account_id", "kind", "amount", "at"},
+    )
+    db["prepaid_ledger"].create_index(["account_id", "id"])
+    db["prepaid_state"].create(
+        {
+            "account_id": str,
+            "meter_id": str,
+            "seq": int,  # the last reading debited up to
+            "ts": int,
+            "imp": str,  # its import registers, JSON
+            "acc": int,  # exact sum of Wh x milli-units/kWh: debited = acc // 1000
+            "synced_at": float,
+        },
+        pk="account_id",
+        not_null={"meter_id", "seq", "ts", "imp", "acc", "synced_at"},
+    )
+    db["prepaid_alerts"].create(
+        {
+            "id": int,
+            "account_id": str,
+            "meter_id": str,
+            "seq": int,  # the reading whose balance disagreed
+            "ts": int,
+            "meter_balance": int,
+            "ledger_balance": int,
+            "difference": int,  # meter - ledger
+            "threshold": int,
+            "created_at": float,
+        },
+        pk="id",
+        not_null={
+            "account_id",
+            "meter_id",
+            "seq",
+            "meter_balance",
+            "ledger_balance",
+            "difference",
+            "created_at",
+        },
+    )
+    db["prepaid_alerts"].create_index(["account_id", "seq"], unique=True)

@@ -25,7 +25,12 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
     Storage(path).close()
     with Storage(path) as s:
         assert s.db.journal_mode == "wal"
-        assert [m.name for m in migrations.applied(s.db)] == ["m001_ingest", "m002_vee", "m003_billing"]
+        assert [m.name for m in migrations.applied(s.db)] == [
+            "m001_ingest",
+            "m002_vee",
+            "m003_billing",
+            "m004_prepaid",
+        ]
         assert {
             "meters",
             "readings",
