@@ -27,6 +27,7 @@ from headend.storage_billing_sql import (
     HISTORY,
     NOTIFY,
     POSTPAID,
+    POSTPAID_COUNT,
     PROFILE_POINTS,
     PROFILE_SUMS,
     UPSERT_BILL,
@@ -122,6 +123,14 @@ class BillingStorageMixin:
         ``cursor``, in id order; linked_*: the span of its meter links (None: no meter; to: open)."""
         return self.conn.execute(POSTPAID, (cursor, limit)).fetchall()
 
+    def postpaid_count_after(self, cursor: str) -> int:
+        return self.conn.execute(POSTPAID_COUNT, (cursor,)).fetchone()[0]
+
+    def db_path(self) -> str | None:
+        """The database file, for another connection to it (None: in memory)."""
+        row = self.conn.execute("PRAGMA database_list").fetchone()
+        return row[2] or None
+
     def profile_sums(self, ids: Sequence[str], interval_s: int, start: int, end: int) -> list[tuple]:
         """(account_id, rate, source, count, sum Wh, min Wh, first start, last start) over the
         account's meters' load-profile rows in [start, end), each meter within its link window."""
@@ -187,9 +196,11 @@ class BillingStorageMixin:
     ) -> None:
         """One transaction: the batch's bills (a held bill is replaced, any other kept: the
         UNIQUE (account_id, cycle) is the last line of defence), the audit rows of replaced held
-        bills, notifications of the issued ones, and the run's cursor and counts."""
+        bills, notifications of the issued ones, and the run's cursor and counts. A bill is a
+        mapping, or a tuple in ``BILL_COLUMNS`` order."""
+        rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
         with self.db.atomic():
-            self.conn.executemany(UPSERT_BILL, [[b[c] for c in BILL_COLUMNS] for b in bills])
+            self.conn.executemany(UPSERT_BILL, rows)
             if audits:
                 self.conn.executemany(
                     "INSERT INTO bill_audit (bill_id, action, old_state, new_state, reason, user, at)"
@@ -197,7 +208,7 @@ class BillingStorageMixin:
                     " WHERE account_id = ? AND cycle = ?",
                     audits,
                 )
-            issued = [b["account_id"] for b in bills if b["state"] == "issued"]
+            issued = [b[0] for b in rows if b[3] == "issued"]
             if issued:
                 self.queue_notifications(cycle, issued, now)
             self.conn.execute(
@@ -209,8 +220,7 @@ class BillingStorageMixin:
         """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
         for i in range(0, len(ids), 30000):
             part = ids[i : i + 30000]
-            for sql in NOTIFY:
-                self.conn.execute(sql % marks(part), (now, now, cycle, *part))
+            self.conn.execute(NOTIFY % marks(part), (now, now, cycle, *part))
 
     def finish_run(self, run_id: int, now: float) -> dict:
         with self.db.atomic():

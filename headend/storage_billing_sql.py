@@ -21,6 +21,8 @@ POSTPAID = (
     " FROM accounts a WHERE a.billing = 'postpaid' AND a.account_id > ? ORDER BY a.account_id LIMIT ?"
 )
 
+POSTPAID_COUNT = "SELECT count(*) FROM accounts WHERE billing = 'postpaid' AND account_id > ?"
+
 _LINKED = (
     " FROM account_meters am JOIN load_profile lp"
     " ON lp.meter_id = am.meter_id AND lp.interval_s = ?"
@@ -94,16 +96,15 @@ _PAYLOAD = (
     "json_object('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
     " 'currency', b.currency, 'state', b.state)"
 )
-_NOTIFY = (
+# One pass over the bills: an e-mail and/or a webhook notice, or a console one without either.
+NOTIFY = (
     "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
-    " SELECT b.id, '%s', %s, "
+    " SELECT b.id, ch.channel, CASE ch.channel WHEN 'email' THEN a.email WHEN 'webhook' THEN a.webhook END, "
     + _PAYLOAD
     + ", 'pending', 0, ?, ? FROM bills b JOIN accounts a USING (account_id)"
-    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND %s AND b.account_id IN (%%s)"
+    " JOIN (SELECT 'email' AS channel UNION ALL SELECT 'webhook' UNION ALL SELECT 'console') ch"
+    " ON CASE ch.channel WHEN 'email' THEN a.email IS NOT NULL WHEN 'webhook' THEN a.webhook IS NOT NULL"
+    " ELSE a.email IS NULL AND a.webhook IS NULL END"
+    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND b.account_id IN (%s)"
     " ON CONFLICT (bill_id, channel) DO NOTHING"
-)
-NOTIFY = (
-    _NOTIFY % ("email", "a.email", "a.email IS NOT NULL"),
-    _NOTIFY % ("webhook", "a.webhook", "a.webhook IS NOT NULL"),
-    _NOTIFY % ("console", "NULL", "a.email IS NULL AND a.webhook IS NULL"),
 )

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import pathlib
+import resource
 import statistics
 import subprocess
 import sys
@@ -156,7 +157,18 @@ def child(path: str) -> None:
         )
     seconds = time.time() - t0
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    print(json.dumps({"seconds": seconds, "peak_rss_mib": round(hwm / 1024, 1), "counts": run["counts"]}))
+    # the pricing workers are children of this process: their peak counts too (ru_maxrss is KiB)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "peak_rss_mib": round(hwm / 1024, 1),
+                "worker_peak_rss_mib": round(workers / 1024, 1),
+                "counts": run["counts"],
+            }
+        )
+    )
 
 
 def main() -> int:
@@ -201,9 +213,11 @@ def main() -> int:
         "seconds_all": [round(r["seconds"], 2) for r in runs],
         "bills_per_s": round(args.accounts / secs),
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "worker_peak_rss_mib": max(r.get("worker_peak_rss_mib", 0) for r in runs),
         "counts": runs[-1]["counts"],
         "target_s": TARGET_S,
-        "meets_target": secs < TARGET_S,
+        # the target is for a million accounts; a smaller run only reports its time
+        "meets_target": secs < TARGET_S if args.accounts >= 1_000_000 else None,
         "cpus": os.cpu_count(),
         "loadavg_before": [r["loadavg_before"] for r in runs],
     }
@@ -216,10 +230,13 @@ def main() -> int:
             len(runs),
             ", ".join("%.1f" % r["seconds"] for r in runs),
             TARGET_S,
-            "yes" if secs < TARGET_S else "NO",
+            ("yes" if secs < TARGET_S else "NO")
+            if args.accounts >= 1_000_000
+            else "n/a below 1,000,000 accounts",
         )
     )
     print("%-22s %.1f MiB" % ("peak RSS (VmHWM)", result["peak_rss_mib"]))
+    print("%-22s %.1f MiB each at most" % ("pricing workers' RSS", result["worker_peak_rss_mib"]))
     print("%-22s %s" % ("outcome", result["counts"]))
     results = ROOT / "bench" / "results.json"
     data = json.loads(results.read_text()) if results.exists() else {}

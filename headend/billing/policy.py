@@ -16,6 +16,7 @@ of range raise ``PolicyError`` naming the field. Example::
     register_tolerance_wh = 1       # boundary register deltas vs the load-profile sum per rate
     review_sample_pct = "5"         # share of regular-zone bills sampled for review
     review_seed = 42                # optional: fixed sample seed (default: random, recorded)
+    workers = 0                     # pricing processes; 0: auto (one per CPU on large runs), 1: none
     [outbox]
     smtp_host = "localhost"
     smtp_port = 25
@@ -65,6 +66,7 @@ class Policy:
     register_tolerance_wh: int = 1
     review_sample_pct: Decimal = Decimal(5)
     review_seed: int | None = None
+    workers: int = 0
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
 
     def as_json(self) -> dict:
@@ -88,6 +90,7 @@ _RANGES = {
     "register_tolerance_wh": (0, 10**9),
     "review_sample_pct": (0, 100),
     "review_seed": (0, 2**63 - 1),
+    "workers": (0, 64),
     "smtp_port": (1, 65535),
     "max_attempts": (1, 100),
     "backoff_s": (0, 86400),

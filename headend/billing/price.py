@@ -31,6 +31,17 @@ ZERO = Decimal(0)
 RULE = Bill.rule
 
 
+class _ZeroDemand(dict):
+    """minor unit -> a zero demand charge quantized to it (as ``_round`` would give)."""
+
+    def __missing__(self, q: Decimal) -> Decimal:
+        self[q] = ZERO.quantize(q, ROUND_HALF_UP)
+        return self[q]
+
+
+ZERO_DEMAND = _ZeroDemand()
+
+
 class CyclePricer:
     def __init__(self, tariff: Tariff, year: int, month: int):
         self.tariff = tariff
@@ -85,17 +96,49 @@ class CyclePricer:
                     for p, e in by_period.items():
                         num += e * sum(r * part for r, part in tier_split(ZERO, total, v.energy[p], self.dim))
                     energy = num / total
+            elif self._flat is not None:  # one price per period: no tier walk
+                flat = self._flat
+                for p, e in by_period.items():
+                    if e > 0:  # as tier_split: nothing for no or negative use
+                        energy += flat[p] * e
             else:
                 for p, e in sorted(by_period.items()):
                     for rate, part in tier_split(ZERO, e, v.energy[p], self.dim):
                         energy += rate * part
-            share = Decimal(covered_s) / self.ms
-            exact = {
+            fixed, minimum = self._fixed(covered_s)
+            energy = energy.quantize(q, ROUND_HALF_UP)
+            subtotal = energy + fixed + ZERO_DEMAND[q]
+            lines = {
                 "energy_charge": energy,
-                "fixed_charge": ZERO + v.fixed_monthly * share + v.fixed_daily * covered_s / 86400,
-                "demand_charge": ZERO,
+                "fixed_charge": fixed,
+                "demand_charge": ZERO_DEMAND[q],
+                "minimum_charge": max(ZERO, minimum - subtotal).quantize(q),
             }
-            return _round(exact, v.min_monthly * share, q, total)
+            return {"lines": lines, "total": subtotal + lines["minimum_charge"], "kwh": total}
+
+    @property
+    def _flat(self) -> list[Decimal] | None:
+        """Each period's single price, when no period has tiers (None otherwise)."""
+        if "_flat_cache" not in self.__dict__:
+            energy = self.version.energy if self.version else ()
+            flat = all(len(tiers) == 1 and tiers[0].max_kwh is None for tiers in energy)
+            self.__dict__["_flat_cache"] = [tiers[0].rate for tiers in energy] if flat else None
+        return self.__dict__["_flat_cache"]
+
+    def _fixed(self, covered_s: int) -> tuple[Decimal, Decimal]:
+        """(fixed charge, minimum) rounded, for ``covered_s`` seconds of data: the same for
+        most accounts of a cycle, so computed once per distinct coverage."""
+        cache = self.__dict__.setdefault("_fixed_cache", {})
+        got = cache.get(covered_s)
+        if got is None:
+            v, q = self.version, self.tariff.minor_unit
+            with localcontext(prec=PRECISION):
+                share = Decimal(covered_s) / self.ms
+                fixed = ZERO + v.fixed_monthly * share + v.fixed_daily * covered_s / 86400
+                got = (fixed.quantize(q, ROUND_HALF_UP), (v.min_monthly * share).quantize(q, ROUND_HALF_UP))
+            if len(cache) < 4096:
+                cache[covered_s] = got
+        return got
 
     def price_profile(self, interval_s: int, points: list[tuple[int, Decimal]]) -> dict:
         bill = bill_profile(self.tariff, Profile(interval_s, tuple(points)))
@@ -105,10 +148,3 @@ class CyclePricer:
                 lines = {k: getattr(m, k) for k in LINES}
                 return {"lines": lines, "total": m.total, "kwh": m.energy_kwh}
         raise BillingError("no data in %s" % want)
-
-
-def _round(exact: dict, minimum: Decimal, q: Decimal, kwh: Decimal) -> dict:
-    lines = {k: x.quantize(q, ROUND_HALF_UP) for k, x in exact.items()}
-    subtotal = sum(lines.values())
-    lines["minimum_charge"] = max(ZERO, minimum.quantize(q, ROUND_HALF_UP) - subtotal).quantize(q)
-    return {"lines": lines, "total": subtotal + lines["minimum_charge"], "kwh": kwh}

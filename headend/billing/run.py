@@ -19,8 +19,12 @@ issued is never replaced (and ``bills`` is UNIQUE on (account_id, cycle)).
 
 from __future__ import annotations
 
+import json
+import multiprocessing
+import os
 import re
 import secrets
+from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -32,6 +36,7 @@ from headend.billing.usage import gather
 
 KWH = Decimal("0.001")
 CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+AUTO_MIN_ACCOUNTS = 20_000  # fewer: starting worker processes costs more than it saves
 
 
 def parse_cycle(cycle: str) -> tuple[int, int]:
@@ -68,30 +73,32 @@ def _rates(wh: dict[int, int]) -> str:
     return "{%s}" % ",".join('"%d":"%s"' % (r, Decimal(w) / 1000) for r, w in sorted(wh.items()))
 
 
-def _bill(account_id, cycle, run_id, state, reasons, tariff_id, pricer, usage, priced, now) -> dict:
-    s = usage.seconds if usage else {}
-    return {
-        "account_id": account_id,
-        "cycle": cycle,
-        "run_id": run_id,
-        "state": state,
-        "reasons": reasons,
-        "tariff_id": tariff_id,
-        "currency": pricer.tariff.currency if isinstance(pricer, CyclePricer) else None,
-        "period_start": pricer.start if isinstance(pricer, CyclePricer) else None,
-        "period_end": pricer.end if isinstance(pricer, CyclePricer) else None,
-        "energy_kwh": str(priced["kwh"].quantize(KWH)) if priced else None,
-        "kwh_by_rate": _rates(usage.wh_by_rate) if usage else None,
-        "sources": '{"real":%d,"estimated":%d,"edited":%d}' % (s["real"], s["estimated"], s["edited"])
-        if usage
-        else None,
-        "lines": _money_lines(priced["lines"]) if priced else "[]",
-        "total": str(priced["total"]) if priced else "0",
-        "rule": RULE,
-        "created_at": now,
-        "updated_at": now,
-        "issued_at": now if state == "issued" else None,
-    }
+def _bill(account_id, cycle, run_id, state, reasons, tariff_id, pricer, usage, priced, now) -> tuple:
+    """The bill row, in ``BILL_COLUMNS`` order (a tuple: cheap to pass between processes)."""
+    ok = isinstance(pricer, CyclePricer)
+    if usage:
+        s = usage.seconds
+        sources = '{"real":%d,"estimated":%d,"edited":%d}' % (s["real"], s["estimated"], s["edited"])
+    return (
+        account_id,
+        cycle,
+        run_id,
+        state,
+        reasons,
+        tariff_id,
+        pricer.tariff.currency if ok else None,
+        pricer.start if ok else None,
+        pricer.end if ok else None,
+        str(priced["kwh"].quantize(KWH)) if priced else None,
+        _rates(usage.wh_by_rate) if usage else None,
+        sources if usage else None,
+        _money_lines(priced["lines"]) if priced else "[]",
+        str(priced["total"]) if priced else "0",
+        RULE,
+        now,
+        now,
+        now if state == "issued" else None,
+    )
 
 
 def price(pricer: CyclePricer, usage, store, account_id: str) -> dict:
@@ -175,9 +182,67 @@ def bill_batch(store, accounts, cycle, run_id, seed, tariffs, policy, now) -> tu
 
 
 def _json_list(items: list[str]) -> str:
-    import json
-
     return json.dumps(items) if items else "[]"
+
+
+def _batches(store, cursor: str, size: int):
+    while True:
+        accounts = store.postpaid_after(cursor, size)
+        if not accounts:
+            return
+        cursor = accounts[-1][0]
+        yield accounts
+
+
+def _workers(store, policy: Policy, cursor: str) -> int:
+    """Worker processes for this run: ``policy.workers``, or with 0 (auto) one per CPU (at
+    most 4) when enough accounts remain to repay starting them; 1: price in this process."""
+    if store.db_path() is None:
+        return 1
+    if policy.workers:
+        return policy.workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cpus < 2 or store.postpaid_count_after(cursor) < max(AUTO_MIN_ACCOUNTS, 8 * policy.batch_size):
+        return 1
+    return min(cpus, 4)
+
+
+_WORKER: dict = {}
+
+
+def _worker_init(store_cls, path: str, year: int, month: int) -> None:
+    store = store_cls(path)
+    _WORKER.update(store=store, tariffs=_Tariffs(store, year, month))
+
+
+def _worker_batch(args: tuple) -> tuple[list, list, dict]:
+    return bill_batch(_WORKER["store"], *args[:4], _WORKER["tariffs"], *args[4:])
+
+
+def _results(store, run: dict, cycle: str, policy: Policy, now: float, year: int, month: int):
+    """(accounts, (bills, audits, counts)) of each batch after the run's cursor, in account
+    order. With workers, each batch is read and priced by a worker process (its own
+    connection: reads only) while this process commits the earlier ones, so the commits,
+    and the run's cursor, advance in account order just as in one process."""
+    batches = _batches(store, run["cursor"], policy.batch_size)
+    head = (cycle, run["run_id"], run["seed"])
+    workers = _workers(store, policy, run["cursor"])
+    if workers <= 1:
+        tariffs = _Tariffs(store, year, month)
+        for accounts in batches:
+            yield accounts, bill_batch(store, accounts, *head, tariffs, policy, now)
+        return
+    ctx = multiprocessing.get_context("spawn")  # no inherited SQLite connection
+    with ctx.Pool(workers, _worker_init, (type(store), store.db_path(), year, month)) as pool:
+        pending: deque = deque()
+        for accounts in batches:
+            pending.append((accounts, pool.apply_async(_worker_batch, ((accounts, *head, policy, now),))))
+            if len(pending) >= 2 * workers:
+                accounts, result = pending.popleft()
+                yield accounts, result.get()
+        while pending:
+            accounts, result = pending.popleft()
+            yield accounts, result.get()
 
 
 def run_bills(
@@ -197,22 +262,18 @@ def run_bills(
         seed = policy.review_seed if policy.review_seed is not None else secrets.randbits(63)
         run = store.open_run(cycle, seed, policy.as_json(), now)
     counts = {"issued": 0, "held": 0, "review": 0, "skipped": 0, **run["counts"]}
-    tariffs = _Tariffs(store, year, month)
-    cursor = run["cursor"]
-    while True:
-        accounts = store.postpaid_after(cursor, policy.batch_size)
-        if not accounts:
-            break
-        bills, audits, got = bill_batch(
-            store, accounts, cycle, run["run_id"], run["seed"], tariffs, policy, now
-        )
-        for k, v in got.items():
-            counts[k] += v
-        cursor = accounts[-1][0]
-        store.commit_bill_batch(run["run_id"], cycle, bills, audits, cursor, counts, now)
-        run = {**run, "cursor": cursor, "counts": dict(counts), "batches": run["batches"] + 1}
-        if progress:
-            progress(run)
-        if on_batch:
-            on_batch(run)
+    results = _results(store, run, cycle, policy, now, year, month)
+    try:
+        for accounts, (bills, audits, got) in results:
+            for k, v in got.items():
+                counts[k] += v
+            cursor = accounts[-1][0]
+            store.commit_bill_batch(run["run_id"], cycle, bills, audits, cursor, counts, now)
+            run = {**run, "cursor": cursor, "counts": dict(counts), "batches": run["batches"] + 1}
+            if progress:
+                progress(run)
+            if on_batch:
+                on_batch(run)
+    finally:
+        results.close()  # stops the workers when a batch fails
     return store.finish_run(run["run_id"], now)

@@ -117,3 +117,48 @@ def test_sigkilled_run_process_then_rerun(tmp_path):
         ).fetchall()
         assert (runs, finished) == (1, 1)  # the re-run resumed the killed run
         assert states["issued"] + states["review"] == n
+
+
+def test_worker_processes_bill_alike_and_resume_after_a_crash(tmp_path):
+    """Two pricing processes: the same bills as one process, committed in account order,
+    and a crash between batches resumes to every bill exactly once."""
+    one = Policy(batch_size=4, review_sample_pct=Decimal(10), review_seed=3, workers=1)
+    two = Policy(batch_size=4, review_sample_pct=Decimal(10), review_seed=3, workers=2)
+    cols = "account_id, state, reasons, energy_kwh, kwh_by_rate, sources, lines, total"
+    bills = {}
+    for name, policy in (("one", one), ("two", two)):
+        (tmp_path / name).mkdir()
+        with new_store(tmp_path / name) as s:
+            fleet(s, 30)
+            cursors = []
+
+            def crash(run, cursors=cursors, name=name):
+                cursors.append(run["cursor"])
+                if name == "two" and run["batches"] == 3:
+                    raise Crash()
+
+            if name == "two":
+                with pytest.raises(Crash):
+                    run_bills(s, "2024-02", NOW, policy, on_batch=crash)
+                assert len(s.bills("2024-02")) == 12 and cursors == ["acc00003", "acc00007", "acc00011"]
+            done = run_bills(s, "2024-02", NOW, policy, on_batch=crash)
+            assert done["state"] == "finished" and sum(done["counts"].values()) == 30
+            assert cursors == sorted(cursors) and cursors[-1] == "acc00029"
+            exactly_once(s, 30)
+            bills[name] = s.conn.execute("SELECT %s FROM bills ORDER BY account_id" % cols).fetchall()
+    assert bills["one"] == bills["two"]
+
+
+def test_bill_rows_are_in_storage_column_order():
+    from headend.billing.price import RULE
+    from headend.billing.run import _bill
+    from headend.storage_billing_sql import BILL_COLUMNS
+
+    row = _bill("a", "2024-02", 7, "held", "[]", "t", None, None, None, 1.0)
+    assert len(row) == len(BILL_COLUMNS)
+    assert dict(zip(BILL_COLUMNS, row, strict=True)) == {
+        **dict.fromkeys(BILL_COLUMNS),
+        **{"account_id": "a", "cycle": "2024-02", "run_id": 7, "state": "held", "reasons": "[]"},
+        **{"tariff_id": "t", "lines": "[]", "total": "0", "created_at": 1.0, "updated_at": 1.0},
+        "rule": RULE,
+    }
