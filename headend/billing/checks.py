@@ -54,8 +54,8 @@ def constraint_reasons(u: Usage, cycle_s: int, policy: Policy) -> list[str]:
 
 def registers_add_up(u: Usage, policy: Policy) -> list[str]:
     """Per-rate load-profile sums against the boundary register deltas, and their total."""
-    if u.register_wh is None or not u.interval_s:
-        return []
+    if u.register_wh is None or not u.interval_s or u.register_wh == u.wh_by_rate:
+        return []  # equal: every difference is 0, within any tolerance
     tol = policy.register_tolerance_wh
     out = []
     for rate in sorted(set(u.register_wh) | set(u.wh_by_rate)):

@@ -66,11 +66,11 @@ class _Tariffs:
 
 
 def _money_lines(lines: dict) -> str:
-    return "[%s]" % ",".join('{"item":"%s","amount":"%s"}' % (k, v) for k, v in lines.items())
+    return "[" + ",".join(['{"item":"%s","amount":"%s"}' % kv for kv in lines.items()]) + "]"
 
 
 def _rates(wh: dict[int, int]) -> str:
-    return "{%s}" % ",".join('"%d":"%s"' % (r, Decimal(w) / 1000) for r, w in sorted(wh.items()))
+    return "{" + ",".join(['"%d":"%s"' % (r, Decimal(w) / 1000) for r, w in sorted(wh.items())]) + "}"
 
 
 def _bill(account_id, cycle, run_id, state, reasons, tariff_id, pricer, usage, priced, now) -> tuple:

@@ -27,22 +27,35 @@ def _expected(start: int, end: int, linked_from: int, linked_to: int, iv: int) -
 
 def _from_profile(rows: list[tuple], iv: int, start: int, end: int, linked: tuple) -> Usage:
     u = Usage(interval_s=iv)
+    wh_by_rate = u.wh_by_rate
     counts: dict[int, dict[str, int]] = {}
     first_ts = max(start, linked[0])
     last_ts = start + ((min(end, linked[1]) - start - 1) // iv) * iv
     min_wh = None
     for _a, rate, source, n, wh, lo, first, last in rows:
-        u.wh_by_rate[rate] = u.wh_by_rate.get(rate, 0) + wh
-        counts.setdefault(rate, {})[source] = counts.get(rate, {}).get(source, 0) + n
-        min_wh = lo if min_wh is None else min(min_wh, lo)
+        wh_by_rate[rate] = wh_by_rate.get(rate, 0) + wh
+        c = counts.get(rate)
+        if c is None:
+            counts[rate] = {source: n}
+        else:
+            c[source] = c.get(source, 0) + n
+        if min_wh is None or lo < min_wh:
+            min_wh = lo
         if first == first_ts:
             u.first_source = source
         if last == last_ts:
             u.last_source = source
     u.min_wh = min_wh or 0
-    u.intervals = max(sum(c.values()) for c in counts.values())
-    for source in u.seconds:
-        u.seconds[source] = max(c.get(source, 0) for c in counts.values()) * iv
+    seconds = u.seconds
+    if len(counts) == 1:  # one rate: no maximum over rates to take
+        (c,) = counts.values()
+        u.intervals = sum(c.values())
+        for source in seconds:
+            seconds[source] = c.get(source, 0) * iv
+    else:
+        u.intervals = max(sum(c.values()) for c in counts.values())
+        for source in seconds:
+            seconds[source] = max(c.get(source, 0) for c in counts.values()) * iv
     u.expected = _expected(start, end, linked[0], linked[1], iv)
     return u
 
@@ -56,6 +69,12 @@ def _reads_by_meter(reads: list[tuple]) -> dict[str, dict[int, tuple]]:
 
 def _register_delta(reads: list[tuple], start: int, end: int) -> tuple[dict | None, list[str]]:
     """Per-rate Wh between the boundary reads of one meter, and the problems found."""
+    if len(reads) == 2:  # the common case: one meter, one reading at each boundary, accepted
+        (_a, m1, t1, a, sa), (_b, m2, t2, b, sb) = reads
+        if m1 == m2 and t1 == start and t2 == end and sa in REAL_STATES and sb in REAL_STATES:
+            a, b = json.loads(a), json.loads(b)
+            if len(a) == len(b):
+                return {i + 1: y - x for i, (x, y) in enumerate(zip(a, b, strict=True))}, []
     problems = []
     for meter_id, at in sorted(_reads_by_meter(reads).items()):
         if start in at and end in at:
