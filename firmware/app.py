@@ -22,27 +22,14 @@ the register map) are dropped from memory after boot (``unload``).
 """
 
 import gc
-import sys
 
-from firmware import compat, hal, meter_state
+from firmware import hal, meter_state
 from firmware import meter_events as ev
+from firmware.compat import unload
 from firmware.meter import NEVER, Meter
 
 CONFIG_NAME = "config.json"
 WDT_MS = 8000  # RP2040's maximum is 8388 ms
-
-
-def unload(*names):
-    """Drop modules from memory (MicroPython; CPython's tests need the classes to stay the same)."""
-    if not compat.MICROPYTHON:
-        return
-    for n in names:
-        if n in sys.modules:
-            del sys.modules[n]
-            pkg, _, attr = n.rpartition(".")
-            p = sys.modules.get(pkg)
-            if p is not None and hasattr(p, attr):
-                delattr(p, attr)
 
 
 class App:

@@ -44,3 +44,19 @@ def heap_lock():
 def heap_unlock():
     if hasattr(micropython, "heap_unlock"):
         micropython.heap_unlock()
+
+
+def unload(*names):
+    """Drop modules from memory on MicroPython (boot-only code, or what a test imported).
+
+    A no-op on CPython, whose tests need the modules' classes to stay the same.
+    """
+    if not MICROPYTHON:
+        return
+    for n in names:
+        if n in sys.modules:
+            del sys.modules[n]
+            pkg, _, attr = n.rpartition(".")
+            p = sys.modules.get(pkg)
+            if p is not None and hasattr(p, attr):
+                delattr(p, attr)  # the package keeps its submodules as attributes

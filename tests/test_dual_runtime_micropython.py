@@ -21,7 +21,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DUAL = sorted(p.stem for p in (ROOT / "tests" / "dual").glob("test_*.py"))
 # modules that do not yet keep the 4 KiB margin (their owners' files: see firmware/README.md)
-OVER_60K = {"test_atm90e26", "test_messages", "test_meter_store"}
+OVER_60K = {"test_atm90e26", "test_meter_store"}
 
 
 def micropython_exe():
@@ -61,7 +61,12 @@ def test_module_passes_on_micropython_64k(mpy_tree, module):
     _run_module(mpy_tree, module, "64K")
 
 
-_OVER = pytest.mark.xfail(strict=True, reason="needs more than 60K")
+_OVER = pytest.mark.xfail(
+    strict=True,
+    reason="known shortfall, not a hidden failure: passes at the 64K budget above, but does not yet "
+    "keep the extra 4 KiB margin (firmware/README.md, Memory); strict, so it must leave OVER_60K "
+    "once it fits",
+)
 
 
 @pytest.mark.parametrize("module", [pytest.param(m, marks=_OVER) if m in OVER_60K else m for m in DUAL])

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from headend import provision  # noqa: E402
 from headend.storage import Storage  # noqa: E402
 from protocol import messages, topics  # noqa: E402
-from tools.mosquitto_broker import find_mosquitto, free_port  # noqa: E402
+from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
 
 T0 = 1_700_000_100
 TARGET = 10_000  # readings/s (issue 5)
@@ -215,22 +215,11 @@ def run_once(args, run: int) -> dict:
         meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
         port = free_port()
         cfg = provision.write_broker_config(store, os.path.join(work, "broker"), port)
-    broker = subprocess.Popen(
-        [find_mosquitto(), "-c", cfg["conf"]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    broker = MosquittoBroker.from_conf(cfg["conf"], port).start()
     serve_log = os.path.join(work, "serve.log")
     logf = open(serve_log, "w")
     procs, serve = [], None
     try:
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10, "mosquitto to listen")
         cmd = [sys.executable, "-m", "headend.cli", "serve", "--db", db, "--broker", cfg["headend_url"]]
         cmd += ["--batch", str(args.batch), "--workers", str(args.workers), "--mqtt", args.mqtt]
         serve = subprocess.Popen(cmd, cwd=ROOT, stderr=logf)
@@ -261,7 +250,7 @@ def run_once(args, run: int) -> dict:
             return row[0] if row else 0
 
         load0 = os.getloadavg()
-        cpu0 = {"broker": cpu_s(broker.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+        cpu0 = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
         start = time.monotonic()
         go.set()
         last = start
@@ -279,7 +268,7 @@ def run_once(args, run: int) -> dict:
                 last = now
             time.sleep(0.05)
         elapsed = time.monotonic() - start
-        cpu = {"broker": cpu_s(broker.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+        cpu = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
         acked, pub_cpu = 0, 0.0
         for _ in procs:
             a, c = out.get(timeout=60)
@@ -313,8 +302,7 @@ def run_once(args, run: int) -> dict:
                 serve.wait(30)
             except subprocess.TimeoutExpired:
                 serve.kill()
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         logf.close()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

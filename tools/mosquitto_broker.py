@@ -5,6 +5,8 @@
 
 ``conf_lines`` adds configuration (password_file, acl_file, ...); without
 them the broker allows anonymous clients, for tests of one layer only.
+``MosquittoBroker.from_conf(path, port)`` runs a config written elsewhere
+(`headend broker-config`) instead of generating one.
 """
 
 import os
@@ -38,14 +40,23 @@ class MosquittoBroker:
         self.proc = None
         self.conf = os.path.join(self.workdir, "mosquitto-%d.conf" % self.port)
         self.log = os.path.join(self.workdir, "mosquitto-%d.log" % self.port)
+        self.write_conf = True
+
+    @classmethod
+    def from_conf(cls, conf, port):
+        """A broker for an existing config file that listens on ``port``; log beside the config."""
+        broker = cls(os.path.dirname(os.path.abspath(conf)), port=port)
+        broker.conf, broker.log, broker.write_conf = conf, conf + ".log", False
+        return broker
 
     def start(self):
-        lines = ["listener %d 127.0.0.1" % self.port, "persistence false"]
-        if not any(line.startswith(("password_file", "allow_anonymous")) for line in self.conf_lines):
-            lines.append("allow_anonymous true")
-        lines += self.conf_lines
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        if self.write_conf:
+            lines = ["listener %d 127.0.0.1" % self.port, "persistence false"]
+            if not any(line.startswith(("password_file", "allow_anonymous")) for line in self.conf_lines):
+                lines.append("allow_anonymous true")
+            lines += self.conf_lines
+            with open(self.conf, "w") as f:
+                f.write("\n".join(lines) + "\n")
         self._logf = open(self.log, "w")
         self.proc = subprocess.Popen(
             [find_mosquitto(), "-c", self.conf], stdout=self._logf, stderr=subprocess.STDOUT

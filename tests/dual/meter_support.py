@@ -5,7 +5,6 @@ firmware.app does after boot), which a 64 KiB heap needs beside the tests.
 """
 
 import gc
-import sys
 
 from firmware import compat, config
 from firmware.meter import Meter
@@ -54,8 +53,7 @@ assert (
 )
 if compat.MICROPYTHON:  # pytest's test_config needs the module's classes to stay the same
     del config
-    del sys.modules["firmware.config"]
-    delattr(sys.modules["firmware"], "config")  # the package keeps its submodules as attributes
+    compat.unload("firmware.config")
     gc.collect()
 
 
@@ -87,12 +85,5 @@ def load(m, fwd=0, rev=0, rp=0, rn=0, p=0, u=23000, i=5000, p_mw=0, q_mvar=0):
 
 def drop(*names):
     """Unload modules a test imported (MicroPython: frees their bytecode for the next test)."""
-    if not compat.MICROPYTHON:
-        return
-    for n in names:
-        if n in sys.modules:
-            del sys.modules[n]
-            pkg, _, attr = n.rpartition(".")
-            if pkg in sys.modules and hasattr(sys.modules[pkg], attr):
-                delattr(sys.modules[pkg], attr)
+    compat.unload(*names)
     gc.collect()

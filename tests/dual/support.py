@@ -27,6 +27,21 @@ def load_vectors(name):
         return json.load(f)
 
 
+def iter_vectors(name, section):
+    """The entries of one list of a vector file written one entry a line, one at a time:
+    a 64 KiB heap never holds the whole table."""
+    with open(vector_path(name)) as f:
+        inside = False
+        for line in f:
+            line = line.strip()
+            if not inside:
+                inside = line.startswith('"%s"' % section)
+            elif line.startswith("]"):
+                return
+            else:
+                yield json.loads(line[:-1] if line.endswith(",") else line)
+
+
 def raises(exc_type, fn, *args, **kwargs):
     """Call fn and return the exception it raised; fail unless it is exc_type.
 

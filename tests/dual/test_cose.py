@@ -1,31 +1,14 @@
 """COSE_Mac0 envelope against cwt-confirmed vectors: runs under pytest and micropython."""
 
-import json
-
 try:
-    from tests.dual.support import raises, vector_path
+    from tests.dual.support import iter_vectors, raises
 except ImportError:
-    from support import raises, vector_path
+    from support import iter_vectors, raises
 
 from protocol import cbor, cose
 from protocol.errors import COSEError, ProtocolError
 
 KEY = bytes(range(32))
-
-
-def _rows(section):
-    """The entries of one list of cose_mac0.json (one entry a line), one at a time:
-    a 64 KiB heap never holds the whole table."""
-    with open(vector_path("cose_mac0.json")) as f:
-        inside = False
-        for line in f:
-            line = line.strip()
-            if not inside:
-                inside = line.startswith('"%s"' % section)
-            elif line.startswith("]"):
-                return
-            else:
-                yield json.loads(line[:-1] if line.endswith(",") else line)
 
 
 def _frame(protected=b"\xa1\x01\x05", unprotected=None, payload=b"\xa0", tag=None, key=KEY, tagnum=17):
@@ -43,7 +26,7 @@ def _field(data, key=KEY, kid=b"m1"):
 
 
 def test_hmac_sha256_rfc4231():
-    for v in _rows("hmac_sha256"):
+    for v in iter_vectors("cose_mac0.json", "hmac_sha256"):
         got = cose.hmac_sha256(bytes.fromhex(v["key"]), bytes.fromhex(v["data"]))
         assert got.hex() == v["mac"], v["mac"]
     # a 64-byte key is used as is, a 65-byte key is hashed first: both differ
@@ -62,7 +45,7 @@ def test_ct_equal():
 
 def test_frame_vectors_encode_and_decode():
     n = 0
-    for v in _rows("frames"):
+    for v in iter_vectors("cose_mac0.json", "frames"):
         n += 1
         key = bytes.fromhex(v["key"])
         kid = v["meter_id"].encode()
@@ -78,7 +61,7 @@ def test_frame_vectors_encode_and_decode():
 
 def test_broken_vectors_report_the_first_failed_check():
     n = 0
-    for v in _rows("broken"):
+    for v in iter_vectors("cose_mac0.json", "broken"):
         n += 1
         key = bytes.fromhex(v["key"])
         frame = bytes.fromhex(v["frame"])

@@ -6,12 +6,10 @@ code constants, are tested on CPython (tests/protocol/test_cose_cwt_interop.py):
 beside these modules the calendar would not leave room in a 64 KiB heap.
 """
 
-import json
-
 try:
-    from tests.dual.support import raises, vector_path
+    from tests.dual.support import iter_vectors, raises
 except ImportError:
-    from support import raises, vector_path
+    from support import iter_vectors, raises
 
 from protocol import cbor, commands, cose
 from protocol import messages as M
@@ -21,20 +19,6 @@ from protocol.errors import COSEError, ProtocolError
 KEY = bytes(range(32))
 TS = 1767225600
 PREFIX = {1: "reading.", 2: "event.", 3: "ack.", 4: "status.", 10: "command."}
-
-
-def _rows(name, section):
-    """The entries of one list of a vector file (one entry a line), one at a time."""
-    with open(vector_path(name)) as f:
-        inside = False
-        for line in f:
-            line = line.strip()
-            if not inside:
-                inside = line.startswith('"%s"' % section)
-            elif line.startswith("]"):
-                return
-            else:
-                yield json.loads(line[:-1] if line.endswith(",") else line)
 
 
 def _value(v):
@@ -54,13 +38,13 @@ def _field(fn, *args):
 
 def _msgs():
     """The wire maps of the valid vectors, one at a time."""
-    for v in _rows("messages.json", "valid"):
+    for v in iter_vectors("messages.json", "valid"):
         yield cbor.loads(bytes.fromhex(v["hex"]))
 
 
 def test_valid_vectors():
     n = 0
-    for v in _rows("messages.json", "valid"):
+    for v in iter_vectors("messages.json", "valid"):
         assert M.parse(cbor.loads(bytes.fromhex(v["hex"]))) == _value(v["parsed"]), v["name"]
         n += 1
     assert n >= 10
@@ -68,17 +52,17 @@ def test_valid_vectors():
 
 def test_invalid_vectors_name_the_field():
     n = 0
-    for v in _rows("messages.json", "invalid"):
+    for v in iter_vectors("messages.json", "invalid"):
         assert _field(M.parse, cbor.loads(bytes.fromhex(v["hex"]))) == v["field"], v["name"]
         n += 1
     assert n > 30
 
 
 def test_args_vectors():
-    for v in _rows("messages.json", "args_valid"):
+    for v in iter_vectors("messages.json", "args_valid"):
         if v["cmd"] != M.CMD_SET_TARIFF:
             assert command_args(v["cmd"], cbor.loads(bytes.fromhex(v["hex"]))) == _value(v["parsed"]), v
-    for v in _rows("messages.json", "args_invalid"):
+    for v in iter_vectors("messages.json", "args_invalid"):
         if v["cmd"] != M.CMD_SET_TARIFF:
             exc = UnsupportedCommand if v["field"] == "cmd" else ProtocolError
             e = raises(exc, command_args, v["cmd"], cbor.loads(bytes.fromhex(v["hex"])))
@@ -87,7 +71,7 @@ def test_args_vectors():
 
 
 def test_sealed_frame_vectors():
-    for v in _rows("cose_mac0.json", "frames"):
+    for v in iter_vectors("cose_mac0.json", "frames"):
         key = bytes.fromhex(v["key"])
         msg = cbor.loads(bytes.fromhex(v["message"]))
         frame = bytes.fromhex(v["frame"])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import paho.mqtt.client as mqtt
 from cwt import COSE, COSEKey
 
 from headend.cli import main as headend_main
-from tests.mosquitto_broker import find_mosquitto, free_port
+from tests.mosquitto_broker import MosquittoBroker, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -41,35 +40,12 @@ def cli_json(capsys, *argv):
     return json.loads(capsys.readouterr().out)
 
 
-class Broker:
-    """`mosquitto -c CONF` from broker-config output."""
-
-    def __init__(self, conf: str, port: int) -> None:
-        self.conf, self.port = conf, port
-        self.log = conf + ".log"
-        self._logf = open(self.log, "w")
-        self.proc = subprocess.Popen(
-            [find_mosquitto(), "-c", conf], stdout=self._logf, stderr=subprocess.STDOUT
-        )
-
-        def listening():
-            assert self.proc.poll() is None, open(self.log).read()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, 10, "mosquitto to listen")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(5)
-        self._logf.close()
+def Broker(conf: str, port: int) -> MosquittoBroker:
+    """`mosquitto -c CONF` from broker-config output, listening on ``port``."""
+    return MosquittoBroker.from_conf(conf, port).start()
 
 
-def start_broker(capsys, db: str, out_dir: str) -> tuple[Broker, str]:
+def start_broker(capsys, db: str, out_dir: str) -> tuple[MosquittoBroker, str]:
     port = free_port()
     cfg = cli_json(capsys, "broker-config", "--db", db, "--out", out_dir, "--port", str(port))
     return Broker(cfg["conf"], port), cfg["headend_url"]

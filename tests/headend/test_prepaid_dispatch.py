@@ -11,11 +11,8 @@ from headend.storage import IngestBatch, Storage
 from protocol import commands, messages, topics
 from tests.headend.broker_support import MeterClient, cli_json, start_broker, wait_for
 from tests.headend.prepaid_support import add_prepaid
-from tests.mosquitto_broker import find_mosquitto
 
 T0 = 1709280000.0
-
-pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto not installed")
 
 
 @pytest.fixture
