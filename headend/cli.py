@@ -17,7 +17,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import __version__, cli_billing, cli_billrun, cli_prepaid
+from headend import __version__, cli_alerts, cli_billing, cli_billrun, cli_commands, cli_prepaid
 from headend.billing import BillingError
 from headend.mqtt_service import ServiceError
 from headend.prepaid import PrepaidError
@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_billing.add_billing_commands(sub)
     cli_billrun.add_billrun_commands(sub)
     cli_prepaid.add_prepaid_commands(sub)
+    cli_commands.add_command_commands(sub)
+    cli_alerts.add_alert_commands(sub)
     return parser
 
 
@@ -327,6 +329,8 @@ COMMANDS = {
     "bill-profile": cli_billing.run_billing_command,
     **cli_billrun.COMMANDS,
     **cli_prepaid.COMMANDS,
+    **cli_commands.COMMANDS,
+    **cli_alerts.COMMANDS,
 }
 
 

@@ -28,7 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sqlite_utils import Database
 
+from headend.storage_alerts import AlertStorageMixin
 from headend.storage_billing import BillingStorageMixin
+from headend.storage_commands import CommandStorageMixin
 from headend.storage_prepaid import PrepaidStorageMixin
 from headend.storage_schema import migrations
 from headend.storage_vee import VeeStorageMixin
@@ -114,7 +116,9 @@ def _json(value) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-class Storage(VeeStorageMixin, BillingStorageMixin, PrepaidStorageMixin):
+class Storage(
+    VeeStorageMixin, BillingStorageMixin, PrepaidStorageMixin, CommandStorageMixin, AlertStorageMixin
+):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         self.db = Database(conn)

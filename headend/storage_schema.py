@@ -401,3 +401,153 @@ def m004_prepaid(db: Database) -> None:
         },
     )
     db["prepaid_alerts"].create_index(["account_id", "seq"], unique=True)
+
+
+@migrations()
+def m005_alerts(db: Database) -> None:
+    """Alerts, their audit trail, field work orders, manual (on-site) readings; alert
+    notifications in the bills' outbox.
+
+    ``alerts``: one row per incident; at most one open or acknowledged alert per
+    (rule, meter_id, key) (a partial unique index). ``evidence`` is JSON. ``ref_seq`` is the
+    highest meter event seq an event alert covers; ``silenced`` marks an alert a person
+    resolved while its condition still held (cleared once the condition clears).
+    ``manual_readings``: the marker and details of readings entered by field staff; the
+    reading itself is a ``readings`` row with a negative seq (meters count from 1).
+    ``outbox.alert_id``: an alert notification (``bill_id`` NULL), once per (alert, channel).
+    """
+    db["alerts"].create(
+        {
+            "id": int,
+            "rule": str,
+            "meter_id": str,
+            "account_id": str,
+            "key": str,
+            "severity": str,  # info | warning | critical
+            "state": str,  # open | acknowledged | resolved
+            "summary": str,
+            "action": str,  # the suggested action
+            "evidence": str,  # JSON
+            "count": int,  # events covered (event rules) or runs that saw the condition
+            "ref_seq": int,
+            "theft": int,
+            "silenced": int,
+            "work_order_id": int,
+            "first_seen": float,
+            "last_seen": float,
+            "updated_at": float,
+            "resolved_at": float,
+            "resolved_by": str,
+        },
+        pk="id",
+        not_null={"rule", "meter_id", "key", "severity", "state", "summary", "action", "evidence", "count",
+                  "theft", "silenced", "first_seen", "last_seen", "updated_at"},
+        defaults={"key": "", "count": 1, "theft": 0, "silenced": 0},
+    )  # fmt: skip
+    db.execute(
+        "CREATE UNIQUE INDEX idx_alerts_active ON alerts (rule, meter_id, key) WHERE state != 'resolved'"
+    )
+    db["alerts"].create_index(["state", "meter_id"])
+    db["alerts"].create_index(["meter_id", "rule", "key"])
+    db["alert_audit"].create(
+        {
+            "id": int,
+            "alert_id": int,
+            "work_order_id": int,
+            "action": str,  # open | severity | acknowledge | resolve | workorder_open | workorder_close
+            "from_state": str,
+            "to_state": str,
+            "user": str,
+            "at": float,
+            "note": str,
+        },
+        pk="id",
+        not_null={"action", "user", "at"},
+    )
+    db["alert_audit"].create_index(["alert_id"])
+    db["work_orders"].create(
+        {
+            "id": int,
+            "alert_id": int,
+            "meter_id": str,
+            "account_id": str,
+            "location": str,  # the account's address and zone, else the meter id
+            "reason": str,
+            "evidence": str,  # JSON
+            "state": str,  # open | closed
+            "created_at": float,
+            "closed_at": float,
+            "closed_by": str,
+            "findings": str,
+        },
+        pk="id",
+        not_null={"meter_id", "location", "reason", "evidence", "state", "created_at"},
+    )
+    db["work_orders"].create_index(["state"])
+    db["manual_readings"].create(
+        {
+            "meter_id": str,
+            "seq": int,  # negative: the readings row it marks
+            "ts": int,
+            "imp": str,
+            "exp": str,
+            "exp_entered": int,  # 0: exp carried from the previous reading
+            "user": str,
+            "entered_at": float,
+            "note": str,
+            "work_order_id": int,
+        },
+        pk=("meter_id", "seq"),
+        not_null={"ts", "imp", "exp", "exp_entered", "user", "entered_at"},
+    )
+    db["outbox"].add_column("alert_id", int)
+    db["outbox"].create_index(["alert_id", "channel"], unique=True)
+
+
+@migrations()
+def m006_commands(db: Database) -> None:
+    """The history of every command (``headend command show``): ``command_log``.
+
+    Triggers on ``commands`` write it, so every path that changes a command (queueing, the
+    dispatcher's ``mark_sent``, ``apply_acks``, ``expire_commands``) is logged in the same
+    transaction without knowing about it: ``queued`` at ``created_at``; ``sent`` with the
+    attempt number at ``sent_at``; ``acked`` / ``failed`` / ``expired`` with the ack's
+    result and the reason at ``done_at``. Commands queued before this migration get their
+    ``queued`` row here; their earlier sends were not recorded.
+    """
+    db["command_log"].create(
+        {
+            "id": int,
+            "command_id": int,
+            "at": float,  # head-end clock
+            "event": str,  # queued | sent | acked | failed | expired
+            "attempt": int,  # sends so far
+            "result": int,  # the ack's result code (acked, failed)
+            "reason": str,
+        },
+        pk="id",
+        not_null={"command_id", "at", "event", "attempt"},
+    )
+    db["command_log"].create_index(["command_id", "id"])
+    db.execute(
+        "INSERT INTO command_log (command_id, at, event, attempt)"
+        " SELECT id, created_at, 'queued', 0 FROM commands ORDER BY id"
+    )
+    db.execute(
+        "CREATE TRIGGER command_log_queued AFTER INSERT ON commands BEGIN"
+        " INSERT INTO command_log (command_id, at, event, attempt)"
+        " VALUES (NEW.id, NEW.created_at, NEW.state, NEW.attempts); END"
+    )
+    db.execute(
+        "CREATE TRIGGER command_log_sent AFTER UPDATE OF attempts ON commands"
+        " WHEN NEW.attempts > OLD.attempts BEGIN"
+        " INSERT INTO command_log (command_id, at, event, attempt)"
+        " VALUES (NEW.id, coalesce(NEW.sent_at, NEW.created_at), 'sent', NEW.attempts); END"
+    )
+    db.execute(
+        "CREATE TRIGGER command_log_done AFTER UPDATE OF state ON commands"
+        " WHEN NEW.state IN ('acked', 'failed', 'expired') AND NEW.state IS NOT OLD.state BEGIN"
+        " INSERT INTO command_log (command_id, at, event, attempt, result, reason)"
+        " VALUES (NEW.id, coalesce(NEW.done_at, NEW.sent_at, NEW.created_at), NEW.state, NEW.attempts,"
+        " NEW.result, NEW.reason); END"
+    )

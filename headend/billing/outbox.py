@@ -59,6 +59,10 @@ def _documents(store, bill: dict) -> tuple[str, str]:
 
 
 def deliver(store, row: dict, cfg: OutboxPolicy, console) -> None:
+    if row.get("alert_id") is not None:  # an alert notification (headend.alerts.notify)
+        from headend.alerts.notify import deliver_alert
+
+        return deliver_alert(row, cfg, console)
     bill = store.bill_by_id(row["bill_id"])
     text, doc = _documents(store, bill)
     payload = json.loads(row["payload"])

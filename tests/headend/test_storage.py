@@ -30,6 +30,8 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m002_vee",
             "m003_billing",
             "m004_prepaid",
+            "m005_alerts",
+            "m006_commands",
         ]
         assert {
             "meters",

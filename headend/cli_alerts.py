@@ -1,0 +1,192 @@
+"""``headend alerts``, ``headend workorder`` and ``headend reading``: the alert engine, its
+lifecycle, field work orders and manual readings taken on site.
+
+Hooked into ``headend.cli`` with ``add_alert_commands(subparsers)`` and ``COMMANDS``.
+``AlertError`` is re-raised as ``AlertCommandError`` (a ``StorageError``) so ``cli.main``'s
+one handler prints it as ``error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+from datetime import UTC, datetime
+
+from headend.alerts import AlertError
+from headend.storage import StorageError
+
+STATES = ("active", "open", "acknowledged", "resolved", "all")
+
+
+class AlertCommandError(StorageError):
+    """An AlertError on its way to the CLI's error handler."""
+
+
+def _ts(text: str) -> int:
+    """Epoch seconds, or an ISO 8601 time (UTC unless it has an offset)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("not epoch seconds or an ISO 8601 time: %r" % text)
+    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
+
+
+def _wh(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be comma-separated whole Wh per rate, got %r" % text)
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("Wh must not be negative, got %r" % text)
+    return values
+
+
+def add_alert_commands(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    user = os.environ.get("USER", "operator")
+
+    al = subparsers.add_parser("alerts", help="alert rules, open alerts and their lifecycle", parents=[db])
+    asub = al.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND", required=True)
+    run = asub.add_parser("run", help="evaluate every rule; new, updated, resolved alerts", parents=[db])
+    run.add_argument("--now", type=_ts, help="evaluate as of this time (epoch s or ISO 8601; default now)")
+    run.add_argument("--config", metavar="FILE", help="thresholds, TOML or JSON ([alerts] table)")
+    run.add_argument("--json", action="store_true")
+    ls = asub.add_parser("list", help="alerts by state and meter", parents=[db])
+    ls.add_argument("--state", choices=STATES, default="active", help="default: active (open + acknowledged)")
+    ls.add_argument("--meter", metavar="ID")
+    ls.add_argument("--json", action="store_true")
+    ack = asub.add_parser("ack", help="acknowledge an open alert (audited)", parents=[db])
+    ack.add_argument("id", type=int)
+    ack.add_argument("--by", required=True, metavar="NAME")
+    ack.add_argument("--note")
+    ack.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
+    res = asub.add_parser("resolve", help="resolve an alert with a note (audited)", parents=[db])
+    res.add_argument("id", type=int)
+    res.add_argument("--by", required=True, metavar="NAME")
+    res.add_argument("--note", required=True)
+    res.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
+
+    wo = subparsers.add_parser("workorder", help="field work orders for suspected theft", parents=[db])
+    wsub = wo.add_subparsers(dest="workorder_command", metavar="SUBCOMMAND", required=True)
+    wl = wsub.add_parser("list", help="work orders with meter, location and reason", parents=[db])
+    wl.add_argument("--state", choices=("open", "closed", "all"), default="all")
+    wl.add_argument("--json", action="store_true")
+    wc = wsub.add_parser("close", help="close a work order with the crew's findings", parents=[db])
+    wc.add_argument("id", type=int)
+    wc.add_argument("--by", required=True, metavar="NAME")
+    wc.add_argument("--findings", required=True, metavar="TEXT")
+    wc.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
+
+    rd = subparsers.add_parser("reading", help="enter a manual reading taken on site", parents=[db])
+    rsub = rd.add_subparsers(dest="reading_command", metavar="SUBCOMMAND", required=True)
+    en = rsub.add_parser("enter", help="store it like an ingested reading (VEE pending)", parents=[db])
+    en.add_argument("meter_id")
+    en.add_argument("--ts", required=True, type=_ts, help="when it was read (epoch s or ISO 8601)")
+    en.add_argument("--imp", required=True, type=_wh, help="import Wh per rate, e.g. 1200,340")
+    en.add_argument("--exp", type=_wh, help="export Wh per rate (default: carried from the last reading)")
+    en.add_argument("--by", default=user, metavar="NAME", help="who read it (default $USER)")
+    en.add_argument("--note")
+    en.add_argument("--work-order", type=int, metavar="ID")
+    en.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
+
+
+def _store(args):
+    from headend.storage import Storage
+
+    return Storage(args.db)
+
+
+def _now(args) -> float:
+    return args.now if getattr(args, "now", None) is not None else time.time()
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, separators=(", ", ": "), default=str))
+
+
+def _alert_errors(fn):
+    @functools.wraps(fn)
+    def run(args) -> int:
+        try:
+            return fn(args)
+        except AlertError as e:
+            raise AlertCommandError(str(e)) from e
+
+    return run
+
+
+@_alert_errors
+def cmd_alerts(args) -> int:
+    from headend.alerts.config import load_config
+    from headend.alerts.engine import run_alerts
+
+    with _store(args) as store:
+        if args.alerts_command == "run":
+            out = run_alerts(store, _now(args), load_config(args.config))
+            if args.json:
+                _print_json(out)
+                return 0
+            counts = tuple(out[k] for k in ("new", "updated", "resolved", "work_orders", "notifications"))
+            print("new %d, updated %d, resolved %d (work orders %d, notifications queued %d)" % counts)
+            for a in out["alerts"]:
+                print(
+                    "  %-8s %6d %-8s %-22s %s"
+                    % (a["change"], a["id"], a["severity"], a["rule"], a["meter_id"])
+                )
+            return 0
+        if args.alerts_command == "list":
+            state = None if args.state in ("all", "active") else args.state
+            rows = store.alerts(state, args.meter)
+            if args.state == "active":
+                rows = [a for a in rows if a["state"] != "resolved"]
+            if args.json:
+                _print_json(rows)
+            for a in [] if args.json else rows:
+                print("%6d %-8s %-12s %-22s %-16s %s" % (a["id"], a["severity"], a["state"], a["rule"],
+                                                         a["meter_id"], a["summary"]))  # fmt: skip
+            return 0
+        if not args.by.strip():
+            raise AlertError("--by must name who made the change", "by")
+        to = "acknowledged" if args.alerts_command == "ack" else "resolved"
+        a = store.set_alert_state(args.id, to, args.by.strip(), args.note, _now(args))
+    print("alert %d %s by %s" % (a["id"], a["state"], args.by.strip()))
+    return 0
+
+
+@_alert_errors
+def cmd_workorder(args) -> int:
+    from headend.alerts import workorders
+
+    with _store(args) as store:
+        if args.workorder_command == "close":
+            wo = workorders.close(store, args.id, args.by, args.findings, _now(args))
+            print("work order %d closed by %s" % (wo["id"], wo["closed_by"]))
+            return 0
+        rows = store.work_orders(None if args.state == "all" else args.state)
+    if args.json:
+        _print_json(rows)
+    for w in [] if args.json else rows:
+        print("%6d %-7s %-16s %-30s %s" % (w["id"], w["state"], w["meter_id"], w["location"], w["reason"]))
+    return 0
+
+
+@_alert_errors
+def cmd_reading(args) -> int:
+    from headend.alerts.manual import enter_reading
+
+    with _store(args) as store:
+        row = enter_reading(store, args.meter_id, args.ts, args.imp, args.exp, args.by, _now(args),
+                            note=args.note, work_order_id=args.work_order)  # fmt: skip
+    _print_json(row)
+    return 0
+
+
+COMMANDS = {"alerts": cmd_alerts, "workorder": cmd_workorder, "reading": cmd_reading}

@@ -1,0 +1,186 @@
+"""Condition rules on a real database: communication loss (silence, will message), clock drift,
+relay state vs the last acked relay command, prepaid balance vs the ledger, low balance, and
+readings VEE left failed."""
+
+from headend.prepaid.service import credit
+from headend.vee.engine import run_vee
+from tests.headend.alerts_support import (
+    DAY,
+    DAY0,
+    NOW,
+    H,
+    add_event,
+    add_meter,
+    fired,
+    hourly,
+    new_store,
+    reading_row,
+    relay_command,
+    run,
+)
+from tests.headend.prepaid_support import MAR1, add_prepaid, add_readings
+
+
+def test_comm_loss_silence_warning_then_critical(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    hourly(store, end=NOW - 5 * H)
+    run(store)
+    [a] = fired(store, "comm_loss")
+    # received 5 s after its ts: 5 h - 5 s of silence is 4 whole intervals (>= 4 fires)
+    assert a["severity"] == "warning" and a["evidence"]["missed_intervals"] == 4
+    assert a["evidence"]["last_reading"]["ts"] == NOW - 5 * H and a["evidence"]["interval_s"] == H
+    run(store, now=NOW + DAY)
+    [a] = fired(store, "comm_loss")  # the same alert, now critical
+    assert (a["severity"], a["count"]) == ("critical", 2)
+
+
+def test_comm_loss_offline_by_will_message(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    hourly(store)
+    store.set_online("m1", False, NOW - 60)  # the broker published the meter's will
+    run(store)
+    [a] = fired(store, "comm_loss")
+    assert a["severity"] == "warning" and a["evidence"]["online"] == 0 and "offline" in a["summary"]
+
+
+def test_comm_loss_quiet_when_reporting_or_never_heard(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    hourly(store, end=NOW - 2 * H)  # 2 intervals: below 4
+    store.add_meter("spare", "00" * 32, "$7$x", now=0)  # provisioned, never connected
+    run(store)
+    assert store.alerts() == []
+
+
+def test_clock_drift_ahead_and_behind_but_not_backlog(tmp_path):
+    store = new_store(tmp_path)
+    for m in ("ahead", "behind", "backlog", "fine"):
+        add_meter(store, m, "A-" + m)
+        hourly(store, m, end=NOW - H)
+    rows = [
+        reading_row("ahead", 9000, NOW, 1000 * 389, received_at=NOW - 1000),  # ts 1000 s ahead
+        reading_row("behind", 9000, NOW - 1800, 1000 * 388, received_at=NOW),
+        reading_row("backlog", 9000, NOW - 1800, 1000 * 388, received_at=NOW, flags=16),
+        reading_row("fine", 9000, NOW - 1800, 1000 * 388, received_at=NOW - 1790),
+    ]
+    store.insert_readings_batch(rows)
+    run(store)
+    got = {a["meter_id"]: a for a in fired(store, "clock_drift")}
+    assert set(got) == {"ahead", "behind"}
+    assert got["ahead"]["evidence"]["offset_s"] == 1000 and got["behind"]["evidence"]["offset_s"] == -1800
+    assert got["ahead"]["severity"] == "warning" and "ahead" in got["ahead"]["summary"]
+
+
+def test_relay_not_in_the_commanded_state(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store, "bad", "A1")
+    add_meter(store, "good", "A2")
+    for m in ("bad", "good"):
+        relay_command(store, m, 0, NOW - 10 * H)  # open, acked 10 h ago
+        hourly(store, m, end=NOW - 10 * H)
+    store.insert_readings_batch([reading_row("bad", 5000, NOW - 5 * H, 10**6, flags=0)])  # still closed
+    store.insert_readings_batch([reading_row("good", 5000, NOW - 5 * H, 10**6, flags=1)])
+    run(store)
+    [a] = fired(store, "relay_mismatch")
+    assert (a["meter_id"], a["severity"]) == ("bad", "critical")
+    ev = a["evidence"]
+    assert (ev["expected"], ev["reading"]["relay"], ev["command"]["state"]) == ("open", "closed", "open")
+
+
+def test_relay_opened_by_the_meter_itself_is_no_mismatch(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    relay_command(store, "m1", 1, NOW - 10 * H)  # close, acked
+    add_event(store, "m1", 6000, NOW - 8 * H, 6, {0: 1})  # the meter opened it: credit ran out
+    store.insert_readings_batch([reading_row("m1", 6001, NOW - 5 * H, 10**6, flags=1)])
+    run(store)
+    assert fired(store, "relay_mismatch") == []
+
+
+def prepaid(tmp_path, balances):
+    store = new_store(tmp_path)
+    add_prepaid(store, "pm", "P1")
+    store.add_adjustment("P1", 50_000, "opening balance", "op", MAR1)
+    # valley hours at 300 milli-units/kWh: 1 kWh per hour costs 300
+    add_readings(store, "pm", [(MAR1 + i * H, [0, 1000 * i], b) for i, b in enumerate(balances)])
+    return store
+
+
+def test_balance_mismatch_against_the_ledger(tmp_path):
+    store = prepaid(tmp_path, [50_000, 49_700, 48_000])
+    run(store, now=MAR1 + 3 * H)
+    [a] = fired(store, "balance_mismatch")
+    ev = a["evidence"]
+    assert (ev["meter_balance"], ev["ledger_balance"], ev["difference"], ev["seq"]) == (
+        48_000,
+        49_400,
+        -1400,
+        3,
+    )
+    assert a["severity"] == "warning" and a["account_id"] == "P1"
+
+
+def test_balance_agrees_or_waits_for_a_top_up_in_flight(tmp_path):
+    store = prepaid(tmp_path, [50_000, 49_700, 49_400])
+    run(store, now=MAR1 + 3 * H)
+    assert fired(store, "balance_mismatch") == []
+    store.insert_readings_batch([reading_row("pm", 4, MAR1 + 3 * H, [0, 3000], balance=40_000)])
+    credit(store, "PAY-1", 10_000, MAR1 + 3 * H, meter_id="pm")  # queued, not yet on the meter
+    run(store, now=MAR1 + 4 * H)
+    assert fired(store, "balance_mismatch") == []
+
+
+def test_low_balance_info_and_exhausted_warning(tmp_path):
+    store = new_store(tmp_path)
+    for m in ("low", "negative", "event", "rich"):
+        add_meter(store, m, "A-" + m, billing="prepaid")
+    rows = [
+        reading_row("low", 1, NOW - H, 100, balance=5_000),
+        reading_row("negative", 1, NOW - H, 100, balance=-200),
+    ]
+    rows += [
+        reading_row("event", 1, NOW - 2 * H, 100, balance=20_000),
+        reading_row("rich", 1, NOW - H, 100, balance=50_000),
+    ]
+    store.insert_readings_batch(rows)
+    add_event(store, "event", 2, NOW - H, 8)  # the meter's own low-balance event after its last reading
+    run(store, disabled_rules=("balance_mismatch",))
+    got = {a["meter_id"]: a["severity"] for a in fired(store, "low_balance")}
+    assert got == {"low": "info", "negative": "warning", "event": "info"}
+
+
+def test_vee_failures_left_unresolved(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    rows = [reading_row("m1", i + 1, DAY0 + i * 900, 1000 + 10 * i, interval=900) for i in range(8)]
+    rows.append(reading_row("m1", 9, DAY0 + 8 * 900, 900, interval=900))  # the register went down
+    store.insert_readings_batch(rows)
+    run_vee(store, "m1", DAY0 + 8 * 900 + 60)
+    assert store.readings("m1")[-1]["vee_state"] == "failed"
+    run(store, now=DAY0 + 8 * 900 + 120)
+    [a] = fired(store, "vee_failures")
+    assert a["severity"] == "warning" and a["evidence"]["seqs"] == [9]
+    assert a["evidence"]["failures"][0]["rule"] == "registers_monotonic"
+
+
+def test_vee_quiet_on_valid_readings(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    rows = [reading_row("m1", i + 1, NOW - 4 * H + i * 900, 1000 + 10 * i, interval=900) for i in range(16)]
+    store.insert_readings_batch(rows)
+    run_vee(store, "m1", NOW)
+    assert {r["vee_state"] for r in store.readings("m1")} == {"valid"}
+    run(store)
+    assert store.alerts() == []
+
+
+def test_comm_loss_without_a_reading_in_the_lookback_window_is_critical(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    hourly(store, end=DAY0 + 2 * H)
+    run(store, now=NOW + 20 * DAY)
+    [a] = fired(store, "comm_loss")
+    assert a["severity"] == "critical" and a["evidence"]["last_reading"] is None
+    assert a["evidence"]["silent_s"] == 16 * DAY
