@@ -29,12 +29,17 @@ from firmware.compat import unload
 from firmware.meter import NEVER, Meter
 
 CONFIG_NAME = "config.json"
+OUTBOX_DIR = "outbox"
 WDT_MS = 8000  # RP2040's maximum is 8388 ms
 
 
 class App:
-    def __init__(self, board, poll_ms=None, probe=None):
+    def __init__(self, board, poll_ms=None, probe=None, comms=False):
         self.board = board
+        self.comms = comms  # report through the flash outbox (firmware/report.py)
+        self.reporter = None
+        self.outbox = None
+        self.cmdx = None
         self.poll_ms = poll_ms
         self.probe = probe
         self.meter = None
@@ -88,14 +93,64 @@ class App:
         unload("firmware.atm90e26_cal", "firmware.atm90e26_reg")
         self.policy = meter_state.PersistPolicy(cfg["persist_wh"], cfg["persist_interval"], m.sec, self.probe)
         self.prepaid_cfg = cfg["prepaid"]
+        self.broker_cfg = cfg["broker"]
+        self.wifi_cfg = cfg["wifi"]
+        if self.comms:
+            self._boot_comms(cfg, state)
         b.set_relay(m.relay_closed)
         self._relay = m.relay_closed
-        self.policy.save(m, store)
+        self.has_inputs = hasattr(b, "inputs")
+        self.has_commands = hasattr(b, "commands")  # the emulator's scripted commands
+        if self.reporter is not None and m.ev_unsent:
+            self.reporter.drain_events()  # the boot events
+        self.save()
         b.wdt_start(WDT_MS)
         b.elapsed_ms()  # the first step counts from here
         del persist, cfg
         gc.collect()
         return m
+
+    def _boot_comms(self, cfg, state):
+        from firmware.commands_exec import CommandExec
+        from firmware.outbox import Outbox
+        from firmware.report import Reporter
+
+        ob = Outbox(self.board.flash_dir + "/" + OUTBOX_DIR, cfg["outbox_kb"] * 1024).open()
+        m = self.meter
+        if ob.recovered:
+            m.raise_event(ev.EV_STORAGE)
+        self.outbox = ob
+        rep = Reporter(m, cfg, ob, self.board.name)
+        rep.clock_synced = getattr(self.board, "clock_synced", True)
+        rep.restore(state)
+        rep.reconcile(m.seq)
+        self.reporter = rep
+        self.cmdx = CommandExec(self)
+
+    def _tamper(self, new):
+        """Latch newly tripped tamper switches (bit 0 cover, bit 1 magnet): events 3 / 4, flag bit 2."""
+        m = self.meter
+        m.tamper |= new
+        if new & 1:
+            m.raise_event(ev.EV_COVER)
+        if new & 2:
+            m.raise_event(ev.EV_MAGNET)
+
+    def save(self, clean=False):
+        """Persist the meter's state now (with the reporter's progress)."""
+        rep = self.reporter
+        self.policy.save(self.meter, self.store, clean, rep.extra() if rep is not None else None)
+
+    def set_clock(self, ts):
+        """Time sync: move the meter's clock to ``ts`` (event 11 with the old and new time)."""
+        m = self.meter
+        old = m.now()
+        old_sec = m.sec
+        m.set_clock(ts, 0)
+        self.policy.last_sec -= old_sec
+        m.raise_event(ev.EV_CLOCK_ADJUSTED, [old, ts])
+        if self.reporter is not None:
+            self.reporter.clock_synced = True
 
     def wait_ms(self):
         """The next sleep: the poll period, cut to end at a tariff boundary or the persist deadline."""
@@ -109,20 +164,48 @@ class App:
         d = self.policy.ms_to_deadline(m)
         if d < w:
             w = d
+        if self.reporter is not None:
+            d = self.reporter.ms_to_next()
+            if d < w:
+                w = d
         return w if w > 0 else 1
 
     def step(self):
+        self.board.sleep_ms(self.wait_ms())
+        self.tick()
+
+    async def astep(self):
+        """``step`` for the asyncio loop (firmware/comms.py): the board's sleep lets other tasks run."""
+        await self.board.asleep_ms(self.wait_ms())
+        self.tick()
+
+    def tick(self):
+        """Everything after the sleep: poll, meter step, tamper, relay, reports, persistence, watchdog."""
         b = self.board
         m = self.meter
-        b.sleep_ms(self.wait_ms())
         dt = b.elapsed_ms()
         ok = self.fe.poll(m.out) if m.metering else True
+        rep = self.reporter
+        if rep is not None:
+            rep.tariff_before = m.tariff_id()
         m.step(dt, ok)
+        if self.has_inputs:
+            t = b.inputs() & ~m.tamper & 3
+            if t:
+                self._tamper(t)
+        if rep is not None:
+            if self.has_commands:
+                for frame in b.commands():
+                    self.cmdx.handle(frame)
+            if rep.due():
+                rep.reading()
+            if m.ev_unsent:
+                rep.drain_events()
         if m.relay_closed != self._relay:
             self._relay = m.relay_closed
             b.set_relay(self._relay)
         if self.policy.due(m):
-            self.policy.save(m, self.store)
+            self.save()
         b.wdt_feed()
 
     def run(self, max_steps=None):
@@ -134,4 +217,6 @@ class App:
 
     def shutdown(self):
         """Save with the clean mark (no power-down event at the next boot)."""
-        self.policy.save(self.meter, self.store, True)
+        if self.outbox is not None:
+            self.outbox.sync()
+        self.save(True)

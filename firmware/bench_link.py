@@ -19,6 +19,12 @@ process's stdin and stdout), answered at once. A request is 8 bytes:
     0xA6  RELAY  arg8 = closed           1: the same byte
     0xA7  INPUTS                         1: bit 0 cover open, bit 1 magnet
     0xA8  REPORT arg32 = n; then n bytes (the final state JSON); no reply
+    0xA9  CMD                            4: u32 n; then n bytes: the next command frame due
+                                         (the scenario's scripted commands, PROTOCOL.md type 10)
+
+SLEEP's reply byte 5 is the number of scripted command frames due and not
+yet fetched (the bench cuts a sleep at a command's instant); the firmware
+fetches each with CMD and runs it like one received over MQTT.
 
 The ATM90E26 driver confirms every read by reading LastSPIData next; the
 bench answers that frame ahead (it has no side effects in the chip), and
@@ -41,6 +47,7 @@ OP_ADC = const(0xA5)
 OP_RELAY = const(0xA6)
 OP_INPUTS = const(0xA7)
 OP_REPORT = const(0xA8)
+OP_CMD = const(0xA9)
 REQ_LEN = const(8)
 SPEC_LAST = const(0x86)  # an ATM90E26 read frame of LastSPIData (0x80 | 0x06), answered ahead
 
@@ -58,10 +65,12 @@ class BenchLink:
         self._req = bytearray(REQ_LEN)
         self._rep = bytearray(REQ_LEN)
         self._one = bytearray(1)
+        self._one4 = bytearray(4)
         self._spec = bytearray(3)
         self._spec_ok = False
         self.reset = 0
         self.running = True
+        self.cmds = 0  # scripted command frames due (SLEEP reply byte 5)
 
     def _read(self, buf, nbytes=REQ_LEN):
         # readinto on a MicroPython stream reads until the buffer is full or the stream ends
@@ -111,6 +120,17 @@ class BenchLink:
         self.running = self._rep[6] != 0
         return self._u32(0), self._rep[4] | (self._rep[5] << 8)
 
+    def command(self):
+        """The next scripted command frame (bytes); allocates: only when ``cmds`` says one is due."""
+        self._send(OP_CMD)
+        self._read(self._one4, 4)
+        b = self._one4
+        n = b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)
+        buf = bytearray(n)
+        self._read(buf, n)
+        self.cmds -= 1
+        return bytes(buf)
+
     def report(self, data):
         self._send(OP_REPORT, 0, 0, len(data))
         self._wr(data)
@@ -122,6 +142,7 @@ class BenchLink:
         self._send(OP_SLEEP, 0, 0, ms)
         self._read(self._rep)
         self.running = self._rep[4] != 0
+        self.cmds = self._rep[5]
         d = self._u32(0)
         return d - 0x100000000 if d & 0x80000000 else d
 

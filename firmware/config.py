@@ -29,6 +29,9 @@ Keys (contract; A, V, s, ms, milli-units of currency):
                     whichever comes first (firmware/meter_state.py)
   poll_ms           metering poll period, 1000; 100..60000 (the energy
                     integrator's longest step)
+  outbox_kb         flash for the store-and-forward outbox, KiB, 256; 16..1024 (its
+                    RAM index is 16 bytes per 4 KiB segment); 7 days of 15-minute
+                    readings plus events are ~137 KiB (firmware/outbox.py)
   prepaid           {enabled false, low_balance 5000, emergency_credit 0,
                      friendly_hours [[weekday 0..6 (Monday 0), start_minute,
                      end_minute], ...] with 0 <= start < end <= 1440}
@@ -221,6 +224,7 @@ _TOP = (
     "persist_interval",
     "persist_wh",
     "poll_ms",
+    "outbox_kb",
     "prepaid",
     "thresholds",
 )
@@ -250,6 +254,7 @@ def validate(cfg):
         "persist_interval": _int("persist_interval", cfg.get("persist_interval", 900), 60, SECONDS_PER_DAY),
         "persist_wh": _int("persist_wh", cfg.get("persist_wh", 50), 1, 100000),
         "poll_ms": _int("poll_ms", cfg.get("poll_ms", 1000), 100, 60000),
+        "outbox_kb": _int("outbox_kb", cfg.get("outbox_kb", 256), 16, 1024),
         "prepaid": _prepaid(cfg.get("prepaid")),
         "thresholds": _thresholds(cfg.get("thresholds")),
     }

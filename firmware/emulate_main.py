@@ -5,7 +5,9 @@ the bench sends the setup (flash directory, the scenario's tariff, prepaid
 balance and poll period) in its HELLO reply. Builds the unix board, boots the
 shared app loop (firmware/app.py), installs the tariff and prepaid balance
 when the meter does not have them yet, runs until the bench says the
-scenario is over, saves with the clean mark and sends the final state as
+scenario is over (with a broker in the setup: firmware/runner.py, the
+metering loop and the MQTT link under asyncio, at the setup's speed, then
+up to linger_s real s to empty the outbox), saves with the clean mark and sends the final state as
 JSON in a REPORT request. The boot line goes to stderr
 (``boot N restored R seq S ts T rec C``: boot count, state loaded, its slot
 seq, clock, storage recoveries so far; the kill test reads it).
@@ -23,6 +25,8 @@ import sys
 from firmware import app as app_mod
 from firmware.bench_link import BenchLink
 from firmware.boards.unix import UnixBoard
+
+RECONNECT_MAX_MS = 2000  # the emulator retries a lost broker quickly (boards: 300 s)
 
 
 class HeapProbe:
@@ -62,6 +66,19 @@ def _install(app, m, setup):
         )
 
 
+def _comms_report(app):
+    if app.reporter is None:
+        return None
+    x = app.cmdx
+    st = app.outbox.stats()
+    st["acks"] = x.results
+    st["forged"] = x.forged
+    st["malformed"] = x.malformed
+    st["last_reading_ts"] = app.reporter.last_reading_ts
+    st["link"] = getattr(app, "link_stats", None)
+    return st
+
+
 def result(app, steps, wall_ms, probe):
     m = app.meter
     regs = m.regs
@@ -89,6 +106,10 @@ def result(app, steps, wall_ms, probe):
         "saves": app.policy.saves,
         "metering": m.metering,
         "wall_ms": wall_ms,
+        "seq": m.seq,
+        "cmd_hi": app.reporter.cmd_hi if app.reporter is not None else None,
+        "tamper": m.tamper,
+        "comms": _comms_report(app),
         "heap_live": gc.mem_alloc(),  # bytes in use after the last collection
         "heap_peak": probe.peak,
         "heap_size": gc.mem_alloc() + gc.mem_free(),
@@ -102,17 +123,34 @@ def main():
     setup = link.hello()
     probe = HeapProbe()
     probe.trace = setup.get("trace_heap", False)
-    app = app_mod.App(UnixBoard(link, setup["flash"]), setup.get("poll_ms"), probe)
+    app = app_mod.App(UnixBoard(link, setup["flash"]), setup.get("poll_ms"), probe, setup.get("comms", False))
     m = app.boot()
     sys.stderr.write(
         "boot %d restored %d seq %d ts %d rec %d\n"
         % (m.boot_count, app.restored, app.store.seq, app.boot_ts, m.storage_recoveries)
     )
     _install(app, m, setup)
+    broker = setup.get("broker")
+    app.board.speed = setup.get("speed") or 0
+    linger_ms = int(setup.get("linger_s", 0) * 1000)
     setup = None
     probe("run")
     t0 = compat.ticks_ms()
-    steps = app.run()
+    if broker is None:
+        steps = app.run()
+    else:
+        import asyncio
+
+        from firmware.runner import run_meter
+
+        comms = asyncio.run(run_meter(app, broker, linger_ms, RECONNECT_MAX_MS))
+        steps = app.steps
+        app.link_stats = {
+            "connects": comms.connects,
+            "failures": comms.failures,
+            "published": comms.published,
+            "last_error": comms.last_error,
+        }
     wall = compat.ticks_diff(compat.ticks_ms(), t0)
     app.shutdown()
     app.fe = None  # the front end is done: its buffers make room for the report

@@ -32,6 +32,8 @@ from micropython import const
 # PROTOCOL.md event codes
 EV_POWER_DOWN = const(1)
 EV_POWER_UP = const(2)
+EV_COVER = const(3)
+EV_MAGNET = const(4)
 EV_REVERSE = const(5)
 EV_RELAY_OPENED = const(6)
 EV_RELAY_CLOSED = const(7)
@@ -46,6 +48,7 @@ EV_SWELL = const(15)
 EV_OVERLOAD = const(16)
 EV_MISMATCH = const(17)
 EV_IC_FAULT = const(18)
+EV_CMD_REJECTED = const(19)
 EV_STORAGE = const(20)
 
 NO_DETAIL = const(-1)

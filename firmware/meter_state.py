@@ -12,7 +12,11 @@ map stored with persist.encode_state in a persist.SlotStore. Keys:
     relay    [closed 0/1, reason]
     latch    measurement-event latch bits (firmware.meter_events.L_*)
     ev, evd  event ring as flat [code, unix ts, detail, ...] and its drop count
-    boot     boot_count; seq: message counter (issue 4); clean: saved by a clean shutdown
+    boot     boot_count; clean: saved by a clean shutdown
+    seq      highest message seq used; evu: events in the ring not yet in the outbox;
+    tamp     latched tamper bits
+    cmd, ivl, lr  with reporting (``extra``, firmware/report.py): highest command seq
+             taken, reading interval s, ts of the last interval reading made
     bad      bad front-end reads; rec: storage recoveries seen
 
 ``apply_state`` checks what it restores (wrong types or shapes raise
@@ -38,9 +42,9 @@ class StateError(ValueError):
     """A persisted state that does not fit this meter."""
 
 
-def to_state(meter, clean=False):
+def to_state(meter, clean=False, extra=None):
     m = meter
-    return {
+    st = {
         "t": m.now(),
         "ms": m.ms,
         "regs": m.regs.snapshot(),
@@ -56,10 +60,15 @@ def to_state(meter, clean=False):
         "evd": m.events.dropped,
         "boot": m.boot_count,
         "seq": m.seq,
+        "evu": m.ev_unsent,
+        "tamp": m.tamper,
         "clean": clean,
         "bad": m.bad_reads,
         "rec": m.storage_recoveries,
     }
+    if extra is not None:
+        st.update(extra)  # the reporter's progress (firmware/report.py: cmd, ivl, lr)
+    return st
 
 
 def _ints(state, key, n):
@@ -122,6 +131,9 @@ def apply_state(meter, state):
         raise StateError("state.ev: %s" % e)
     m.boot_count = _int(state, "boot")
     m.seq = _int(state, "seq")
+    # keys added with reporting (issue 4): absent in states saved before it
+    m.ev_unsent = _int(state, "evu") if "evu" in state else 0
+    m.tamper = (_int(state, "tamp") if "tamp" in state else 0) & 3
     m.bad_reads = _int(state, "bad")
     m.storage_recoveries = _int(state, "rec")
     m.refresh()
@@ -170,11 +182,11 @@ class PersistPolicy:
         d = (self.last_sec + self.interval_s - meter.sec) * 1000 - meter.ms
         return d if d > 0 else 0
 
-    def save(self, meter, store, clean=False):
+    def save(self, meter, store, clean=False, extra=None):
         """Write the meter's state to ``store`` and restart the policy's counters; returns the slot seq."""
         from firmware import persist
 
-        st = to_state(meter, clean)
+        st = to_state(meter, clean, extra)
         data = persist.encode_state(st)
         if self.probe is not None:
             self.probe("save")

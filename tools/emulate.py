@@ -1,16 +1,23 @@
 """Run the meter firmware under the MicroPython unix port against a load scenario.
 
 Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--heap SIZE]
+                                [--broker mqtt://USER:PASS@HOST:PORT] [--speed N] [--linger S]
 
 Builds the .mpy tree (tools/mpy_build.py, into build/mpy) when a source is
 newer than the last build, runs the firmware alone in
-``micropython -X heapsize=160K -m firmware.emulate_main`` there, serves it
+``micropython -X heapsize=256K -m firmware.emulate_main`` there, serves it
 the emulated hardware from this process (tools/emulate_bench.py: scenario,
 clock, ATM90E26 and ADC models, over the child's stdin/stdout) and prints
 the final meter state: with --json the firmware's JSON line
 (imp/exp Wh per rate, imp_mwh/exp_mwh, q varh Q1..Q4, balance, relay, events,
 registers, chip_counts, ts, steps, bad_reads, heap_peak, heap_size, ...),
 without it a table.
+With --broker the meter reports over MQTT (PROTOCOL.md; firmware/comms.py):
+readings, events, acks and status from its flash outbox, commands in; the
+emulated clock then runs at --speed emulated s per real s (default: as fast
+as it can) and, when the scenario ends, the meter keeps its session up to
+--linger real s until its outbox is empty. Scripted commands in the
+scenario ("commands") need no broker: the bench delivers them.
 Running again with the same --flash DIR continues from the persisted state;
 an empty DIR gets a default config (meter "emu-0001", calibrated).
 
@@ -24,8 +31,9 @@ current lags the voltage (90..270 = export). firmware/README.md has more.
 
 The firmware process holds only the firmware; ``heap_peak`` in the output
 is its largest live heap. It needs ~112K (ATM90E26) / ~120K (ADC) on the
-64-bit unix port, where its modules' bytecode sits in the heap, so --heap
-defaults to 160K, not the 64 KiB board budget (firmware/README.md).
+64-bit unix port, where its modules' bytecode sits in the heap, and ~150K
+with the MQTT link (asyncio, client, outbox), so --heap defaults to 256K,
+not the 64 KiB board budget (firmware/README.md).
 """
 
 import argparse
@@ -42,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "mpy")
 STAMP = os.path.join(BUILD, ".built")
 SOURCES = ("protocol", "firmware", "tests/dual")
-DEFAULT_HEAP = "160K"
+DEFAULT_HEAP = "256K"
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import emulate_bench  # noqa: E402
@@ -96,12 +104,16 @@ class Session:
     ``wait()`` -> (state dict or None if the process died, its stderr text, return code).
     """
 
-    def __init__(self, scenario, flash, heap=DEFAULT_HEAP):
+    def __init__(self, scenario, flash, heap=DEFAULT_HEAP, broker=None, speed=0, linger=0, comms=False):
         if not isinstance(scenario, emulate_bench.Scenario):
             with open(scenario) as f:
                 scenario = emulate_bench.Scenario(json.load(f))
         emulate_bench.ensure_config(flash, scenario)
         self.bench = emulate_bench.Bench(scenario, flash)
+        self.bench.broker = broker_settings(broker, self.bench.meter_id) if broker else None
+        self.bench.comms = comms or broker is not None
+        self.bench.speed = speed or 0
+        self.bench.linger_s = linger
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             command(heap), cwd=BUILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
@@ -128,10 +140,29 @@ class Session:
         return state, err, rc
 
 
-def run(scenario, flash, heap=DEFAULT_HEAP, timeout=600):
+def broker_settings(url, meter_id):
+    """``mqtt://USER:PASS@HOST:PORT`` -> config "broker" {host, port, user, password} (user: meter id)."""
+    from urllib.parse import unquote, urlsplit
+
+    u = urlsplit(url)
+    if u.scheme != "mqtt" or not u.hostname:
+        raise EmulatorError("--broker %r: expected mqtt://USER:PASS@HOST:PORT" % (url,))
+    try:
+        port = u.port or 1883
+    except ValueError:
+        raise EmulatorError("--broker %r: the port is not a number 1..65535" % (url,)) from None
+    return {
+        "host": u.hostname,
+        "port": port,
+        "user": unquote(u.username) if u.username else meter_id,
+        "password": unquote(u.password) if u.password else "",
+    }
+
+
+def run(scenario, flash, heap=DEFAULT_HEAP, timeout=600, broker=None, speed=0, linger=0, comms=False):
     """Run the emulator once (scenario: a JSON file path); return (state dict, stderr text)."""
     ensure_built()
-    s = Session(scenario, flash, heap)
+    s = Session(scenario, flash, heap, broker, speed, linger, comms)
     state, err, rc = s.wait(timeout)
     if state is None or rc != 0:
         raise EmulatorError("emulator failed (exit %d):\n%s" % (rc, err))
@@ -162,17 +193,35 @@ def main(argv=None):
     p.add_argument("--flash", required=True, help="directory standing in for the board's flash")
     p.add_argument("--json", action="store_true", help="print the final state as JSON")
     p.add_argument("--heap", default=DEFAULT_HEAP, help="micropython heap size (default %s)" % DEFAULT_HEAP)
-    p.add_argument("--broker", help="mqtt://USER:PASS@HOST:PORT (reporting: not implemented yet)")
+    p.add_argument(
+        "--broker",
+        help="mqtt://USER:PASS@HOST:PORT: report over MQTT (overrides config.json's broker; USER defaults "
+        "to the meter id)",
+    )
     p.add_argument(
         "--speed",
         type=float,
-        help="emulated seconds per real second (not implemented yet: the emulator runs as fast as it can)",
+        default=0,
+        help="emulated seconds per real second (default: as fast as it can)",
+    )
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=10.0,
+        help="with --broker: real s to stay connected after the scenario to empty the outbox (default 10)",
     )
     args = p.parse_args(argv)
-    if args.broker or args.speed:
-        p.error("--broker and --speed are reserved for the reporting work and not implemented yet")
+    if args.speed < 0:
+        p.error("--speed must be >= 0")
     try:
-        state, err = run(args.scenario, args.flash, args.heap)
+        state, err = run(
+            args.scenario,
+            args.flash,
+            args.heap,
+            broker=args.broker,
+            speed=args.speed,
+            linger=args.linger if args.broker else 0,
+        )
     except (EmulatorError, emulate_bench.ScenarioError, emulate_bench.BenchError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

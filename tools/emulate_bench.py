@@ -53,7 +53,8 @@ KEY_HEX = "656d752d303030312d6e6f742d612d7365637265742d6b65792d2d2d2d2d2d2d"
 POLL_MS = {"atm90e26": 60000, "adc": 10000}
 _SPEC_FRAME = bytes((bl.SPEC_LAST, 0, 0))
 CONFIG_NAME = "config.json"
-_KEYS = ("frontend", "start", "mains_hz", "segments", "tariff", "prepaid", "poll_ms")
+_KEYS = ("frontend", "start", "mains_hz", "segments", "tariff", "prepaid", "poll_ms", "commands")
+_CMD_KEYS = ("at", "seq", "cmd", "args", "expires", "ts", "key_hex", "kid", "frame_hex")
 _SEG_KEYS = ("seconds", "urms", "irms", "phase_deg", "harmonics", "noise_lsb", "irms_n", "cover", "magnet")
 
 
@@ -76,6 +77,15 @@ class FirmwareDied(Exception):
 def _num(where, v, lo, hi):
     if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
         raise ScenarioError("%s: expected a number %s..%s, got %r" % (where, lo, hi, v))
+    return v
+
+
+def _int_keys(v):
+    """JSON objects with digit-string keys -> int-keyed maps (PROTOCOL.md maps), recursively."""
+    if isinstance(v, dict):
+        return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_int_keys(x) for x in v]
     return v
 
 
@@ -135,6 +145,28 @@ class Scenario:
         self.end_ms = t
         self.tariff = obj.get("tariff")
         self.prepaid = obj.get("prepaid")
+        self.commands = self._commands(obj.get("commands", []))
+
+    def _commands(self, cmds):
+        """Scripted commands: [{"at": s after start, "seq", "cmd", "args", "expires"?, "ts"?,
+        "key_hex"? (sign with another key: forged), "kid"? (another meter id), "frame_hex"? (raw bytes)}]."""
+        if not isinstance(cmds, list):
+            raise ScenarioError("scenario.commands: expected a list")
+        out = []
+        for i, c in enumerate(cmds):
+            w = "scenario.commands[%d]" % i
+            if not isinstance(c, dict):
+                raise ScenarioError(w + ": expected an object")
+            for k in c:
+                if k not in _CMD_KEYS:
+                    raise ScenarioError("%s.%s: unknown key" % (w, k))
+            at = int(_num(w + ".at", c.get("at"), 0, 10**9))
+            if "frame_hex" not in c:
+                _num(w + ".seq", c.get("seq"), 1, 2**64 - 1)
+                _num(w + ".cmd", c.get("cmd"), 0, 2**32)
+            out.append((self.start * 1000 + at * 1000, c))
+        out.sort(key=lambda e: e[0])
+        return out
 
     def segment(self, t_ms):
         """The segment covering t_ms (the last one from its end on)."""
@@ -235,6 +267,13 @@ class Bench:
         with open(os.path.join(self.flash, CONFIG_NAME)) as f:
             cfg = json.load(f)  # the hardware is built for the meter's config
         self.t_ms = scenario.start * 1000
+        self.meter_id = cfg["meter_id"]
+        self.key = bytes.fromhex(cfg["key"])
+        self.cmd_next = 0  # index of the next scripted command not yet fetched
+        self.comms = False  # report through the outbox even without scripted commands
+        self.broker = None  # {host, port, user, password}: publish over MQTT (tools/emulate.py --broker)
+        self.speed = 0  # emulated s per real s; 0 = as fast as possible
+        self.linger_s = 0  # real s to stay connected after the scenario (outbox drain, commands)
         self.relay_closed = True
         self.load = scenario.segments[0]
         self.chip = None
@@ -260,6 +299,10 @@ class Bench:
             "tariff": sc.tariff,
             "prepaid": sc.prepaid,
             "poll_ms": sc.poll_ms,
+            "comms": self.comms or bool(sc.commands),
+            "broker": self.broker,
+            "speed": self.speed,
+            "linger_s": self.linger_s,
             "trace_heap": bool(os.environ.get("EMULATE_TRACE_HEAP")),
         }
 
@@ -275,10 +318,18 @@ class Bench:
         return self.t_ms < self.sc.end_ms
 
     def sleep(self, ms):
-        """Advance the clock by ms (cut at the segment's end), the hardware with it; the ms that passed."""
+        """Advance the clock by ms (cut at the segment's end or a scripted command), the hardware with it;
+        the ms that passed."""
         seg = self.sc.segment(self.t_ms)
         if self.t_ms + ms > seg[1]:
             ms = seg[1] - self.t_ms
+        cmds = self.sc.commands
+        for k in range(self.cmd_next, len(cmds)):
+            at = cmds[k][0]
+            if at > self.t_ms:
+                if self.t_ms + ms > at:
+                    ms = at - self.t_ms
+                break
         if ms <= 0:
             return 0
         self.load = seg
@@ -315,6 +366,29 @@ class Bench:
 
     def inputs(self):
         return self.sc.segment(self.t_ms)[8]
+
+    def commands_due(self):
+        n = 0
+        cmds = self.sc.commands
+        for k in range(self.cmd_next, len(cmds)):
+            if cmds[k][0] > self.t_ms:
+                break
+            n += 1
+        return min(n, 255)
+
+    def command_frame(self):
+        """The next due scripted command, sealed with the meter's key (or as the scenario forges it)."""
+        at, c = self.sc.commands[self.cmd_next]
+        self.cmd_next += 1
+        if "frame_hex" in c:
+            return bytes.fromhex(c["frame_hex"])
+        from protocol import cbor, cose
+
+        msg = {0: 10, 1: c["seq"], 2: c.get("ts", at // 1000), 20: c["cmd"], 21: _int_keys(c.get("args", {}))}
+        if "expires" in c:
+            msg[22] = c["expires"]
+        key = bytes.fromhex(c["key_hex"]) if "key_hex" in c else self.key
+        return cose.mac0_encode(key, c.get("kid", self.meter_id).encode(), cbor.dumps(msg))
 
     def chip_counts(self):
         """Every count the emulated ATM90E26 emitted this run (fwd/rev active, fwd/rev reactive)."""
@@ -354,7 +428,11 @@ class Bench:
                     write(wfd, out)
                 elif op == bl.OP_SLEEP:
                     d = self.sleep(int.from_bytes(r[4:8], "little", signed=True))
-                    write(wfd, d.to_bytes(4, "little", signed=True) + bytes((self.running(), 0, 0, 0)))
+                    flags = bytes((self.running(), self.commands_due(), 0, 0))
+                    write(wfd, d.to_bytes(4, "little", signed=True) + flags)
+                elif op == bl.OP_CMD:
+                    f = self.command_frame()
+                    write(wfd, len(f).to_bytes(4, "little") + f)
                 elif op == bl.OP_ADC:
                     write(wfd, self.adc(r[2] | r[3] << 8))
                 elif op == bl.OP_RELAY:

@@ -15,7 +15,8 @@ Clock: ``time.time()`` (2000-based on ports whose gmtime(0) says so, shifted
 to unix time), never below the clock of the last persisted state (an RTC
 without a battery restarts from its epoch after a power cut; the meter then
 keeps counting from the persisted clock until a time sync). Only board files
-import ``machine``.
+import ``machine`` (and ``network``: Wi-Fi (re)connection in ``network_up``,
+called by firmware/comms.py before every MQTT connection attempt).
 """
 
 import time
@@ -25,6 +26,7 @@ import machine
 from firmware import compat, hal
 
 SPI_BAUD = 200000
+WIFI_TIMEOUT_MS = 20000
 EPOCH_2000 = 946684800  # unix time of 2000-01-01
 
 
@@ -47,6 +49,7 @@ class McuBoard:
         self._adc_v = None
         self._adc_i = None
         self._sample_us = 312
+        self.wifi = None  # config "wifi" {ssid, password}, set after boot
 
     def reset_cause(self):
         c = machine.reset_cause()
@@ -132,14 +135,44 @@ class McuBoard:
     def sleep_ms(self, ms):
         time.sleep_ms(ms)
 
+    async def asleep_ms(self, ms):
+        import asyncio
+
+        await asyncio.sleep_ms(ms)
+
     def running(self):
         return True
 
+    async def network_up(self):
+        """Join the Wi-Fi of config "wifi" (if any) and wait for it; OSError after WIFI_TIMEOUT_MS."""
+        wifi = self.wifi
+        if wifi is None:
+            return  # wired, or a board whose network is up by itself
+        import asyncio
+
+        import network
+
+        w = network.WLAN(network.STA_IF)
+        if w.isconnected():
+            return
+        w.active(True)
+        w.connect(wifi["ssid"], wifi["password"])
+        t0 = compat.ticks_ms()
+        while not w.isconnected():
+            if compat.ticks_diff(compat.ticks_ms(), t0) > WIFI_TIMEOUT_MS:
+                w.disconnect()
+                raise OSError("wifi %r: not connected after %d ms" % (wifi["ssid"], WIFI_TIMEOUT_MS))
+            await asyncio.sleep_ms(200)
+
 
 def run_board(board):
-    """Boot the shared app on ``board`` and run forever (main.py calls this)."""
-    from firmware.app import App
+    """Boot the shared app on ``board`` and run forever with the MQTT link (main.py calls this)."""
+    import asyncio
 
-    app = App(board)
+    from firmware.app import App
+    from firmware.runner import run_meter
+
+    app = App(board, comms=True)
     app.boot()
-    app.run()
+    board.wifi = app.wifi_cfg
+    asyncio.run(run_meter(app, app.broker_cfg))

@@ -23,6 +23,7 @@ class UnixBoard:
         self.flash_dir = flash_dir
         self._dt = 0
         self.feeds = 0
+        self.speed = 0  # emulated s per real s for asleep_ms (tools/emulate.py --speed)
 
     def reset_cause(self):
         return self.link.reset
@@ -41,6 +42,15 @@ class UnixBoard:
     def sleep_ms(self, ms):
         self._dt += self.link.sleep(ms)
 
+    async def asleep_ms(self, ms):
+        """The asyncio loop's sleep: the bench advances emulated time at once; then real time passes
+        at ``speed`` emulated s per real s (0: none, just let the other tasks run)."""
+        import asyncio
+
+        d = self.link.sleep(ms)
+        self._dt += d
+        await asyncio.sleep_ms(d // self.speed if self.speed else 0)
+
     def wdt_start(self, ms):
         return None
 
@@ -53,6 +63,16 @@ class UnixBoard:
     def inputs(self):
         """Bit 0 cover open, bit 1 magnet (tamper switches of the emulated enclosure)."""
         return self.link.inputs()
+
+    def commands(self):
+        """Scripted command frames the bench has due (the emulator's stand-in for MQTT delivery)."""
+        link = self.link
+        if not link.cmds:
+            return ()
+        out = []
+        while link.cmds > 0:
+            out.append(link.command())
+        return out
 
     def frontend(self, cfg):
         if cfg["frontend"] == "atm90e26":

@@ -74,7 +74,7 @@ def test_kill_200_times_then_compare(tmp_path):
     finished_early = 0
     for _ in range(KILLS):
         state, err, rc = _killed_session(sc, flash, rng.uniform(0.0, 0.12))
-        if rc == 0:
+        if rc == 0 or state is not None:  # done: its final report came before the kill, if any
             finished_early += 1
             assert state is not None, err
         else:

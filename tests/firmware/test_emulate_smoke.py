@@ -88,5 +88,7 @@ def test_cli_table_and_json(tmp_path):
     # the firmware process's own heap (the models live in the bench process)
     assert 0 < s["heap_peak"] < s["heap_size"] <= 1024 * int(emulate.DEFAULT_HEAP[:-1])
     assert s["balance"] is None and s["frontend"] == "adc" and abs(s["imp_mwh"][0] - 191667) < 400
-    bad = subprocess.run(cmd + ["--broker", "mqtt://a:b@h:1"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "not implemented" in bad.stderr
+    bad = subprocess.run(cmd + ["--broker", "http://a:b@h:1"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "expected mqtt://USER:PASS@HOST:PORT" in bad.stderr
+    bad = subprocess.run(cmd + ["--speed", "-1"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--speed must be >= 0" in bad.stderr
