@@ -111,7 +111,8 @@ class Session:
         emulate_bench.ensure_config(flash, scenario)
         self.bench = emulate_bench.Bench(scenario, flash)
         self.bench.broker = broker_settings(broker, self.bench.meter_id) if broker else None
-        self.bench.comms = comms or broker is not None
+        # a meter that reported once keeps reporting (into its outbox) on later runs
+        self.bench.comms = comms or broker is not None or os.path.isdir(os.path.join(flash, "outbox"))
         self.bench.speed = speed or 0
         self.bench.linger_s = linger
         self._err = tempfile.TemporaryFile()

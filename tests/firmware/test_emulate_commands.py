@@ -184,3 +184,25 @@ def test_tariff_change_mid_day_debits_each_part_at_its_price(tmp_path):
     assert 2300 - 40 <= before <= 2300 + 40
     assert st["balance"] == 500000 - _debit([(before, 1000), (after, 3000)])
     assert st["tariff"] == 6 and 12 in _events(msgs)
+
+
+def test_time_sync_interval_change_and_operator_relay_survive_reboot(tmp_path):
+    flash = tmp_path / "flash"
+    cmds = [
+        {"at": 100, "seq": 1, "cmd": 2, "args": {"0": 0, "1": 0}},  # operator opens the relay (64 Wh in)
+        {"at": 200, "seq": 2, "cmd": 6, "args": {"0": 300}},  # readings every 5 minutes
+        {"at": 1000, "seq": 3, "cmd": 4, "args": {"0": START + 1090}},  # the clock was 90 s behind
+    ]
+    run(tmp_path, "a", {"start": START, "segments": [{"seconds": 1800, **LOAD}], "tariff": ONE_RATE,
+                        "prepaid": {"balance": 900000}, "commands": cmds}, flash=flash)
+    st = run(tmp_path, "b", {"start": START, "segments": [{"seconds": 3600, **LOAD}], "tariff": ONE_RATE,
+                             "prepaid": {"balance": 900000}}, flash=flash)
+    msgs = outbox_messages(flash)
+    assert _acks(msgs) == [(1, 0), (2, 0), (3, 0)]
+    adjusted = [e for e in of_type(msgs, 2) if e[10] == 11]
+    assert [e[11] for e in adjusted] == [{0: START + 1000, 1: START + 1090}]
+    ts = [r[2] for r in of_type(msgs, 1)]
+    assert ts[0] == START + 300 and all(b - a == 300 for a, b in zip(ts, ts[1:], strict=False)), ts
+    assert ts[-1] == st["ts"] - st["ts"] % 300, "the interval survived the reboot"
+    assert st["relay"] == "open" and st["imp"][0] <= 64, "the operator's open relay survived, credit or not"
+    assert 7 not in _events(msgs), "never closed again"
