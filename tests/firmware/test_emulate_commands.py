@@ -193,10 +193,29 @@ def test_time_sync_interval_change_and_operator_relay_survive_reboot(tmp_path):
         {"at": 200, "seq": 2, "cmd": 6, "args": {"0": 300}},  # readings every 5 minutes
         {"at": 1000, "seq": 3, "cmd": 4, "args": {"0": START + 1090}},  # the clock was 90 s behind
     ]
-    run(tmp_path, "a", {"start": START, "segments": [{"seconds": 1800, **LOAD}], "tariff": ONE_RATE,
-                        "prepaid": {"balance": 900000}, "commands": cmds}, flash=flash)
-    st = run(tmp_path, "b", {"start": START, "segments": [{"seconds": 3600, **LOAD}], "tariff": ONE_RATE,
-                             "prepaid": {"balance": 900000}}, flash=flash)
+    run(
+        tmp_path,
+        "a",
+        {
+            "start": START,
+            "segments": [{"seconds": 1800, **LOAD}],
+            "tariff": ONE_RATE,
+            "prepaid": {"balance": 900000},
+            "commands": cmds,
+        },
+        flash=flash,
+    )
+    st = run(
+        tmp_path,
+        "b",
+        {
+            "start": START,
+            "segments": [{"seconds": 3600, **LOAD}],
+            "tariff": ONE_RATE,
+            "prepaid": {"balance": 900000},
+        },
+        flash=flash,
+    )
     msgs = outbox_messages(flash)
     assert _acks(msgs) == [(1, 0), (2, 0), (3, 0)]
     adjusted = [e for e in of_type(msgs, 2) if e[10] == 11]
