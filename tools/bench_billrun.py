@@ -239,6 +239,7 @@ def main() -> int:
     print("%-22s %.1f MiB each at most" % ("pricing workers' RSS", result["worker_peak_rss_mib"]))
     print("%-22s %s" % ("outcome", result["counts"]))
     results = ROOT / "bench" / "results.json"
+    results.parent.mkdir(exist_ok=True)  # a fresh clone has no bench/ yet
     data = json.loads(results.read_text()) if results.exists() else {}
     data["billrun"] = result
     results.write_text(json.dumps(data, indent=2) + "\n")
