@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto test test-micropython lint format demo bench mpy clean
+.PHONY: venv mosquitto chromium test test-micropython lint format demo bench mpy clean
 
 venv: $(STAMP)
 
@@ -23,7 +23,11 @@ $(STAMP): pyproject.toml
 mosquitto:
 	@sh tools/ensure_mosquitto.sh
 
-test: venv mosquitto
+# headless Chromium for the web dashboard's browser tests (Debian's package; Playwright drives it)
+chromium:
+	@sh tools/ensure_chromium.sh
+
+test: venv mosquitto chromium
 	$(BIN)/pytest
 
 # the dual-runtime tests alone, on MicroPython, as bytecode on a 64 KiB heap,

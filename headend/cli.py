@@ -17,7 +17,16 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import __version__, cli_alerts, cli_billing, cli_billrun, cli_commands, cli_prepaid
+from headend import (
+    __version__,
+    cli_alerts,
+    cli_billing,
+    cli_billrun,
+    cli_commands,
+    cli_console,
+    cli_prepaid,
+    cli_web,
+)
 from headend.billing import BillingError
 from headend.mqtt_service import ServiceError
 from headend.prepaid import PrepaidError
@@ -128,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_prepaid.add_prepaid_commands(sub)
     cli_commands.add_command_commands(sub)
     cli_alerts.add_alert_commands(sub)
+    cli_console.add_console_commands(sub)
+    cli_web.add_web_commands(sub)
     return parser
 
 
@@ -331,6 +342,8 @@ COMMANDS = {
     **cli_prepaid.COMMANDS,
     **cli_commands.COMMANDS,
     **cli_alerts.COMMANDS,
+    **cli_console.COMMANDS,
+    **cli_web.COMMANDS,
 }
 
 

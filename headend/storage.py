@@ -34,6 +34,7 @@ from headend.storage_commands import CommandStorageMixin
 from headend.storage_prepaid import PrepaidStorageMixin
 from headend.storage_schema import migrations
 from headend.storage_vee import VeeStorageMixin
+from headend.storage_web import WebStorageMixin
 
 READING_COLUMNS = (
     "meter_id",
@@ -117,7 +118,12 @@ def _json(value) -> str | None:
 
 
 class Storage(
-    VeeStorageMixin, BillingStorageMixin, PrepaidStorageMixin, CommandStorageMixin, AlertStorageMixin
+    VeeStorageMixin,
+    BillingStorageMixin,
+    PrepaidStorageMixin,
+    CommandStorageMixin,
+    AlertStorageMixin,
+    WebStorageMixin,
 ):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)

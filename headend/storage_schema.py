@@ -551,3 +551,44 @@ def m006_commands(db: Database) -> None:
         " VALUES (NEW.id, coalesce(NEW.done_at, NEW.sent_at, NEW.created_at), NEW.state, NEW.attempts,"
         " NEW.result, NEW.reason); END"
     )
+
+
+@migrations()
+def m007_web_users(db: Database) -> None:
+    """Users and sessions of the web dashboard (``headend web``).
+
+    ``web_users``: one row per login; ``role`` is operator (may act) or viewer (reads only);
+    the password is never kept, only its salted key (``kdf`` names the function and its
+    parameters, e.g. ``scrypt:n=16384,r=8,p=1``; ``salt`` and ``password_hash`` are hex).
+    ``web_sessions``: one row per signed-in browser, keyed by the SHA-256 (hex) of the random
+    session cookie, so the table alone cannot be replayed; ``csrf`` is the session's
+    synchronizer token that every POST form must carry; ``expires_at`` ends it.
+    """
+    db["web_users"].create(
+        {
+            "name": str,
+            "role": str,  # operator | viewer
+            "kdf": str,
+            "salt": str,
+            "password_hash": str,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="name",
+        not_null={"role", "kdf", "salt", "password_hash", "created_at"},
+    )
+    db["web_sessions"].create(
+        {
+            "token_hash": str,
+            "user": str,
+            "csrf": str,
+            "ip": str,
+            "created_at": float,
+            "expires_at": float,
+        },
+        pk="token_hash",
+        not_null={"user", "csrf", "created_at", "expires_at"},
+        foreign_keys=[("user", "web_users", "name")],
+    )
+    db["web_sessions"].create_index(["expires_at"])
+    db["web_sessions"].create_index(["user"])

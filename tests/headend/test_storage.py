@@ -32,6 +32,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m004_prepaid",
             "m005_alerts",
             "m006_commands",
+            "m007_web_users",
         ]
         assert {
             "meters",

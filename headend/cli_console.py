@@ -1,0 +1,50 @@
+"""``headend console``: the operator's live view of the meters' messages and open alerts,
+with a command line that queues and sends commands (``headend.console``).
+
+Hooked into ``headend.cli`` with ``add_console_commands(subparsers)`` and ``COMMANDS``; errors
+(a bad ``--meter``, an unreachable or refusing broker) are raised for its one handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_console_commands(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    c = subparsers.add_parser(
+        "console",
+        help="live decoded stream, open alerts and a command line (quit to leave)",
+        parents=[db],
+        description="Shows every meter message (readings, events, acks, status) verified with the"
+        " meter's key, and the open alerts; type `help` for the commands (relay, read-now,"
+        " time-sync, topup, config, tariff, filter, quit). Full screen on a terminal, one line"
+        " per message otherwise.",
+    )
+    c.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    c.add_argument("--meter", metavar="ID", help="show only this meter (the `filter` command changes it)")
+    c.add_argument("--client-id", help="MQTT client id (default headend-console-<random>)")
+    c.add_argument(
+        "--alerts-every", type=float, default=5.0, metavar="S", help="s between alert refreshes (default 5)"
+    )
+    c.add_argument("--plain", action="store_true", help="one line per message even on a terminal")
+
+
+def cmd_console(args) -> int:
+    from headend.console.app import ConsoleApp
+    from headend.storage import Storage
+
+    with Storage(args.db) as store:
+        app = ConsoleApp(
+            store,
+            args.broker,
+            meter=args.meter,
+            client_id=args.client_id,
+            live=False if args.plain else None,
+            alerts_every=args.alerts_every,
+        )
+        return app.run()
+
+
+COMMANDS = {"console": cmd_console}

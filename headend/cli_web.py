@@ -1,0 +1,108 @@
+"""``headend web``: the operators' web dashboard, and its users.
+
+``headend web --port N [--host 127.0.0.1]`` serves the dashboard until SIGTERM/SIGINT.
+``headend web user add NAME --role operator|viewer [--password-stdin]`` adds a login (the
+password from the first line of stdin, else asked twice with getpass); ``headend web user
+list [--json]`` lists them. Hooked into ``headend.cli`` with ``add_web_commands(subparsers)``
+and ``COMMANDS``; errors are raised as ``WebCommandError`` (a ``StorageError``) for the CLI's
+one handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import signal
+import sys
+import threading
+import time
+
+from headend.storage import StorageError
+from headend.storage_web import WebUserError
+from headend.web.auth import ROLES, AuthError, check_new_user, hash_password
+
+
+class WebCommandError(StorageError):
+    """A bad ``headend web`` request, on its way to the CLI's error handler."""
+
+
+def add_web_commands(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    web = subparsers.add_parser("web", help="the operators' web dashboard (login required)", parents=[db])
+    web.add_argument("--port", type=int, help="TCP port to listen on (0: any free port)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    wsub = web.add_subparsers(dest="web_command", metavar="SUBCOMMAND")
+    user = wsub.add_parser("user", help="dashboard logins", parents=[db])
+    usub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND", required=True)
+    add = usub.add_parser("add", help="add a login with a role", parents=[db])
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES, help="operator: may act; viewer: reads only")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin's first line"
+    )
+    lst = usub.add_parser("list", help="the logins and their roles", parents=[db])
+    lst.add_argument("--json", action="store_true")
+
+
+def _store(args):
+    from headend.storage import Storage
+
+    return Storage(args.db)
+
+
+def _password(args) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password for %s: " % args.name)
+    if getpass.getpass("again: ") != first:
+        raise WebCommandError("the two passwords differ")
+    return first
+
+
+def cmd_user(args) -> int:
+    with _store(args) as store:
+        if args.user_command == "list":
+            rows = store.web_users()
+            if args.json:
+                print(json.dumps(rows, separators=(", ", ": ")))
+            for u in [] if args.json else rows:
+                print("%-24s %s" % (u["name"], u["role"]))
+            return 0
+        password = _password(args)
+        try:
+            check_new_user(args.name, args.role, password)
+            row = store.add_web_user(args.name, args.role, now=time.time(), **hash_password(password))
+        except (AuthError, WebUserError) as e:
+            raise WebCommandError(str(e))
+    print("web user %s added (%s)" % (row["name"], row["role"]))
+    return 0
+
+
+def cmd_web(args) -> int:
+    if args.web_command == "user":
+        return cmd_user(args)
+    if args.port is None:
+        raise WebCommandError("--port is required: headend web --port N")
+    if not 0 <= args.port <= 65535:
+        raise WebCommandError("--port must be 0..65535, got %d" % args.port)
+    from headend.web.server import make_server
+
+    with _store(args) as store:
+        server = make_server(store, args.host, args.port)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+        host, port = server.server_address[:2]
+        print("headend web: listening on http://%s:%d/" % (host, port), file=sys.stderr, flush=True)
+        if not store.web_users():
+            print("headend web: no users yet: add one with `headend web user add NAME --role operator`",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
+    return 0
+
+
+COMMANDS = {"web": cmd_web}
