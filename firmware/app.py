@@ -101,7 +101,7 @@ class App:
         self._relay = m.relay_closed
         self.has_inputs = hasattr(b, "inputs")
         self.has_commands = hasattr(b, "commands")  # the emulator's scripted commands
-        if self.reporter is not None and m.ev_unsent:
+        if self.reporter is not None and m.events.unsent:
             self.reporter.drain_events()  # the boot events
         self.save()
         b.wdt_start(WDT_MS)
@@ -199,7 +199,7 @@ class App:
                     self.cmdx.handle(frame)
             if rep.due():
                 rep.reading()
-            if m.ev_unsent:
+            if m.events.unsent:
                 rep.drain_events()
         if m.relay_closed != self._relay:
             self._relay = m.relay_closed

@@ -131,7 +131,7 @@ def main():
     )
     _install(app, m, setup)
     broker = setup.get("broker")
-    app.board.speed = setup.get("speed") or 0
+    app.board.speed_permille = int((setup.get("speed") or 0) * 1000)
     linger_ms = int(setup.get("linger_s", 0) * 1000)
     setup = None
     probe("run")

@@ -92,7 +92,6 @@ class Meter:
         self.relay_reason = RELAY_OPERATOR
         self.boot_count = 0
         self.seq = 0  # message counter: highest seq used (firmware/report.py)
-        self.ev_unsent = 0  # newest events in the ring not yet in the outbox (firmware/report.py)
         self.tamper = 0  # latched tamper inputs: bit 0 cover opened, bit 1 magnet (flag bit 2)
         self.bad_reads = 0
         self._fault_sec = -FAULT_GAP_S
@@ -232,7 +231,6 @@ class Meter:
     def raise_event(self, code, detail=ev.NO_DETAIL):
         """Record an event: ``detail`` is an int (detail key 0), [v0, v1] (keys 0, 1) or NO_DETAIL."""
         self.events.push(code, self.sec, detail)
-        self.ev_unsent += 1
         self.persist_request = True
 
     def fault(self, detail):

@@ -81,6 +81,7 @@ class EventRing:
         self.head = 0  # index of the oldest entry
         self.count = 0
         self.dropped = 0
+        self.unsent = 0  # newest entries not yet reported (firmware/report.py drains them)
 
     def push(self, code, sec, detail=NO_DETAIL):
         size = self.size
@@ -97,6 +98,7 @@ class EventRing:
         self.secs[i] = sec
         self.details[i] = detail
         self.count += 1
+        self.unsent += 1
 
     def __len__(self):
         return self.count
@@ -145,6 +147,7 @@ class EventRing:
         self.dropped = dropped
         for j in range(0, len(flat), 3):
             self.push(flat[j], flat[j + 1] - epoch, flat[j + 2])
+        self.unsent = 0  # the caller restores it (firmware/meter_state.py "evu")
 
 
 class Detector:

@@ -60,7 +60,7 @@ def to_state(meter, clean=False, extra=None):
         "evd": m.events.dropped,
         "boot": m.boot_count,
         "seq": m.seq,
-        "evu": m.ev_unsent,
+        "evu": m.events.unsent,
         "tamp": m.tamper,
         "clean": clean,
         "bad": m.bad_reads,
@@ -132,7 +132,7 @@ def apply_state(meter, state):
     m.boot_count = _int(state, "boot")
     m.seq = _int(state, "seq")
     # keys added with reporting (issue 4): absent in states saved before it
-    m.ev_unsent = _int(state, "evu") if "evu" in state else 0
+    m.events.unsent = _int(state, "evu") if "evu" in state else 0
     m.tamper = (_int(state, "tamp") if "tamp" in state else 0) & 3
     m.bad_reads = _int(state, "bad")
     m.storage_recoveries = _int(state, "rec")

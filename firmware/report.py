@@ -17,7 +17,7 @@ carries flag bit 4 (sent late).
 ``read_now()`` answers command 5 (key 3 = s since the last interval end).
 
 Events: the meter's EventRing keeps the newest events (persisted with the
-state); ``meter.ev_unsent`` counts the newest of them not yet in the outbox.
+state); ``meter.events.unsent`` counts the newest of them not yet in the outbox.
 ``drain_events()`` appends those, oldest first. Power cut between the
 append and the next state save: the state still counts them unsent and its
 ``seq`` is older than the outbox's; ``reconcile`` finds the k event records
@@ -96,7 +96,7 @@ class Reporter:
             elif kind == KIND_READING and ts > self.last_reading_ts:
                 self.last_reading_ts = ts
         if events:
-            m.ev_unsent = m.ev_unsent - events if m.ev_unsent > events else 0
+            m.events.unsent = m.events.unsent - events if m.events.unsent > events else 0
         if ob.last_seq > m.seq:
             m.seq = ob.last_seq
 
@@ -177,7 +177,7 @@ class Reporter:
         """Append the events not yet reported, oldest first; returns how many."""
         m = self.m
         ring = m.events
-        n = m.ev_unsent
+        n = m.events.unsent
         if n > len(ring):
             n = len(ring)  # the ring dropped some before they were reported (counted in ring.dropped)
         first = len(ring) - n
@@ -192,8 +192,8 @@ class Reporter:
                 msg[11] = {0: detail}
             ts = m.epoch + sec
             self._append(KIND_EVENT, ts if ts > 0 else 0, msg)
-            m.ev_unsent -= 1
-        m.ev_unsent = 0
+            m.events.unsent -= 1
+        m.events.unsent = 0
         return n
 
     def ack(self, cmd_seq, result, detail=None):

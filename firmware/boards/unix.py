@@ -23,7 +23,7 @@ class UnixBoard:
         self.flash_dir = flash_dir
         self._dt = 0
         self.feeds = 0
-        self.speed = 0  # emulated s per real s for asleep_ms (tools/emulate.py --speed)
+        self.speed_permille = 0  # emulated ms per real s for asleep_ms (tools/emulate.py --speed x 1000)
 
     def reset_cause(self):
         return self.link.reset
@@ -49,7 +49,7 @@ class UnixBoard:
 
         d = self.link.sleep(ms)
         self._dt += d
-        await asyncio.sleep_ms(d // self.speed if self.speed else 0)
+        await asyncio.sleep_ms(d * 1000 // self.speed_permille if self.speed_permille else 0)
 
     def wdt_start(self, ms):
         return None

@@ -225,3 +225,19 @@ def test_time_sync_interval_change_and_operator_relay_survive_reboot(tmp_path):
     assert ts[-1] == st["ts"] - st["ts"] % 300, "the interval survived the reboot"
     assert st["relay"] == "open" and st["imp"][0] <= 64, "the operator's open relay survived, credit or not"
     assert 7 not in _events(msgs), "never closed again"
+
+
+def test_measured_events_are_reported_once_each(tmp_path):
+    # a sag, then reverse flow: the detector's events reach the outbox like the meter's own
+    segs = [
+        {"seconds": 900, **LOAD},
+        {"seconds": 900, "urms": 150, "irms": 10},
+        {"seconds": 900, **LOAD},
+        {"seconds": 900, "urms": 230, "irms": 10, "phase_deg": 180},
+    ]
+    read_now = [{"at": 0, "seq": 1, "cmd": 5, "args": {}}]  # any command: the meter reports to its outbox
+    st = run(tmp_path, "sag", {"start": START, "segments": segs, "commands": read_now})
+    msgs = outbox_messages(tmp_path / "sag-flash")
+    codes = _events(msgs)
+    assert codes.count(14) == 1 and codes.count(5) == 1, codes
+    assert sorted(codes) == sorted(st["events"]), "every event in the ring was reported, once"

@@ -1,0 +1,292 @@
+"""Deploy the meter firmware to a MicroPython board over USB serial (mpy-cross + mpremote).
+
+Usage:
+    python tools/deploy.py --port /dev/ttyUSB0 --board esp32|rp2040 --config DIR/<id>/config.json
+        [--no-compile] [--build DIR] [--dry-run]
+
+Steps (MicroPython itself must already be on the board: docs/boards.md):
+
+1. compile: every ``.py`` of firmware/ and protocol/ (not the emulator-only
+   modules in ``HOST_ONLY``, not protocol/vectors) with ``mpy-cross
+   -march=<arch>`` (xtensawin for ESP32, armv6m for RP2040: the native and
+   viper functions are machine code for that CPU) into ``--build`` (default
+   build/deploy-<board>), plus ``main.py``:
+   ``from firmware.boards import <board>; <board>.main()``.
+   ``--no-compile`` stages the .py sources instead (the board compiles them
+   at import: slower boot and more RAM).
+2. stop: ``mpremote connect PORT exec <remove main.py> + reset``. The
+   running firmware has armed the watchdog (8 s), which nothing can disarm,
+   so the copy happens after a reset into a board without main.py.
+3. copy: one ``mpremote connect PORT exec <remove /firmware and /protocol,
+   make the flash dir> + fs cp -r firmware protocol : + fs cp CONFIG
+   :<flash>/config.json + fs cp main.py :main.py + reset``. The flash dir is
+   the default of ``main()`` in firmware/boards/<board>.py (``/flash``). The
+   meter's state and outbox there are kept: a redeploy does not reset the
+   registers.
+
+``--config`` is validated with firmware.config before anything touches the
+board. ``--dry-run`` prints the exact commands (mpy-cross per file, then
+mpremote) and runs none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from tools import mpy_build  # noqa: E402
+
+BOARDS = {"esp32": "xtensawin", "rp2040": "armv6m"}  # board -> mpy-cross -march
+PACKAGES = ("firmware", "protocol")
+# emulator-only code (CPython bench models, the unix board and its link) and test vectors stay home
+HOST_ONLY = (
+    "firmware/emulator",
+    "firmware/emulate_main.py",
+    "firmware/bench_link.py",
+    "firmware/boards/unix.py",
+    "protocol/vectors",
+)
+PORT_WAIT_S = 15.0
+
+STOP_SNIPPET = 'import os\ntry:\n    os.remove("main.py")\nexcept OSError:\n    pass\n'
+PREP_SNIPPET = """import os
+def _rm(p):
+    try:
+        st = os.stat(p)
+    except OSError:
+        return
+    if st[0] & 0x4000:
+        for n in os.listdir(p):
+            _rm(p + "/" + n)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+for p in ("/firmware", "/protocol"):
+    _rm(p)
+try:
+    os.mkdir("%s")
+except OSError:
+    pass
+"""
+
+
+class DeployError(Exception):
+    """The deployment cannot go ahead; the message says what to fix."""
+
+
+def flash_dir(board: str) -> str:
+    """The default ``flash_dir`` of ``main()`` in firmware/boards/<board>.py."""
+    path = os.path.join(ROOT, "firmware", "boards", board + ".py")
+    tree = ast.parse(open(path).read(), path)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
+            args = node.args
+            for arg, default in zip(
+                args.args[len(args.args) - len(args.defaults) :], args.defaults, strict=True
+            ):
+                if arg.arg == "flash_dir" and isinstance(default, ast.Constant):
+                    return default.value
+    raise DeployError("%s: no main(flash_dir=...) default found" % path)
+
+
+def main_py(board: str) -> str:
+    return "from firmware.boards import %s\n%s.main()\n" % (board, board)
+
+
+def mpy_cross_archs(exe: str) -> list[str]:
+    """The -march values the installed mpy-cross lists in its --help."""
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+    text = out.split("-march=", 1)[1] if "-march=" in out else ""
+    text = text.split("-march-flags", 1)[0].split("\n", 1)[-1]  # the list follows the option's line
+    words = text.replace(",", " ").replace(";", " ").split()
+    return [w for w in words if w.isidentifier() or w.isalnum()]
+
+
+def sources() -> list[str]:
+    """Paths (relative to ROOT, '/'-separated) of the .py files that go to a board."""
+    out = []
+    for pkg in PACKAGES:
+        for dirpath, dirs, files in os.walk(os.path.join(ROOT, pkg)):
+            rel_dir = os.path.relpath(dirpath, ROOT).replace(os.sep, "/")
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and (rel_dir + "/" + d) not in HOST_ONLY)
+            for name in sorted(files):
+                rel = rel_dir + "/" + name
+                if name.endswith(".py") and rel not in HOST_ONLY:
+                    out.append(rel)
+    return out
+
+
+def compile_commands(stage: str, arch: str, exe: str | None = None) -> list[tuple[list[str], str]]:
+    """(mpy-cross argv, output path) per source file; the embedded source name stays relative."""
+    exe = exe or mpy_build.mpy_cross()
+    cmds = []
+    for rel in sources():
+        target = os.path.join(stage, rel[:-3] + ".mpy")
+        cmds.append(([exe, "-march=" + arch, "-s", rel, "-o", target, os.path.join(ROOT, rel)], target))
+    return cmds
+
+
+def compile_tree(stage: str, arch: str) -> dict:
+    """Compile firmware/ and protocol/ for ``arch`` into ``stage`` (emptied first); {files, bytes}."""
+    exe = mpy_build.mpy_cross()
+    archs = mpy_cross_archs(exe)
+    if arch not in archs:
+        raise DeployError("mpy-cross at %s does not support -march=%s (it lists: %s)" % (exe, arch, archs))
+    shutil.rmtree(stage, ignore_errors=True)
+    total = 0
+    cmds = compile_commands(stage, arch, exe)
+    for argv, target in cmds:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DeployError("mpy-cross failed on %s: %s" % (argv[3], proc.stderr.strip()))
+        total += os.path.getsize(target)
+    return {"files": len(cmds), "bytes": total}
+
+
+def stage_sources(stage: str) -> dict:
+    """--no-compile: copy the .py sources into ``stage`` (emptied first); {files, bytes}."""
+    shutil.rmtree(stage, ignore_errors=True)
+    total = 0
+    files = sources()
+    for rel in files:
+        target = os.path.join(stage, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copyfile(os.path.join(ROOT, rel), target)
+        total += os.path.getsize(target)
+    return {"files": len(files), "bytes": total}
+
+
+def mpremote_exe() -> list[str]:
+    exe = shutil.which("mpremote") or os.path.join(os.path.dirname(sys.executable), "mpremote")
+    if os.path.exists(exe):
+        return [exe]
+    return [sys.executable, "-m", "mpremote"]
+
+
+def mpremote_commands(port: str, board: str, config_path: str, stage: str) -> list[list[str]]:
+    """The two mpremote invocations: stop (remove main.py, reset), then clean + copy + reset."""
+    mp = mpremote_exe() + ["connect", port]
+    flash = flash_dir(board)
+    stop = mp + ["exec", STOP_SNIPPET, "+", "reset"]
+    copy = mp + ["exec", PREP_SNIPPET % flash, "+", "fs", "cp", "-r"]
+    copy += [os.path.join(stage, p) for p in PACKAGES] + [":"]
+    copy += ["+", "fs", "cp", os.path.abspath(config_path), ":%s/config.json" % flash.rstrip("/")]
+    copy += ["+", "fs", "cp", os.path.join(stage, "main.py"), ":main.py", "+", "reset"]
+    return [stop, copy]
+
+
+def check_config(path: str) -> dict:
+    from firmware import config
+
+    try:
+        cfg = config.load(path)
+    except config.ConfigError as e:
+        raise DeployError("--config %s: %s" % (path, e)) from None
+    return cfg
+
+
+def _wait_for_port(port: str, timeout: float = PORT_WAIT_S) -> None:
+    """After a reset a USB CDC port (RP2040) goes away and comes back; wait for it."""
+    time.sleep(1.0)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(port):
+        if time.monotonic() > deadline:
+            raise DeployError("%s did not come back within %d s after the reset" % (port, timeout))
+        time.sleep(0.2)
+    time.sleep(0.5)
+
+
+def _show(argv: list[str]) -> str:
+    return shlex.join(argv)
+
+
+def deploy(
+    port: str,
+    board: str,
+    config_path: str,
+    compile_: bool = True,
+    build: str | None = None,
+    dry_run: bool = False,
+    out=None,
+) -> dict:
+    out = out or sys.stdout
+    if board not in BOARDS:
+        raise DeployError("--board must be one of %s, got %r" % (", ".join(BOARDS), board))
+    arch = BOARDS[board]
+    cfg = check_config(config_path)
+    if board == "esp32" and cfg["wifi"] is None:
+        print("warning: %s has no wifi section: the ESP32 will not reach its broker" % config_path, file=out)
+    stage = os.path.abspath(build or os.path.join(ROOT, "build", "deploy-" + board))
+    remote = mpremote_commands(port, board, config_path, stage)
+    result = {"meter_id": cfg["meter_id"], "board": board, "arch": arch, "stage": stage, "port": port}
+    if dry_run:
+        print(
+            "# deploy %s to %s (%s, -march=%s); dry run: nothing is executed"
+            % (cfg["meter_id"], port, board, arch),
+            file=out,
+        )
+        if compile_:
+            for argv, _target in compile_commands(stage, arch):
+                print(_show(argv), file=out)
+        else:
+            print("# --no-compile: copy %d .py files into %s" % (len(sources()), stage), file=out)
+        main_line = main_py(board).replace("\n", "; ")
+        print("# write %s: %s" % (os.path.join(stage, "main.py"), main_line), file=out)
+        for argv in remote:
+            print(_show(argv), file=out)
+        result["commands"] = remote
+        return result
+    if not os.path.exists(port):
+        raise DeployError("serial port %s does not exist (is the board plugged in?)" % port)
+    t0 = time.monotonic()
+    staged = compile_tree(stage, arch) if compile_ else stage_sources(stage)
+    with open(os.path.join(stage, "main.py"), "w") as f:
+        f.write(main_py(board))
+    print("staged %d files (%d bytes) in %s" % (staged["files"], staged["bytes"], stage), file=out)
+    for i, argv in enumerate(remote):
+        print("$ " + _show(argv), file=out, flush=True)
+        proc = subprocess.run(argv)
+        if proc.returncode != 0:
+            raise DeployError("mpremote exited %d" % proc.returncode)
+        if i == 0:
+            _wait_for_port(port)
+    result.update(staged)
+    result["seconds"] = round(time.monotonic() - t0, 1)
+    print(
+        "deployed %s to %s in %.1f s; the board restarted into main.py"
+        % (cfg["meter_id"], port, result["seconds"]),
+        file=out,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or /dev/ttyACM0")
+    p.add_argument("--board", required=True, choices=sorted(BOARDS))
+    p.add_argument("--config", required=True, help="the board's config.json (tools/provision_fleet.py)")
+    p.add_argument("--no-compile", action="store_true", help="copy .py sources instead of .mpy")
+    p.add_argument("--build", metavar="DIR", help="staging directory (default build/deploy-<board>)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    args = p.parse_args(argv)
+    try:
+        deploy(args.port, args.board, args.config, not args.no_compile, args.build, args.dry_run)
+    except (DeployError, OSError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
