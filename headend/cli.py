@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = vsub.add_parser("run", help="run VEE for one meter or all", parents=[db])
     run.add_argument("meter_id", nargs="?")
     run.add_argument("--now", type=_ts, help="the time to validate as of (default: now)")
+    run.add_argument("--config", help="VEE thresholds, TOML or JSON ([vee] table); a bad value is named")
     ed = vsub.add_parser("edit", help="replace one interval's energy, with a reason (audited)", parents=[db])
     ed.add_argument("meter_id")
     ed.add_argument("interval_end", type=_ts, help="end of the interval to edit (epoch s or ISO 8601)")
@@ -312,8 +313,11 @@ def cmd_vee(args) -> int:
                     now=now,
                 )
             else:
+                from headend.vee.config import load_config
+
+                cfg = load_config(args.config)
                 ids = [args.meter_id] if args.meter_id else [m["meter_id"] for m in store.meters()]
-                result = {m: engine.run_vee(store, m, now) for m in ids}
+                result = {m: engine.run_vee(store, m, now, cfg) for m in ids}
         except ValueError as e:  # headend.vee.VeeError and its kin name the bad input
             raise CLIError(str(e))
     _print_json(result)

@@ -269,12 +269,19 @@ class PrepaidStorageMixin:
             ).rowcount
 
     def due_commands(self, now: float, limit: int = 1000) -> list[dict]:
+        """Commands to publish now: for every meter with a command due, ALL its unsettled, unexpired
+        commands in seq order. A meter takes a seq only above the highest it has taken and answers a
+        lower one "stale", so a later command must never overtake an earlier one still in flight:
+        an earlier command is sent again (the meter acks a repeat "duplicate") before the due one."""
         return [
             _command(r)
             for r in self.db.query(
-                "SELECT * FROM commands WHERE state IN ('queued', 'sent') AND next_attempt_at <= ?"
-                " AND (expires IS NULL OR expires > ?) ORDER BY next_attempt_at, id LIMIT ?",
-                [now, int(now), limit],
+                "SELECT * FROM commands WHERE state IN ('queued', 'sent')"
+                " AND (expires IS NULL OR expires > ?) AND meter_id IN"
+                " (SELECT meter_id FROM commands WHERE state IN ('queued', 'sent')"
+                " AND next_attempt_at <= ? AND (expires IS NULL OR expires > ?))"
+                " ORDER BY meter_id, seq LIMIT ?",
+                [int(now), now, int(now), limit],
             )
         ]
 

@@ -102,3 +102,19 @@ def test_dispatch_once_from_the_cli(setup, capsys):
     assert json.loads(capsys.readouterr().out) == {"sent": 1, "acked": 0, "failed": 0, "expired": 0}
     wait_for(lambda: sub.received, 10, "the command")
     assert store.commands("m1")[0]["state"] == "sent"
+
+
+def test_a_later_command_never_overtakes_an_earlier_one_in_flight(setup):
+    # the meter refuses a seq below one it has taken ("stale"): a second top-up queued while the
+    # first is still unacked must reach the meter after the first, so the first goes out again with it
+    store, d, sub, key, _, _ = setup
+    first = credit(store, "C-1", 1000, now=T0, meter_id="m1")
+    assert d.round(T0)["sent"] == 1  # the meter is away, say: no ack
+    second = credit(store, "C-2", 2000, now=T0 + 5, meter_id="m1")
+    assert d.round(T0 + 5)["sent"] == 2, "the earlier command is resent before the new one"
+    wait_for(lambda: len(sub.received) >= 3, 10, "three frames on the meter's down topic")
+    seqs = [messages.open_frame(key, "m1", f)["seq"] for _t, f in sub.received]
+    assert seqs == [first["seq"], first["seq"], second["seq"]]
+    ack(store, 1, first["seq"], messages.ACK_DONE, T0 + 6)
+    ack(store, 2, second["seq"], messages.ACK_DONE, T0 + 6)
+    assert d.round(T0 + 7)["acked"] == 2 and d.round(T0 + 100)["sent"] == 0
