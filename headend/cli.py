@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from headend import (
     __version__,
     cli_alerts,
+    cli_backup,
     cli_billing,
     cli_billrun,
     cli_commands,
@@ -140,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_alerts.add_alert_commands(sub)
     cli_console.add_console_commands(sub)
     cli_web.add_web_commands(sub)
+    cli_backup.add_backup_commands(sub)
     return parser
 
 
@@ -348,6 +350,7 @@ COMMANDS = {
     **cli_alerts.COMMANDS,
     **cli_console.COMMANDS,
     **cli_web.COMMANDS,
+    **cli_backup.COMMANDS,
 }
 
 

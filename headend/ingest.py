@@ -5,6 +5,9 @@ passes ``received_at``). Checks in the order PROTOCOL.md gives:
 
   topic       ``ami/v1/<meter_id>/up/<kind>`` (protocol.topics.parse)   -> "topic"
   meter       the topic's meter is provisioned                           -> "unknown_meter"
+  size        at most ``MAX_FRAME`` bytes, before any decoding           -> "structure"
+              (a meter's frames are < 2 KiB; decoding a huge frame of colliding
+              bignum map keys would take time quadratic in its size)
   will        on a status topic, exactly the unauthenticated ``{0: 4, 40: 0}``
               marks the meter offline (nothing else is accepted unsigned)
   envelope    COSE_Mac0 structure, alg, kid == topic meter id, tag
@@ -47,6 +50,7 @@ STATUS_FIELDS = {
     "boot_count": "boot_count",
 }
 MAX_QUARANTINED_PAYLOAD = 4096  # bytes kept of a refused frame
+MAX_FRAME = 16384  # bytes; larger payloads are refused undecoded (the meter's own max_packet)
 
 
 class Verdict(NamedTuple):
@@ -85,6 +89,8 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
     key = keys.get(meter_id)
     if key is None:
         return _rejected(meter_id, "unknown_meter", "meter %r is not provisioned" % meter_id)
+    if len(payload) > MAX_FRAME:
+        return _rejected(meter_id, "structure", "frame of %d bytes is over %d" % (len(payload), MAX_FRAME))
     if kind == "status" and len(payload) < 8:  # the will is 6 bytes; a COSE_Mac0 is > 40
         try:
             messages.parse_will(payload)
@@ -184,7 +190,36 @@ def _ints(values) -> str:
 
 
 def _json(value):
-    return None if value is None else json.dumps(value, separators=(",", ":"))
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, separators=(",", ":"))
+    except (TypeError, ValueError):  # bytes, tags, bignums... in a meter's detail map: store them as text
+        return json.dumps(_plain(value), separators=(",", ":"))
+
+
+def _plain(x):
+    """x with what JSON cannot hold as text: bytes as ``h'hex'``, big ints as hex, the rest by repr."""
+    t = type(x)
+    if t is dict:
+        return {_key(k): _plain(v) for k, v in x.items()}
+    if t is list:
+        return [_plain(v) for v in x]
+    if t is bytes:
+        return "h'%s'" % x.hex()
+    if t is int and not messages.INT_MIN <= x <= messages.UINT_MAX:
+        return hex(x)
+    if x is None or t in (str, int, float, bool):
+        return x
+    try:
+        return repr(x)
+    except ValueError:  # a tag around an int too long for str()
+        return "<%s>" % t.__name__
+
+
+def _key(k):
+    v = _plain(k)
+    return v if v is None or type(v) in (str, int, float, bool) else str(v)
 
 
 def _inst_json(inst):

@@ -32,6 +32,7 @@ SALT_BYTES = 12
 KEY_HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
 MAX_INFLIGHT = 1000  # QoS 1 messages in flight per client (default 20 throttles batched acks)
 MAX_QUEUED = 1_000_000  # per persistent session while the head-end is away (default 1000 drops)
+MAX_PACKET = 32768  # bytes of one MQTT packet: a 16 KiB payload plus topic and header fit
 ACL = """\
 # PROTOCOL.md "Transport": a meter writes only its up topics and reads only its down topics.
 pattern write ami/v1/%u/up/#
@@ -136,6 +137,9 @@ def write_broker_config(store, out_dir: str, port: int, persistence: bool = Fals
         "max_inflight_messages %d" % MAX_INFLIGHT,
         "max_queued_messages %d" % MAX_QUEUED,
         "set_tcp_nodelay true",
+        # a meter's frames are < 2 KiB; ingest refuses payloads over headend.ingest.MAX_FRAME undecoded,
+        # and the broker drops anything bigger than this before it reaches anyone (and disconnects the sender)
+        "max_packet_size %d" % MAX_PACKET,
     ]
     if persistence:
         conf_lines += ["persistence true", "persistence_location %s/" % out_dir, "autosave_interval 60"]

@@ -22,6 +22,7 @@ Errors are ``StorageError`` subclasses; the CLI turns them into text.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -126,10 +127,17 @@ class Storage(
     WebStorageMixin,
 ):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
-        conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+        try:
+            conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise StorageError(_open_failure(path, e)) from e
         self.db = Database(conn)
         self.conn = conn
-        self.db.enable_wal()
+        try:
+            self.db.enable_wal()  # the first read: opens (or creates) the -wal and -shm files
+        except sqlite3.Error as e:
+            conn.close()
+            raise StorageError(_open_failure(path, e)) from e
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
         for attempt in range(3):  # two workers creating one new file: the loser retries
@@ -357,6 +365,21 @@ class Storage(
         if meter_id is None:
             return self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
+
+
+def _open_failure(path, e: sqlite3.Error) -> str:
+    """Why a database could not be opened, with what the file system says: a full disk shows up
+    as a bare "disk I/O error" (SQLite cannot size the -shm file) that names nothing."""
+    text = "cannot open database %s: %s" % (path, e)
+    try:
+        fs = os.statvfs(os.path.dirname(os.path.abspath(str(path))))
+    except OSError:
+        return text
+    if fs.f_flag & os.ST_RDONLY:
+        return text + " (the file system holding it is read-only)"
+    if fs.f_bavail * fs.f_frsize < 64 * 1024:
+        return text + " (the file system holding it is full)"
+    return text
 
 
 def _decode(row: dict, columns: Iterable[str] = ("imp", "exp", "q", "inst", "detail", "values")) -> dict:

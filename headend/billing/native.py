@@ -33,9 +33,12 @@ def fail(where: str, msg: str):
     raise TariffError("%s: %s" % (where, msg), where)
 
 
+MAX_NUMBER = Decimal(10) ** 15  # far above any real price, bound or charge; keeps sums finite
+
+
 def decimal_of(x, where: str, *, signed: bool = False) -> Decimal:
     """A finite Decimal from an int, a Decimal (TOML/JSON floats are read as Decimal) or a
-    numeric string; negative only when ``signed``."""
+    numeric string, below ``MAX_NUMBER`` in magnitude; negative only when ``signed``."""
     if isinstance(x, bool) or not isinstance(x, (int, Decimal, str, float)):
         fail(where, "must be a number")
     try:
@@ -44,6 +47,8 @@ def decimal_of(x, where: str, *, signed: bool = False) -> Decimal:
         fail(where, "not a number: %r" % (x,))
     if not d.is_finite():
         fail(where, "must be finite")
+    if d.copy_abs() >= MAX_NUMBER:  # copy_abs: abs() rounds to the context and may overflow
+        fail(where, "must be below %s in magnitude" % MAX_NUMBER)
     if d < 0 and not signed:
         fail(where, "must not be negative")
     return d
@@ -85,6 +90,8 @@ def _calendar(cal, names: list[str], utc_offset: int, where: str) -> MeterCalend
             fail(where + ".calendar", "missing: needed when there is more than one period")
         cal = {"day_profiles": [[[0, 1]]], "week_profiles": [[0] * 7]}
     _keys(cal, {"day_profiles", "week_profiles", "seasons", "special_days"}, where + ".calendar")
+    if not isinstance(cal.get("day_profiles", []), list):
+        fail(where + ".calendar.day_profiles", "must be a list of day profiles")
     days = []
     for i, dp in enumerate(cal.get("day_profiles") or []):
         entries = []
@@ -135,6 +142,8 @@ def _demand_tiers(x, where: str) -> tuple[DemandTier, ...]:
 
 def _energy(v: dict, names: list[str], where: str) -> tuple:
     tiers = _keys(v.get("tiers", {}), {"max_kwh", "surcharge"}, where + ".tiers")
+    if not isinstance(tiers.get("max_kwh", []), list):
+        fail(where + ".tiers.max_kwh", "must be a list of tier bounds, kWh")
     bounds = []
     for i, b in enumerate(tiers.get("max_kwh", [])):
         b = decimal_of(b, "%s.tiers.max_kwh[%d]" % (where, i))

@@ -8,6 +8,7 @@
 - Timestamps strictly increase by one interval, 3600 s or 900 s, told by the first two
   rows; any other step (a gap, a duplicate, a mixed interval) is refused, naming the line.
 - Timestamps sit on interval boundaries of local time (``:00`` for hourly data).
+- kWh is a decimal >= 0 and below ``MAX_KWH``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from headend.billing import ProfileError
 
 INTERVALS = (3600, 900)
+MAX_KWH = Decimal(10) ** 9  # per interval: far above any meter; keeps a bill's sums finite
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ def _kwh(text: str, where: str) -> Decimal:
         d = Decimal(text)
     except InvalidOperation:
         raise ProfileError("%s: kwh %r is not a number" % (where, text))
-    if not d.is_finite() or d < 0:
-        raise ProfileError("%s: kwh %r must be a finite number >= 0" % (where, text))
+    if not d.is_finite() or d < 0 or d >= MAX_KWH:
+        raise ProfileError("%s: kwh %r must be a number >= 0 and below %s" % (where, text, MAX_KWH))
     return d
 
 
@@ -59,7 +61,7 @@ def parse_profile_csv(text: str, utc_offset: int = 0, *, name: str = "profile") 
     points: list[tuple[int, Decimal]] = []
     interval = None
     first_line = 0
-    for row in rows:
+    for row in _rows(rows, name):
         line = rows.line_num
         where = "%s line %d" % (name, line)
         if not row or all(not c.strip() for c in row):
@@ -98,6 +100,18 @@ def parse_profile_csv(text: str, utc_offset: int = 0, *, name: str = "profile") 
     if len(points) < 2:
         raise ProfileError("%s: needs at least two rows to tell the interval (60 or 15 minutes)" % name)
     return Profile(interval, tuple(points))
+
+
+def _rows(reader, name: str):
+    """The reader's rows; csv.Error (a field over the csv module's size limit) as ProfileError."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise ProfileError("%s line %d: %s" % (name, reader.line_num, e))
+        yield row
 
 
 def _span(seconds: int) -> str:

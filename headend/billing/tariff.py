@@ -12,7 +12,7 @@ import json
 import pathlib
 import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from headend.billing import TariffError
 
@@ -105,9 +105,11 @@ def parse_tariff(text: str, *, name: str = "tariff", **overrides) -> Tariff:
     try:
         if stripped.startswith(("{", "[")):
             doc = json.loads(stripped, parse_float=Decimal)
+            _check_text(doc)
         else:
             doc = tomllib.loads(stripped, parse_float=Decimal)
-    except (ValueError, tomllib.TOMLDecodeError) as e:
+    except (ValueError, tomllib.TOMLDecodeError, RecursionError, InvalidOperation) as e:
+        # RecursionError: nested too deep; InvalidOperation: a number like 1e99999999999999999999
         raise TariffError("%s: not valid JSON or TOML: %s" % (name, e))
     from headend.billing import native, urdb
 
@@ -120,6 +122,21 @@ def parse_tariff(text: str, *, name: str = "tariff", **overrides) -> Tariff:
         '%s: neither a native tariff (format = "%s") nor an OpenEI URDB record '
         "(energyratestructure, ...)" % (name, NATIVE_FORMAT)
     )
+
+
+def _check_text(doc) -> None:
+    """ValueError if a string of a JSON document holds a lone surrogate (``"\\ud800"``): it has no
+    UTF-8 form, so it could be neither stored nor printed. (TOML refuses such escapes itself.)"""
+    stack = [doc]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            x.encode("utf-8")  # UnicodeEncodeError is a ValueError
+        elif isinstance(x, dict):
+            stack.extend(x)
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
 
 
 def load_tariff(path: str | pathlib.Path, **overrides) -> Tariff:

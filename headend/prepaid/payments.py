@@ -43,6 +43,15 @@ class Notification:
     body: str  # the canonical string, kept with the payment
 
 
+def _utf8(text: str) -> bool:
+    """False for a str holding a lone surrogate (JSON ``"\\ud800"``), which has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def canonical(fields: dict) -> str:
     return "&".join("%s=%s" % (k, fields[k]) for k in sorted(fields) if k != "sign" and fields[k] != "")
 
@@ -56,7 +65,7 @@ def check_notification(body: bytes, secret: bytes) -> Notification:
         raise BadNotification("body longer than %d bytes" % MAX_BODY, "body")
     try:
         fields = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: nested too deep
         raise BadNotification("body is not JSON", "body")
     if not isinstance(fields, dict):
         raise BadNotification("body must be a JSON object", "body")
@@ -65,8 +74,10 @@ def check_notification(body: bytes, secret: bytes) -> Notification:
         if not isinstance(value, str) or not value:
             raise BadNotification("%s: missing or not a non-empty string" % name, name)
     for name, value in fields.items():
-        if not isinstance(value, str) or len(value) > MAX_FIELD:
-            raise BadNotification("%s: must be a string of at most %d characters" % (name, MAX_FIELD), name)
+        if not isinstance(value, str) or len(value) > MAX_FIELD or not _utf8(value) or not _utf8(name):
+            raise BadNotification(
+                "%s: must be a UTF-8 string of at most %d characters" % (name[:MAX_FIELD], MAX_FIELD), name
+            )
     if not hmac.compare_digest(sign(fields, secret).encode(), fields["sign"].lower().encode("utf-8")):
         raise BadSignature("sign: signature does not match", "sign")
     try:

@@ -8,36 +8,47 @@
 - 401 ``{"code": "FAIL", "message": ...}`` for a bad signature, 400 for bad input (not JSON,
   a missing field, a bad amount, an unknown or postpaid account, a payment id reused for
   another payment); nothing is recorded;
+- 503 ``{"code": "FAIL", "message": ...}`` when the database cannot record it now (disk full,
+  read-only): nothing is recorded, and the platform's retry succeeds once it can;
 - 404 for any other path, 405 for other methods.
 
-One request at a time (``HTTPServer``): SQLite writes are serialised anyway.
+Requests are read in threads (``ThreadingHTTPServer``) under a ``TIMEOUT_S`` socket timeout,
+so a slow or stalled client (a body shorter than its Content-Length) neither blocks other
+callbacks nor holds its connection for ever; checking and recording a payment runs one at a
+time under ``lock`` (one SQLite connection serves every thread).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
+import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from headend.prepaid import PrepaidError
 from headend.prepaid.payments import SUCCESS, BadNotification, check_notification
 from headend.prepaid.service import DEFAULT_TTL, credit
 
 PATH = "/pay/notify"
+TIMEOUT_S = 10.0  # a connection idle this long mid-request is dropped
 
 
-class PayServer(HTTPServer):
+class PayServer(ThreadingHTTPServer):
     allow_reuse_address = True
+    daemon_threads = True
 
     def __init__(self, address, store, secret: bytes, ttl: int = DEFAULT_TTL, clock=time.time, log=None):
         super().__init__(address, _Handler)
         self.store, self.secret, self.ttl, self.clock = store, secret, ttl, clock
+        self.lock = threading.Lock()
         self.log = log or (lambda text: print("headend pay: " + text, file=sys.stderr, flush=True))
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: PayServer
+    timeout = TIMEOUT_S
 
     def log_message(self, fmt, *args) -> None:
         self.server.log(fmt % args)
@@ -62,25 +73,35 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._reply(411, {"code": "FAIL", "message": "Content-Length required"})
             return
-        body = self.rfile.read(max(0, min(length, 64 * 1024)))
+        try:
+            body = self.rfile.read(max(0, min(length, 64 * 1024)))
+        except OSError as e:  # TimeoutError: the client stalled; the connection is dropped
+            self.server.log("request body not received: %s" % e)
+            self.close_connection = True
+            return
         srv = self.server
         try:
-            n = check_notification(body, srv.secret)
-            got = credit(
-                srv.store,
-                n.payment_id,
-                n.amount,
-                srv.clock(),
-                account_id=n.account_id,
-                source="online",
-                paid_at=n.paid_at,
-                body=n.body,
-                ttl=srv.ttl,
-            )
+            with srv.lock:
+                n = check_notification(body, srv.secret)
+                got = credit(
+                    srv.store,
+                    n.payment_id,
+                    n.amount,
+                    srv.clock(),
+                    account_id=n.account_id,
+                    source="online",
+                    paid_at=n.paid_at,
+                    body=n.body,
+                    ttl=srv.ttl,
+                )
         except PrepaidError as e:
             status = getattr(e, "status", BadNotification.status)
             srv.log("refused: %s" % e)
             self._reply(status, {"code": "FAIL", "message": str(e)})
+            return
+        except sqlite3.Error as e:  # e.g. disk full: nothing was recorded, the platform retries
+            srv.log("cannot record a payment now (database: %s); replied 503" % e)
+            self._reply(503, {"code": "FAIL", "message": "cannot record the payment now: %s" % e})
             return
         srv.log(
             "payment %s: %s (top-up command %s)"

@@ -107,14 +107,24 @@ def test_vee_run_calls_the_engine_entry_point(tmp_path, capsys, monkeypatch):
 
     calls = []
     fake = types.ModuleType("headend.vee.engine")
-    fake.run_vee = lambda store, meter_id, now: calls.append((meter_id, now)) or {"validated": 0}
+    fake.run_vee = lambda store, meter_id, now, cfg: calls.append((meter_id, now, cfg)) or {"validated": 0}
     monkeypatch.setitem(sys.modules, "headend.vee.engine", fake)
     db = str(tmp_path / "h.db")
     run(capsys, "meter", "add", "m1", "--db", db)
     run(capsys, "meter", "add", "m2", "--db", db)
     rc, out, _ = run(capsys, "vee", "run", "--now", "86400", "--db", db)
     assert rc == 0 and json.loads(out) == {"m1": {"validated": 0}, "m2": {"validated": 0}}
-    assert calls == [("m1", 86400), ("m2", 86400)]
+    assert [c[:2] for c in calls] == [("m1", 86400), ("m2", 86400)]
+    from headend.vee.config import VeeConfig
+
+    assert calls[0][2] == VeeConfig(), "no --config: the default thresholds"
+    cfg = tmp_path / "vee.toml"
+    cfg.write_text("[vee]\nmax_delivery_delay_s = 7200\n")
+    rc, _out, _ = run(capsys, "vee", "run", "m1", "--now", "86400", "--config", str(cfg), "--db", db)
+    assert rc == 0 and calls[-1][2].max_delivery_delay_s == 7200
+    cfg.write_text("[vee]\nmax_delivery_delay_s = -1\n")
+    rc, _out, err = run(capsys, "vee", "run", "m1", "--config", str(cfg), "--db", db)
+    assert rc == 1 and "max_delivery_delay_s" in err
 
 
 def test_the_installed_command_runs(tmp_path):
