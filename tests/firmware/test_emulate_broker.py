@@ -30,6 +30,7 @@ class Listener:
     def __init__(self, port):
         self.got = []
         self.lock = threading.Lock()
+        self.trigger = None  # (n, action): run action when the n-th message has arrived
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-listener")
         self.c.on_message = self._on_message
         self.c.connect("127.0.0.1", port)
@@ -39,6 +40,9 @@ class Listener:
     def _on_message(self, client, userdata, msg):
         with self.lock:
             self.got.append((msg.topic, bytes(msg.payload)))
+            if self.trigger is not None and len(self.got) >= self.trigger[0]:
+                self.trigger[1]()  # e.g. a power cut, at once, from the broker's delivery of the n-th message
+                self.trigger = None
 
     def frames(self, kind=None):
         with self.lock:
@@ -169,3 +173,49 @@ def test_commands_over_the_broker_run_once_and_queue_for_an_absent_meter(tmp_pat
     assert len(now) == 1, "read now answered once"
     status = [m for m, _raw in _signed(lis.frames("status"))]
     assert status and status[-1][40] == 1 and status[-1][42] == "unix"
+
+
+def test_power_cuts_during_the_backlog_flush_lose_and_reorder_nothing(tmp_path):
+    port = free_port()
+    url = "mqtt://%s:x@127.0.0.1:%d" % (METER_ID, port)
+    flash = tmp_path / "flash"
+    days = 4
+    segs = [{"seconds": days * 86400, **LOAD}]
+    backlog_sc = write_scenario(tmp_path / "a.json", start=START, segments=segs)
+    emulate.ensure_built()
+    state, err = emulate.run(str(backlog_sc), str(flash), broker=url)  # no broker yet: all in the outbox
+    backlog = state["comms"]["pending"]
+    assert backlog >= days * 96
+    segs = [{"seconds": days * 86400 + 1800, **LOAD}]
+    more = write_scenario(tmp_path / "b.json", start=START, segments=segs)
+    rng = random.Random(7)
+    cuts = 0
+    with MosquittoBroker(tmp_path, port=port):
+        lis = Listener(port)
+        for _ in range(12):  # power cuts while the meter is sending its backlog
+            seen = len(lis.frames())
+            s = emulate.Session(str(more), str(flash), broker=url, linger=30)
+            done = []
+            t = threading.Thread(target=lambda s=s, done=done: done.append(s.wait(60)))
+            t.start()
+            lis.trigger = (seen + rng.randint(2, 60), s.proc.kill)  # cut after n more of its messages
+            t.join()
+            lis.trigger = None
+            state, err, _rc = done[0]
+            cuts += state is None
+        state, err = emulate.run(str(more), str(flash), broker=url, linger=60)
+        assert state["comms"]["pending"] == 0, err
+        last = state["seq"]
+        assert lis.wait(lambda: {m[1] for m, _r in _signed(lis.frames())} >= set(range(1, last + 1)))
+        lis.close()
+    assert cuts >= 10, "the cuts hit a meter in the middle of its flush"
+    by_seq, firsts = {}, []
+    for msg, raw in _signed(lis.frames()):
+        if msg[1] in by_seq:
+            assert by_seq[msg[1]] == raw, "a repeat is a resend of the same frame"
+        else:
+            by_seq[msg[1]] = raw
+            firsts.append(msg[1])
+    assert sorted(by_seq) == list(range(1, last + 1)) and firsts == sorted(firsts)
+    ts = sorted(m[2] for m in (verify(r) for r in by_seq.values()) if m[0] == M.TYPE_READING)
+    assert ts == list(range(START + 900, START + days * 86400 + 1800 + 1, 900)), "each interval once"
