@@ -10,8 +10,11 @@ anything is published: the append is what makes a ``seq`` used. So
              across reboots and power cuts, never reused, no gaps.
 
 Readings: every ``interval`` s (config, or set-config command) at the
-multiples of it (``ts`` = the interval's end); ``due(meter)`` / ``ms_to_next``
-let the loop end a step exactly at the boundary. A reading made while the
+multiples of it (``ts`` = the interval's end); ``ms_to_next`` lets the loop
+end a step at the boundary and ``due()`` is true once the clock has reached
+an interval end not yet reported (on a board the sleep overshoots by a few
+ms; a clock set forward skips to the boundary it lands after, one set back
+reports nothing until it passes the last reported one). A reading made while the
 link is down or a backlog of more than BACKLOG_RECORDS records is waiting
 carries flag bit 4 (sent late).
 ``read_now()`` answers command 5 (key 3 = s since the last interval end).
@@ -78,6 +81,8 @@ class Reporter:
             self.cmd_hi = state.get("cmd", 0)
             self.interval = state.get("ivl", self.interval)
             self.last_reading_ts = state.get("lr", 0)
+        if not self.last_reading_ts:  # a new meter: its first reading is at the first interval end ahead
+            self.last_reading_ts = self.boundary()
         self.tariff_before = self.m.tariff_id()
 
     def extra(self):
@@ -125,11 +130,15 @@ class Reporter:
         d = self.next_boundary() - m.now()
         return d * 1000 - m.ms
 
+    def boundary(self):
+        """The latest interval end at or before the meter's clock."""
+        now = self.m.now()
+        return now - now % self.interval
+
     def due(self):
-        """True when the meter's clock is on an interval boundary not yet reported."""
-        m = self.m
-        now = m.now()
-        return m.ms == 0 and now % self.interval == 0 and now > self.last_reading_ts
+        """True when the clock has reached an interval end not yet reported. A board's sleep ends a
+        few ms past the boundary the loop aimed at; the reading is still that boundary's."""
+        return self.boundary() > self.last_reading_ts
 
     def flags(self):
         m = self.m
@@ -159,8 +168,9 @@ class Reporter:
         return msg
 
     def reading(self):
-        """The interval reading at the boundary the clock is on."""
-        ts = self.m.now()
+        """The reading of the interval that ended at ``boundary()`` (registers as of now: the loop
+        cuts its sleep at the boundary, so at most one poll's overshoot of energy is in it)."""
+        ts = self.boundary()
         seq = self._append(KIND_READING, ts, self._reading(self.interval))
         self.last_reading_ts = ts
         return seq
