@@ -7,6 +7,7 @@ including one published while the meter was away (persistent session) and one th
 Every frame is verified with ``cwt``, an independent COSE implementation.
 """
 
+import os
 import random
 import threading
 import time
@@ -64,6 +65,11 @@ class Listener:
         self.c.disconnect()
 
 
+def _outbox_segments(flash):
+    d = flash / "outbox"
+    return len([n for n in os.listdir(d) if n.startswith("s")]) if d.is_dir() else 0
+
+
 def _signed(msgs):
     """Authenticated frames (the will excluded) decoded by cwt, in arrival order."""
     out = []
@@ -83,13 +89,21 @@ def test_week_outage_with_power_cuts_then_every_message_once_in_order(tmp_path):
     rng = random.Random(4)
     cuts = 0
     for _ in range(3):  # the broker is down: power cuts at random moments while the backlog grows
+        grown = _outbox_segments(flash) + rng.randint(2, 8)  # cut once the outbox has grown this far
         s = emulate.Session(str(week), str(flash), broker=url)
-        state, err, _rc = s.wait(rng.uniform(1.2, 2.2))  # killed (SIGKILL) when the time is up
+        done = []
+        t = threading.Thread(target=lambda s=s, done=done: done.append(s.wait(600)))
+        t.start()
+        while not done and _outbox_segments(flash) < grown:
+            time.sleep(0.01)
+        s.proc.kill()
+        t.join()
+        state, err, _rc = done[0]
         cuts += state is None and "boot " in err  # it had booted, and not finished the week
     s = emulate.Session(str(week), str(flash), broker=url)  # the rest of the week, still no broker
     state, err, rc = s.wait(600)
     assert rc == 0 and state is not None, err
-    assert cuts >= 2, "the cuts hit a running meter"
+    assert cuts == 3, "each cut hit a running meter"
     assert state["comms"]["pending"] >= 7 * 96, "the whole week waits in the outbox"
     assert state["comms"]["dropped"] == 0
     with MosquittoBroker(tmp_path, port=port) as _broker:
