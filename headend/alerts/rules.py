@@ -75,9 +75,11 @@ def comm_loss(m: MeterInput, cfg: AlertConfig, now: float) -> list[Candidate]:
         "last_seen": meter.get("last_seen"),
     }
     what = "offline (will message)" if offline else "no reading"
-    summary = "%s; last reading received %s, %d interval(s) ago" % (
-        what, iso(last["received_at"]) if last else "before the lookback window", missed,
-    )  # fmt: skip
+    if last:
+        when = iso(last["received_at"])
+        summary = "%s; last reading received %s, %d interval(s) ago" % (what, when, missed)
+    else:
+        summary = "%s; no reading received in the last %d days" % (what, cfg.lookback_days)
     action = "Check the meter's power and network link; if it stays silent, visit and take a manual reading."
     return [Candidate("comm_loss", m.meter_id, severity, summary, action, evidence)]
 
