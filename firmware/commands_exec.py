@@ -161,11 +161,7 @@ class CommandExec:
 
     def _config(self, a):
         m = self.app.meter
-        pp_keys = ("low_balance", "emergency_limit", "friendly_hours")
-        has_pp = False
-        for k in pp_keys:
-            if k in a:
-                has_pp = True
+        has_pp = "low_balance" in a or "emergency_limit" in a or "friendly_hours" in a
         if has_pp and m.prepaid is None:
             return UNSUPPORTED, None
         iv = a.get("interval")

@@ -23,6 +23,7 @@ import gc
 import sys
 
 from firmware import app as app_mod
+from firmware import bench_setup
 from firmware.bench_link import BenchLink
 from firmware.boards.unix import UnixBoard
 
@@ -45,25 +46,6 @@ class HeapProbe:
             sys.stderr.write("heap %s %d %r\n" % (where, a, sorted(sys.modules)))
         if a > self.peak:
             self.peak = a
-
-
-def _install(app, m, setup):
-    tariff = setup.get("tariff")
-    if tariff is not None:
-        from protocol.tariff_calendar import tariff_from_json
-
-        t = tariff_from_json(tariff)
-        have = [x[0] for x in (m.tariff, m.pending) if x is not None]
-        if t[0] not in have:
-            m.set_tariff(t)
-    prepaid = setup.get("prepaid")
-    if prepaid is not None and m.prepaid is None:
-        from firmware.prepaid import Prepaid
-
-        p = app.prepaid_cfg
-        m.enable_prepaid(
-            Prepaid(prepaid.get("balance", 0), p["low_balance"], p["emergency_credit"], p["friendly_hours"])
-        )
 
 
 def _comms_report(app):
@@ -129,7 +111,7 @@ def main():
         "boot %d restored %d seq %d ts %d rec %d\n"
         % (m.boot_count, app.restored, app.store.seq, app.boot_ts, m.storage_recoveries)
     )
-    _install(app, m, setup)
+    bench_setup.install(app, setup)
     broker = setup.get("broker")
     app.board.speed_permille = int((setup.get("speed") or 0) * 1000)
     linger_ms = int(setup.get("linger_s", 0) * 1000)

@@ -98,7 +98,7 @@ from array import array
 
 from micropython import const
 
-from firmware.persist import PersistError, SlotStore
+from firmware.persist import PersistError, SlotStore, exists
 
 MAGIC = const(0xA7)
 HEADER = const(16)
@@ -155,14 +155,6 @@ def encode_record(seq, kind, ts, payload):
     crc = binascii.crc32(payload, binascii.crc32(memoryview(rec)[:12])) & MAX_U32
     struct.pack_into("<I", rec, 12, crc)
     return rec
-
-
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def _sync():
@@ -496,7 +488,7 @@ class Outbox:
         """After a failed write: take a partial record off the segment, so later appends stay readable."""
         try:
             if new:
-                if _exists(path):
+                if exists(path):
                     os.remove(path)
             else:
                 self._truncate(path, self._ix[-4 + _SIZE])

@@ -84,7 +84,8 @@ def _read(path):
         return None
 
 
-def _exists(path):
+def exists(path):
+    """True when ``path`` exists (MicroPython has no os.path)."""
     try:
         os.stat(path)
         return True
@@ -111,7 +112,7 @@ class SlotStore:
             path = self.paths[i]
             data = _read(path)
             if data is None:
-                if _exists(path):  # present but unreadable
+                if exists(path):  # present but unreadable
                     self.corrupt_slots.append(SLOTS[i])
                 continue
             got = decode_slot(data)
@@ -154,7 +155,7 @@ class SlotStore:
     def clear(self):
         """Remove both slot files (tests, factory reset)."""
         for path in self.paths:
-            if _exists(path):
+            if exists(path):
                 os.remove(path)
         self.seq = 0
         self.current = -1

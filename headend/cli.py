@@ -34,26 +34,12 @@ from headend.prepaid import PrepaidError
 from headend.provision import ProvisionError
 from headend.storage import StorageError
 from headend.storage_billing import AccountError
+from headend.timearg import epoch_arg as _ts
 from protocol.errors import ProtocolError
 
 
 class CLIError(Exception):
     pass
-
-
-def _ts(text: str) -> int:
-    """Epoch seconds, or an ISO 8601 time (UTC unless it has an offset)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("not epoch seconds or an ISO 8601 time: %r" % text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp())
 
 
 def build_parser() -> argparse.ArgumentParser:

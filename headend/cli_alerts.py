@@ -13,29 +13,16 @@ import functools
 import json
 import os
 import time
-from datetime import UTC, datetime
 
 from headend.alerts import AlertError
 from headend.storage import StorageError
+from headend.timearg import epoch_arg as _ts
 
 STATES = ("active", "open", "acknowledged", "resolved", "all")
 
 
 class AlertCommandError(StorageError):
     """An AlertError on its way to the CLI's error handler."""
-
-
-def _ts(text: str) -> int:
-    """Epoch seconds, or an ISO 8601 time (UTC unless it has an offset)."""
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("not epoch seconds or an ISO 8601 time: %r" % text)
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 def _wh(text: str) -> list[int]:

@@ -86,6 +86,7 @@ from firmware import config as fw_config  # noqa: E402  (after emulate_bench: it
 from firmware import meter_state, persist  # noqa: E402
 from headend import provision  # noqa: E402
 from headend.storage import Storage  # noqa: E402
+from headend.timearg import epoch_arg  # noqa: E402
 
 CONFIG_NAME = "config.json"
 DAY = 86400
@@ -766,20 +767,6 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _ts_arg(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    from datetime import UTC, datetime
-
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError("not epoch seconds or an ISO 8601 time: %r" % text) from None
-    return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--db", default="headend.db", help="head-end database the meters are registered in")
@@ -789,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", metavar="FILE", help="fault script (tools/fleet_scenario.py)")
     p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT of a running broker (default: own)")
     p.add_argument("--serve", action="store_true", help="also run `headend serve` and wait until stored")
-    p.add_argument("--start", type=_ts_arg, help="emulated start (epoch s or ISO 8601; default: resume)")
+    p.add_argument("--start", type=epoch_arg, help="emulated start (epoch s or ISO 8601; default: resume)")
     p.add_argument("--seed", type=int, default=1, help="load profile seed (default 1)")
     p.add_argument("--poll-s", type=float, default=60, help="emulated s between metering polls (default 60)")
     p.add_argument("--linger", type=float, default=30, help="real s a meter may take to empty its outbox")

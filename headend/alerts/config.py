@@ -16,12 +16,11 @@ thresholds compare exactly). Example::
 
 from __future__ import annotations
 
-import json
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from headend.alerts import AlertError
+from headend.config_file import settings
 
 DAY = 86400
 
@@ -145,19 +144,4 @@ def load_config(source: dict | str | Path | None = None) -> AlertConfig:
     """Defaults (None), a dict of overrides, or a .toml/.json file of them."""
     if source is None:
         return AlertConfig()
-    if isinstance(source, dict):
-        return from_dict(source["alerts"] if isinstance(source.get("alerts"), dict) else source)
-    path = Path(source)
-    if path.suffix not in (".toml", ".json"):
-        raise AlertError("config file %s: must end in .toml or .json" % path, "path")
-    try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise AlertError("config file %s: %s" % (path, e.strerror or e), "path")
-    try:
-        data = tomllib.loads(text.decode("utf-8")) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise AlertError("config file %s: not valid %s: %s" % (path, path.suffix[1:].upper(), e), "path")
-    if isinstance(data, dict) and isinstance(data.get("alerts"), dict):
-        data = data["alerts"]
-    return from_dict(data)
+    return from_dict(settings(source, "alerts", AlertError))

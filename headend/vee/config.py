@@ -10,11 +10,10 @@ percent (integers, so thresholds compare exactly).
 from __future__ import annotations
 
 import datetime
-import json
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from headend.config_file import settings
 from headend.vee import VeeConfigError
 
 DAY = 86400
@@ -141,19 +140,4 @@ def load_config(source: dict | str | Path | None = None) -> VeeConfig:
     """Defaults (None), a dict of overrides, or a .toml/.json file of them."""
     if source is None:
         return VeeConfig()
-    if isinstance(source, dict):
-        return from_dict(source.get("vee", source) if isinstance(source.get("vee"), dict) else source)
-    path = Path(source)
-    if path.suffix not in (".toml", ".json"):
-        raise VeeConfigError("config file %s: must end in .toml or .json" % path, "path")
-    try:
-        text = path.read_bytes()
-    except OSError as e:
-        raise VeeConfigError("config file %s: %s" % (path, e.strerror or e), "path")
-    try:
-        data = tomllib.loads(text.decode("utf-8")) if path.suffix == ".toml" else json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise VeeConfigError("config file %s: not valid %s: %s" % (path, path.suffix[1:].upper(), e), "path")
-    if isinstance(data, dict) and isinstance(data.get("vee"), dict):
-        data = data["vee"]
-    return from_dict(data)
+    return from_dict(settings(source, "vee", VeeConfigError))

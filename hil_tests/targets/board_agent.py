@@ -22,7 +22,8 @@ import json
 import os
 import sys
 
-from firmware import compat
+from firmware import bench_setup, compat
+from firmware.persist import exists
 
 CS1 = 0x2C
 CS2 = 0x3B
@@ -82,14 +83,6 @@ def make_board(kind, flash):
     return b
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _read_spec(path):
     with open(path) as f:
         return json.load(f)
@@ -103,26 +96,6 @@ def _app(kind, flash, spec, comms):
     b.hil_cmds = list(spec.get("commands") or [])
     app = App(b, spec.get("poll_ms"), None, comms)
     return app, b
-
-
-def _install(app, spec):
-    m = app.meter
-    tariff = spec.get("tariff")
-    if tariff is not None:
-        from protocol.tariff_calendar import tariff_from_json
-
-        t = tariff_from_json(tariff)
-        have = [x[0] for x in (m.tariff, m.pending) if x is not None]
-        if t[0] not in have:
-            m.set_tariff(t)
-    prepaid = spec.get("prepaid")
-    if prepaid is not None and m.prepaid is None:
-        from firmware.prepaid import Prepaid
-
-        p = app.prepaid_cfg
-        m.enable_prepaid(
-            Prepaid(prepaid.get("balance", 0), p["low_balance"], p["emergency_credit"], p["friendly_hours"])
-        )
 
 
 def _total_mwh(m):
@@ -177,7 +150,7 @@ def boot(kind, flash):
     try:
         m = app.boot()
     except Exception as e:  # noqa: BLE001 - the boot's own error is the result
-        saved = _exists(flash + "/state.a") or _exists(flash + "/state.b")
+        saved = exists(flash + "/state.a") or exists(flash + "/state.b")
         emit(
             {
                 "ok": False,
@@ -197,7 +170,7 @@ def boot(kind, flash):
             "events": m.events.code_list(),
             "metering": m.metering,
             "boot_count": m.boot_count,
-            "state_saved": _exists(flash + "/state.a") or _exists(flash + "/state.b"),
+            "state_saved": exists(flash + "/state.a") or exists(flash + "/state.b"),
         }
     )
 
@@ -260,7 +233,7 @@ def run(kind, flash, spec_path):
     spec = _read_spec(spec_path)
     app, b = _app(kind, flash, spec, True)
     app.boot()
-    _install(app, spec)
+    bench_setup.install(app, spec)
     b.hil_end = spec["end"]
     _loop(app, b, spec.get("progress", False))
     app.shutdown()
@@ -285,7 +258,7 @@ def link(kind, flash, spec_path, host, port, linger_ms):
     spec = _read_spec(spec_path)
     app, b = _app(kind, flash, spec, True)
     app.boot()
-    _install(app, spec)
+    bench_setup.install(app, spec)
     b.wifi = app.wifi_cfg
     b.hil_end = spec["end"]
     broker = dict(app.broker_cfg)
@@ -317,4 +290,4 @@ def _rmtree(path):
 
 
 def listdir(path):
-    emit(os.listdir(path) if _exists(path) else [])
+    emit(os.listdir(path) if exists(path) else [])

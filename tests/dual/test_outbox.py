@@ -8,36 +8,13 @@ import os
 import struct
 
 try:
+    from tests.dual.fs_support import rmtree, tmpdir
     from tests.dual.support import raises
 except ImportError:
+    from fs_support import rmtree, tmpdir
     from support import raises
 
 from firmware.outbox import HEADER, MAGIC, Outbox, OutboxError, encode_record
-
-
-def _tmpdir():
-    try:
-        import tempfile
-    except ImportError:  # MicroPython: make our own under /tmp
-        for n in range(1000):
-            path = "/tmp/fw_outbox_%d" % n
-            try:
-                os.mkdir(path)
-                return path
-            except OSError:  # taken by another run
-                pass
-        raise OSError("no free /tmp/fw_outbox_N directory")
-    return tempfile.mkdtemp(prefix="fw_outbox_")
-
-
-def _rmtree(path):
-    for name in os.listdir(path):
-        p = path + "/" + name
-        if os.stat(p)[0] & 0x4000:
-            _rmtree(p)
-        else:
-            os.remove(p)
-    os.rmdir(path)
 
 
 def _write(path, data):
@@ -74,7 +51,7 @@ def test_record_layout_is_the_documented_one():
 
 
 def test_append_peek_ack_in_seq_order():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=100).open()  # 46-byte records: 2 per segment
         assert not ob.recovered and ob.last_seq == 0 and ob.pending() == 0 and ob.peek(0, 5) == []
@@ -97,11 +74,11 @@ def test_append_peek_ack_in_seq_order():
         assert st["pending"] == 5 and st["acked"] == 2 and st["last_seq"] == 7 and st["dropped"] == 0
         assert st["segments"] == 3 and st["bytes"] == 5 * 46
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_ack_deletes_whole_segments_and_counts_gaps_in_seq():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=100).open()
         for seq in (1, 2, 5, 9, 10, 20):  # seqs may skip: segments [1,2] [5,9] [10,20]
@@ -121,11 +98,11 @@ def test_ack_deletes_whole_segments_and_counts_gaps_in_seq():
         ob.append(21, 1, 21, b"z")  # a fresh segment after everything was delivered
         assert _segments(ob) == ["s00000015"] and _seqs(ob.peek(0, 9)) == [21]
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_reopen_restores_last_seq_acked_dropped():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=1000).open()
         for seq in range(1, 41):
@@ -147,11 +124,11 @@ def test_reopen_restores_last_seq_acked_dropped():
         raises(OutboxError, r3.append, 40, 1, 0, b"x")
         r3.append(41, 1, 0, b"x")
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_capacity_drops_oldest_segments_and_counts_exactly():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", max_bytes=300, seg_bytes=100).open()  # 2 records of 46 B per segment
         for seq in range(1, 7):
@@ -168,7 +145,7 @@ def test_capacity_drops_oldest_segments_and_counts_exactly():
         assert r.dropped == 3 and r.acked == 1 and r.last_seq == 9 and not r.recovered
         assert _seqs(r.peek(0, 9)) == [5, 6, 7, 8, 9] and r.pending() == 5
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def _three_records(d):
@@ -181,7 +158,7 @@ def _three_records(d):
 
 
 def test_torn_last_record_at_every_byte_offset_is_absent_rest_intact():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         seg, prefix, rec = _three_records(d)
         for cut in range(len(rec)):
@@ -203,11 +180,11 @@ def test_torn_last_record_at_every_byte_offset_is_absent_rest_intact():
         r.append(4, 1, 14, _payload(4, 20))
         assert _segments(r) == ["s00000001", "s00000004"] and _seqs(r.peek(0, 9)) == [1, 2, 3, 4]
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_corrupted_byte_anywhere_in_last_record_is_detected():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         seg, prefix, rec = _three_records(d)
         for i in range(len(rec)):
@@ -223,11 +200,11 @@ def test_corrupted_byte_anywhere_in_last_record_is_detected():
         _write(seg, bad)
         assert _seqs(r.peek(0, 9)) == [1] and r.bad_reads == 1
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_corrupt_middle_record_ends_its_segment_only():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=3 * 36).open()
         for seq in range(1, 7):
@@ -245,11 +222,11 @@ def test_corrupt_middle_record_ends_its_segment_only():
         r = Outbox(d + "/ob", seg_bytes=3 * 36).open()
         assert r.recovered and _seqs(r.peek(0, 9)) == [1, 2, 4, 5, 6]
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_corrupted_meta_slot_falls_back_to_other_slot():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=1000).open()
         for seq in range(1, 6):
@@ -269,11 +246,11 @@ def test_corrupted_meta_slot_falls_back_to_other_slot():
         r = Outbox(d + "/ob", seg_bytes=1000).open()  # no usable meta: everything is pending again
         assert r.recovered and r.acked == 0 and r.pending() == 5 and r.last_seq == 5
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_bad_arguments_refused_with_the_field_named():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob").open()
         ob.append(5, 1, 0, b"a")
@@ -295,11 +272,11 @@ def test_bad_arguments_refused_with_the_field_named():
         assert "max_bytes" in str(raises(OutboxError, Outbox, d + "/ob", 100, 4096))
         assert isinstance(OutboxError("x"), OSError)
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_interrupted_repair_and_deletion_are_finished_at_open():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob", seg_bytes=100).open()
         for seq in range(1, 5):
@@ -316,11 +293,11 @@ def test_interrupted_repair_and_deletion_are_finished_at_open():
         assert r.recovered and _segments(r) == ["s00000003"] and _seqs(r.peek(0, 9)) == [3, 4]
         assert not Outbox(d + "/ob", seg_bytes=100).open().recovered
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_seven_days_of_readings_and_events_fit_default_capacity():
-    d = _tmpdir()
+    d = tmpdir("fw_outbox_")
     try:
         ob = Outbox(d + "/ob").open()
         reading = bytes(170)
@@ -342,4 +319,4 @@ def test_seven_days_of_readings_and_events_fit_default_capacity():
         assert r.pending() == 872 and r.dropped == 0 and r.stats()["segments"] == st["segments"]
         assert r.peek(0, 1) == [(1, 1, reading)] and r.peek(871, 5) == [(872, 2, event)]
     finally:
-        _rmtree(d)
+        rmtree(d)

@@ -3,8 +3,10 @@
 import os
 
 try:
+    from tests.dual.fs_support import rmtree, tmpdir
     from tests.dual.support import raises
 except ImportError:
+    from fs_support import rmtree, tmpdir
     from support import raises
 
 from firmware.persist import (
@@ -18,27 +20,6 @@ from firmware.persist import (
     encode_state,
 )
 from protocol import cbor
-
-
-def _tmpdir():
-    try:
-        import tempfile
-    except ImportError:  # MicroPython: make our own under /tmp
-        for n in range(1000):
-            path = "/tmp/fw_persist_%d" % n
-            try:
-                os.mkdir(path)
-                return path
-            except OSError:  # taken by another run
-                pass
-        raise OSError("no free /tmp/fw_persist_N directory")
-    return tempfile.mkdtemp(prefix="fw_persist_")
-
-
-def _rmtree(path):
-    for name in os.listdir(path):
-        os.remove(path + "/" + name)
-    os.rmdir(path)
 
 
 def _write(path, data):
@@ -63,7 +44,7 @@ def test_frame_layout():
 
 
 def test_empty_store_then_alternating_slots():
-    d = _tmpdir()
+    d = tmpdir("fw_persist_")
     try:
         s = SlotStore(d, "state")
         assert s.load() == (0, None) and not s.recovered
@@ -81,11 +62,11 @@ def test_empty_store_then_alternating_slots():
         s.clear()
         assert os.listdir(d) == []
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_crash_at_every_byte_of_a_save():
-    d = _tmpdir()
+    d = tmpdir("fw_persist_")
     try:
         s = SlotStore(d, "st")
         s.save(b"old state 1")
@@ -110,11 +91,11 @@ def test_crash_at_every_byte_of_a_save():
         assert SlotStore(d, "st").load() == (3, b"after")
         assert _read(d + "/st.b") == encode_slot(2, b"last complete")
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_both_slots_corrupt_and_save_without_load():
-    d = _tmpdir()
+    d = tmpdir("fw_persist_")
     try:
         _write(d + "/x.a", b"AMS1garbage")
         _write(d + "/x.b", b"")
@@ -126,7 +107,7 @@ def test_both_slots_corrupt_and_save_without_load():
         assert SlotStore(d, "x").load() == (1, b"fresh")
         raises(PersistError, SlotStore(d + "/missing", "x").save, b"z")
     finally:
-        _rmtree(d)
+        rmtree(d)
 
 
 def test_state_codec():

@@ -65,6 +65,19 @@ class Listener:
         self.c.disconnect()
 
 
+def _first_arrivals(signed):
+    """({seq: frame}, seqs in order of first arrival) of (message, frame) pairs; a repeat must be the
+    very same frame (a QoS 1 resend)."""
+    by_seq, firsts = {}, []
+    for msg, raw in signed:
+        if msg[1] in by_seq:
+            assert by_seq[msg[1]] == raw, "a repeat is a resend of the same frame"
+        else:
+            by_seq[msg[1]] = raw
+            firsts.append(msg[1])
+    return by_seq, firsts
+
+
 def _outbox_segments(flash):
     d = flash / "outbox"
     return len([n for n in os.listdir(d) if n.startswith("s")]) if d.is_dir() else 0
@@ -116,14 +129,7 @@ def test_week_outage_with_power_cuts_then_every_message_once_in_order(tmp_path):
         assert lis.wait(lambda: len(_signed(lis.frames())) >= last), "everything arrives"
         lis.close()
     signed = _signed(lis.frames())
-    by_seq = {}
-    firsts = []
-    for msg, raw in signed:
-        if msg[1] in by_seq:
-            assert by_seq[msg[1]] == raw, "a repeat is a resend of the same frame"
-        else:
-            by_seq[msg[1]] = raw
-            firsts.append(msg[1])
+    by_seq, firsts = _first_arrivals(signed)
     assert sorted(by_seq) == list(range(1, last + 1)), "no seq missing, none invented"
     assert firsts == sorted(firsts), "first arrivals in seq order"
     readings = [msg for msg, _raw in signed if msg[0] == M.TYPE_READING]
@@ -223,13 +229,7 @@ def test_power_cuts_during_the_backlog_flush_lose_and_reorder_nothing(tmp_path):
         assert lis.wait(lambda: {m[1] for m, _r in _signed(lis.frames())} >= set(range(1, last + 1)))
         lis.close()
     assert cuts >= 10, "the cuts hit a meter in the middle of its flush"
-    by_seq, firsts = {}, []
-    for msg, raw in _signed(lis.frames()):
-        if msg[1] in by_seq:
-            assert by_seq[msg[1]] == raw, "a repeat is a resend of the same frame"
-        else:
-            by_seq[msg[1]] = raw
-            firsts.append(msg[1])
+    by_seq, firsts = _first_arrivals(_signed(lis.frames()))
     assert sorted(by_seq) == list(range(1, last + 1)) and firsts == sorted(firsts)
     ts = sorted(m[2] for m in (verify(r) for r in by_seq.values()) if m[0] == M.TYPE_READING)
     assert ts == list(range(START + 900, START + days * 86400 + 1800 + 1, 900)), "each interval once"

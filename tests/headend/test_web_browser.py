@@ -7,6 +7,7 @@ import pathlib
 import shutil
 
 import pytest
+from playwright import sync_api
 
 from headend.web import charts
 from tests.headend.web_support import (
@@ -20,7 +21,6 @@ from tests.headend.web_support import (
     serving,
 )
 
-sync_api = pytest.importorskip("playwright.sync_api")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -2,8 +2,6 @@
 headend.web.routes.ROUTES but the login form answers 302 to /login (pages) or 401 (/api) and
 shows no data, whatever session cookie is forged; actions change nothing; a login by SQL
 injection fails; the login's ``next`` never leads off the site.
-
-Skipped with "headend web not present" where the dashboard is not installed.
 """
 
 from __future__ import annotations
@@ -18,14 +16,12 @@ from urllib.parse import urlencode
 
 import pytest
 
-pytest.importorskip("headend.web.routes", reason="headend web not present")
-
-from headend.storage import Storage  # noqa: E402
-from headend.web.auth import hash_password  # noqa: E402
-from headend.web.routes import ROUTES  # noqa: E402
-from tests.headend.alerts_support import NOW, H, add_event, hourly, run  # noqa: E402
-from tests.headend.broker_support import ROOT, wait_for  # noqa: E402
-from tests.headend.prepaid_support import TARIFF  # noqa: E402
+from headend.storage import Storage
+from headend.web.auth import hash_password
+from headend.web.routes import ROUTES
+from tests.headend.alerts_support import NOW, H, add_event, hourly, run
+from tests.headend.broker_support import ROOT, wait_for
+from tests.headend.prepaid_support import TARIFF
 
 SECRETS = (b"m-secret-77", b"ACC-SECRET", b"Secret Name", b"7 Hidden Lane")
 PASSWORD = "correct horse battery staple"
