@@ -4,7 +4,9 @@ that turn valid encodings into near-valid ones.
 - ``fuzz(n)``: hypothesis settings for ``n`` examples times ``FUZZ_EXAMPLES`` (a float
   multiplier from the environment, default 1: ``FUZZ_EXAMPLES=50 pytest tests/fuzz`` for a
   long run), no deadline (the bound is ``bounded``'s), no health checks that would stop
-  slow or large inputs.
+  slow or large inputs. At the default budget the examples are derandomized (the same ones
+  every run: `make test` stays deterministic, and the coverage checks that every refusal
+  reason was reached cannot fail by chance); a scaled-up run draws fresh random examples.
 - ``bounded(fn, *args)``: call fn, re-raise what it raises, and fail if the call took longer
   than ``LIMIT_S`` (time.monotonic around the call): the "no hang" property.
 - ``mutated(data)``, ``mutated_text(text)``: strategies of 1..4 byte/character edits of a
@@ -38,6 +40,7 @@ def fuzz(n: int):
         deadline=None,
         suppress_health_check=list(HealthCheck),
         database=None,
+        derandomize=SCALE <= 1,
     )
 
 
