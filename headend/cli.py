@@ -17,24 +17,22 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from headend import (
-    __version__,
-    cli_alerts,
-    cli_backup,
-    cli_billing,
-    cli_billrun,
-    cli_commands,
-    cli_console,
-    cli_prepaid,
-    cli_web,
-)
+from headend import __version__
+from headend.alerts import cli as cli_alerts
 from headend.billing import BillingError
-from headend.mqtt_service import ServiceError
+from headend.billing import cli as cli_billrun
+from headend.billing import cli_profile as cli_billing
+from headend.billing.store import AccountError
+from headend.commands import cli as cli_commands
+from headend.console import cli as cli_console
+from headend.db import cli as cli_backup
+from headend.db.storage import StorageError
+from headend.ingest.service import ServiceError
+from headend.meters.provision import ProvisionError
 from headend.prepaid import PrepaidError
-from headend.provision import ProvisionError
-from headend.storage import StorageError
-from headend.storage_billing import AccountError
+from headend.prepaid import cli as cli_prepaid
 from headend.timearg import epoch_arg as _ts
+from headend.web import cli as cli_web
 from protocol.errors import ProtocolError
 
 
@@ -132,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 
@@ -142,7 +140,7 @@ def _print_json(obj) -> None:
 
 
 def cmd_meter(args) -> int:
-    from headend import provision
+    from headend.meters import provision
 
     with _store(args) as store:
         if args.meter_command == "add":
@@ -164,7 +162,7 @@ def cmd_meter(args) -> int:
 
 
 def cmd_broker_config(args) -> int:
-    from headend import provision
+    from headend.meters import provision
 
     with _store(args) as store:
         _print_json(provision.write_broker_config(store, args.out, args.port, args.persistence))
@@ -172,14 +170,14 @@ def cmd_broker_config(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from headend.mqtt_service import IngestService
+    from headend.ingest.service import IngestService
 
     if args.batch < 1 or args.batch_ms <= 0:
         raise CLIError("--batch must be >= 1 and --batch-ms > 0")
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
-        from headend.mqtt_service import parse_broker_url, run_workers
+        from headend.ingest.service import parse_broker_url, run_workers
 
         parse_broker_url(args.broker)  # a bad URL is one error, not N
         with _store(args):

@@ -31,7 +31,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from headend.storage import Storage  # noqa: E402
+from headend.db.storage import Storage  # noqa: E402
 
 FEB, MAR, JAN = 1706745600, 1709251200, 1704067200
 TARGET_S = 60

@@ -42,8 +42,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from headend import provision  # noqa: E402
-from headend.storage import Storage  # noqa: E402
+from headend.db.storage import Storage  # noqa: E402
+from headend.meters import provision  # noqa: E402
 from protocol import messages, topics  # noqa: E402
 from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
 

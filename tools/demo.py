@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import fleet_sim  # noqa: E402
 
 from headend.commands.tariff import set_tariff  # noqa: E402
-from headend.storage import Storage  # noqa: E402
+from headend.db.storage import Storage  # noqa: E402
 
 
 def last_month(now: float) -> tuple[str, int, int]:

@@ -31,7 +31,7 @@ is one segment per hour of a seeded residential load profile
 (tools/fleet_scenario.py), polled every ``--poll-s`` emulated s.
 
 Broker: without ``--broker`` the simulator writes the broker files for every
-meter in the database (``headend.provision.write_broker_config``, the code of
+meter in the database (``headend.meters.provision.write_broker_config``, the code of
 ``headend broker-config``, with persistence) into WORK/broker and runs
 Mosquitto on a free loopback port (tools/mosquitto_broker.MosquittoBroker.
 from_conf); it can then stop and restart it for a broker outage. ``--serve``
@@ -84,8 +84,8 @@ from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
 bench_mod = emulate.emulate_bench  # the module tools/emulate.Session checks scenarios against
 from firmware import config as fw_config  # noqa: E402  (after emulate_bench: it puts the shims on sys.path)
 from firmware import meter_state, persist  # noqa: E402
-from headend import provision  # noqa: E402
-from headend.storage import Storage  # noqa: E402
+from headend.db.storage import Storage  # noqa: E402
+from headend.meters import provision  # noqa: E402
 from headend.timearg import epoch_arg  # noqa: E402
 
 CONFIG_NAME = "config.json"

@@ -13,14 +13,14 @@ What it does, in this order (nothing half-written):
    already in the database, or whose ``DIR/<id>/config.json`` exists, are
    refused with one error listing them.
 2. In ONE database transaction every meter is added through
-   ``headend.provision.add_meter`` (the code path of ``headend meter add``: a
+   ``headend.meters.provision.add_meter`` (the code path of ``headend meter add``: a
    32-byte key and a broker password from ``secrets``; the database keeps the
    key and the password's Mosquitto hash). Each board's config is built and
    checked with ``firmware.config.validate`` and written (mode 0600: it holds
    the key) to ``DIR/<id>/config.json`` before the transaction commits; any
    failure rolls the database back and removes the files written.
 3. The broker's password file, ACL and mosquitto.conf are rewritten for every
-   registered meter by ``headend.provision.write_broker_config`` (the code of
+   registered meter by ``headend.meters.provision.write_broker_config`` (the code of
    ``headend broker-config``) into ``--broker-dir`` (default ``DIR/broker``).
 
 config.json contract (firmware/config.py; only these keys are written, the
@@ -59,8 +59,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from firmware import config as fw_config  # noqa: E402
-from headend import provision  # noqa: E402
-from headend.storage import Storage, StorageError  # noqa: E402
+from headend.db.storage import Storage, StorageError  # noqa: E402
+from headend.meters import provision  # noqa: E402
 
 FRONTENDS = ("atm90e26", "adc", "mixed")
 CONFIG_NAME = "config.json"

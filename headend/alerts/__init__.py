@@ -3,7 +3,7 @@
 Pure parts take plain rows and ``now``: ``config`` (thresholds), ``usage`` (energy
 arithmetic), ``rules`` and ``rules_events`` (one function per rule, returning
 ``model.Candidate`` alerts), ``notify`` (the text of a notification). ``gather`` reads the
-inputs through the storage layer (``headend.storage_alerts``); ``engine.run_alerts`` runs the
+inputs through the storage layer (``headend.alerts.store``); ``engine.run_alerts`` runs the
 rules and reconciles their candidates with the stored alerts in one transaction;
 ``workorders`` and ``manual`` are what field staff do.
 

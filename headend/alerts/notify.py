@@ -1,4 +1,4 @@
-"""Alert notifications through the bills' outbox (``headend.billing.outbox``).
+"""Alert notifications through the bills' outbox (``headend.notify.outbox``).
 
 ``queue(store, alert, cfg, now) -> n`` puts a new warning/critical alert into the
 ``outbox`` table (``alert_id`` set, ``bill_id`` NULL) on the staff channels of the config:
@@ -68,7 +68,7 @@ def render_text(p: dict) -> str:
 def deliver_alert(row: dict, cfg, console) -> None:
     """Send one alert outbox row (``cfg`` is the outbox's ``OutboxPolicy``); raises the
     outbox's ``DeliveryError`` on failure so ``send_pending`` retries it."""
-    from headend.billing.outbox import DeliveryError, post_webhook, send_email
+    from headend.notify.outbox import DeliveryError, post_webhook, send_email
 
     p = json.loads(row["payload"])
     text = render_text(p)

@@ -7,7 +7,7 @@ links it to the alert and audits it, inside the caller's transaction.
 ``close(store, work_order_id, user, findings, now)`` closes it (audited); the alert it came
 from, if still open or acknowledged, is resolved with the findings as the note.
 A reading the crew takes on site is entered with ``headend reading enter``
-(``headend.alerts.manual``) and goes through VEE like any other.
+(``headend.vee.manual``) and goes through VEE like any other.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ class ProfileError(BillingError):
 
 from headend.billing.engine import Bill, MonthBill, bill_profile  # noqa: E402
 from headend.billing.profile_csv import Profile, parse_profile_csv, read_profile_csv  # noqa: E402
-from headend.billing.tariff import Tariff, load_tariff, parse_tariff  # noqa: E402
+from headend.billing.tariff.model import Tariff, load_tariff, parse_tariff  # noqa: E402
 
 __all__ = [
     "Bill",

@@ -41,7 +41,7 @@ from headend.billing.calendar import (
     year_seconds,
 )
 from headend.billing.profile_csv import Profile
-from headend.billing.tariff import Tariff, TariffVersion
+from headend.billing.tariff.model import Tariff, TariffVersion
 
 PRECISION = 50
 ZERO = Decimal(0)

@@ -25,7 +25,7 @@ from headend.billing import BillingError
 from headend.billing.calendar import days_in_month, local_days, month_seconds, month_start
 from headend.billing.engine import LINES, PRECISION, Bill, bill_profile, tier_split
 from headend.billing.profile_csv import Profile
-from headend.billing.tariff import Tariff
+from headend.billing.tariff.model import Tariff
 
 ZERO = Decimal(0)
 RULE = Bill.rule

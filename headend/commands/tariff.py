@@ -36,7 +36,7 @@ from decimal import Decimal
 
 from headend.billing import load_tariff
 from headend.billing.calendar import MeterCalendar, MonthHourCalendar, civil, day_start, local_days
-from headend.billing.tariff import Tariff
+from headend.billing.tariff.model import Tariff
 from headend.commands import CommandError
 from protocol import cbor
 from protocol import tariff_calendar as tc

@@ -14,7 +14,7 @@ bad ``--meter`` as ``error: ...``); a bad input line is shown in the console and
 
 from __future__ import annotations
 
-from headend.mqtt_service import ServiceError
+from headend.ingest.service import ServiceError
 
 
 class ConsoleError(ServiceError):

@@ -48,7 +48,7 @@ def queue_action(store, action: Action, now: float) -> dict:
         return _topup(store, action, now)
     cmd, args, ref, notes = action.cmd, action.args, None, []
     if action.verb == "tariff":
-        from headend.cli_commands import _tariff as tariff_args  # the conversion `command tariff` uses
+        from headend.commands.cli import _tariff as tariff_args  # the conversion `command tariff` uses
 
         ns = SimpleNamespace(meter_id=action.meter_id, tariff=action.path, activate_at=action.activate_at,
                              tariff_id=action.tariff_id)  # fmt: skip

@@ -9,7 +9,7 @@ shows every message decoded (``headend.console.decode``) with the keys from the 
 Everything the threads receive goes through one queue to the main thread, the only one that
 touches the database and the screen. Input lines become actions (``headend.console.commands``);
 a command is queued (``headend.console.actions``) and then published at once by a dispatcher
-round (``headend.prepaid.dispatch.Dispatcher``, its own connection ``<client id>-cmd``, made
+round (``headend.commands.dispatch.Dispatcher``, its own connection ``<client id>-cmd``, made
 on first use), so the meter's ack shows up in the stream. If the broker cannot be reached
 then, the command stays queued for ``headend dispatch``.
 
@@ -44,8 +44,8 @@ from headend.console.commands import parse_line
 from headend.console.decode import decode
 from headend.console.state import ConsoleState
 from headend.console.view import help_lines, plain_alert, plain_note, plain_row, screen
-from headend.mqtt_service import ServiceError, parse_broker_url
-from headend.storage import StorageError
+from headend.db.storage import StorageError
+from headend.ingest.service import ServiceError, parse_broker_url
 from protocol import topics
 
 KEY_RELOAD_S = 5.0  # meters provisioned while the console runs become verifiable within this
@@ -263,7 +263,7 @@ class ConsoleApp:
             self._note("info", "note: " + n)
         try:
             if self._dispatcher is None:
-                from headend.prepaid.dispatch import Dispatcher
+                from headend.commands.dispatch import Dispatcher
 
                 d = Dispatcher(self.store, self.url, client_id=self.client_id + "-cmd",
                                log=lambda text: self._note("info", "dispatch: " + text))  # fmt: skip

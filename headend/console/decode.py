@@ -1,7 +1,7 @@
 """One MQTT message of the live stream -> a display row (pure: no broker, no SQL, no clock).
 
 ``decode(topic, payload, keys, received_at) -> dict`` verifies the frame exactly as ingest
-does (``headend.ingest.verify``: the topic, a provisioned meter, the unsigned will, the
+does (``headend.ingest.verify.verify``: the topic, a provisioned meter, the unsigned will, the
 COSE_Mac0 envelope under the meter's key from ``keys``, the message map, its type against
 the topic) and describes it. The row:
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from headend import ingest
 from headend.commands import RESULT_NAMES
 from headend.commands.build import RELAY_REASONS
+from headend.ingest import verify as ingest
 from headend.prepaid.ledger import units
 from protocol import messages, topics
 from protocol.errors import ProtocolError

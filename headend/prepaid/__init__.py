@@ -2,7 +2,7 @@
 
 Pure logic here (``ledger``: debit reconstruction and reconciliation; ``payments``: the
 signed notification) takes plain data and ``now``; ``service`` joins it to the storage layer
-(``headend.storage_prepaid``); ``payserver`` is the HTTP edge, ``dispatch`` the MQTT edge.
+(``headend.prepaid.store``); ``payserver`` is the HTTP edge, ``dispatch`` the MQTT edge.
 Errors are ``PrepaidError`` (a ``ValueError``) whose message names what was wrong; the CLI
 turns them into ``error: ...`` text.
 """

@@ -6,7 +6,7 @@ differences (results, states, estimates, audit entries) and replaces the load
 profile, all in one ``store.transaction()``. A second run over the same data
 writes no result, state or audit entry and leaves the same profile.
 
-The storage interface it needs (``VeeStore`` below; ``headend.storage.Storage``
+The storage interface it needs (``VeeStore`` below; ``headend.db.storage.Storage``
 provides it). Rows are dicts; lists (imp, exp, values, old, new) come back decoded.
 
 Reads:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from headend import provision
-from headend.storage import Storage
+from headend.db.storage import Storage
+from headend.meters import provision
 from tests.headend.broker_support import Serve, wait_for
 from tests.mosquitto_broker import MosquittoBroker, free_port
 
@@ -212,7 +212,7 @@ def count(db: str, table: str = "readings") -> int:
 
 
 def copy_db(src: str | Path, dst: str | Path) -> None:
-    """An independent copy of a database (SQLite's backup API, not headend.backup)."""
+    """An independent copy of a database (SQLite's backup API, not headend.db.backup)."""
     a, b = sqlite3.connect(str(src)), sqlite3.connect(str(dst))
     try:
         a.backup(b)

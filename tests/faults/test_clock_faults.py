@@ -1,6 +1,6 @@
 """Clock faults seen from the head-end: readings of a meter whose clock jumped forward, of one
 whose clock jumped back, and of one that flags its clock unsynchronised (flag bit 1), ingested
-through the same verify-and-store path as `headend serve` (headend.ingest), then `headend vee run`
+through the same verify-and-store path as `headend serve` (headend.ingest.verify), then `headend vee run`
 and `headend bill run`. VEE flags every one of them as its rules say (clock_drift fail for a
 timestamp ahead of the receive time, clock_drift warn for one received a day late without the
 backlog flag or flagged unsynchronised, duplicate conflicts where a jumped clock reused
@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from headend import ingest
-from headend.storage import IngestBatch, Storage
+from headend.db.storage import IngestBatch, Storage
+from headend.ingest import verify as ingest
 from protocol import messages as M
 from protocol import topics
 from tests.faults.data import FEB, IV, MAR

@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import topics
 from tests.faults.support import Fleet, count, headend, rows, wait_for
 from tests.headend.broker_support import cwt_frame, reading_map

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import topics
 from tests.faults.data import FEB, IV, vee_fleet
 from tests.faults.smallfs import mount_small_fs
@@ -58,7 +58,7 @@ def populated(path) -> str:
 
 CRASHING_WRITER = """
 import sys, time
-from headend.storage import Storage
+from headend.db.storage import Storage
 st = Storage(sys.argv[1])
 st.bump({"crash-marker": 1})
 print("committed", flush=True)

@@ -15,7 +15,7 @@ import random
 import threading
 import time
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from tests.faults.support import Lines, integrity, pay_post, rows, sigkill, wait_for
 from tests.headend.prepaid_support import SECRET, add_prepaid, notification
 from tests.mosquitto_broker import free_port

@@ -1,7 +1,7 @@
 """`headend serve` SIGKILLed three times while four meters stream 2400 readings and events: every message
 is stored exactly once per (meter, seq), and the counters agree with the rows.
 
-Why nothing is lost (headend/mqtt_service.py): serve keeps a persistent session (stable client id,
+Why nothing is lost (headend/ingest/service.py): serve keeps a persistent session (stable client id,
 clean_session 0) and acknowledges a batch's QoS 1 messages only after the batch's transaction has
 committed. A kill before the commit leaves them unacknowledged: the broker redelivers them to the
 restarted serve. A kill between the commit and the PUBACKs makes the redelivery a duplicate, which

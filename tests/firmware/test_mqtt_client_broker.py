@@ -4,7 +4,7 @@ Each scenario runs tests/firmware/mqtt_client_script.py as a subprocess with
 cwd = the project root, under the unix port of MicroPython and (but for the
 two 8-second keepalive tests) again under CPython, with paho-mqtt as the
 head-end on the other side. The broker has the project's password file and
-ACL (headend.provision.ACL: a meter writes only its up topics, reads only its
+ACL (headend.meters.provision.ACL: a meter writes only its up topics, reads only its
 down topics). A small socket server stands in for a broker that goes silent,
 refuses a subscription or sends bad packets. The last tests run the client
 in-process under CPython's asyncio.
@@ -27,7 +27,7 @@ import pytest
 
 from firmware.mqtt_client import Backoff, MQTTClient, connect_forever
 from firmware.mqtt_packets import decode_subscribe, encode_publish, encode_suback, encode_varint, split
-from headend.provision import ACL, HEADEND_USER, mosquitto_hash
+from headend.meters.provision import ACL, HEADEND_USER, mosquitto_hash
 from tests.mosquitto_broker import MosquittoBroker, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Fuzzing the head-end's ingest of one MQTT message (headend.ingest.add), the path every
+"""Fuzzing the head-end's ingest of one MQTT message (headend.ingest.verify.add), the path every
 byte a meter (or anyone holding a meter's broker password) publishes goes through.
 
 Two sources: unsigned edits of valid frames and topics (refused before or at the envelope),
@@ -7,7 +7,7 @@ values, detail maps holding bytes, tags, bignums, NaN; unknown keys): a meter wi
 key is an adversary too. Plus a hash-flooding frame: a map of thousands of bignum keys that
 collide in Python's hash.
 
-Documented behaviour (headend/ingest.py): ``add`` never raises for anything on the wire;
+Documented behaviour (headend/ingest/verify.py): ``add`` never raises for anything on the wire;
 each message becomes exactly one row (reading, event, ack, status or will) or one quarantine
 row with a reason from the documented list, and ``rejected:<reason>`` is counted. Properties:
 exactly that, each call time-bounded; JSON columns parse back; a refused frame is kept
@@ -21,8 +21,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headend import ingest
-from headend.storage import IngestBatch
+from headend.db.storage import IngestBatch
+from headend.ingest import verify as ingest
 from protocol import cbor, cose, topics
 from protocol import messages as M
 from tests.fuzz.support import bounded, colliding_map, fuzz, mutated

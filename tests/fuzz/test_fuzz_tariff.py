@@ -23,7 +23,7 @@ import re
 from hypothesis import given
 
 from headend.billing import TariffError, parse_tariff
-from headend.billing.tariff import Tariff
+from headend.billing.tariff.model import Tariff
 from headend.commands import CommandError
 from headend.commands.tariff import set_tariff
 from protocol import tariff_calendar as tc

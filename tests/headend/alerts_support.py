@@ -8,7 +8,7 @@ import json
 
 from headend.alerts.config import AlertConfig
 from headend.alerts.engine import run_alerts
-from headend.storage import READING_COLUMNS, IngestBatch, Storage
+from headend.db.storage import READING_COLUMNS, IngestBatch, Storage
 
 DAY = 86400
 H = 3600

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from headend.storage import READING_COLUMNS, Storage
+from headend.db.storage import READING_COLUMNS, Storage
 
 FEB = 1706745600  # 2024-02-01 00:00 UTC
 MAR = 1709251200  # 2024-03-01 00:00 UTC (February 2024 has 29 days = 696 hours)

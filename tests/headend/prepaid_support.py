@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from headend.db.storage import READING_COLUMNS, Storage
 from headend.prepaid.payments import sign
-from headend.storage import READING_COLUMNS, Storage
 
 KEY = bytes(range(32))
 MAR1 = 1709251200  # 2024-03-01 00:00 UTC

@@ -20,7 +20,7 @@ def cli(capsys, *argv):
 
 @pytest.fixture
 def db(tmp_path):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     path = str(tmp_path / "h.db")
     with Storage(path) as store:
@@ -117,7 +117,7 @@ def test_reading_enter_rejects_bad_wh(db, capsys):
 
 def test_readings_after_reading_enter_keep_meter_seqs(db, capsys):
     cli(capsys, "reading", "enter", "m1", "--ts", "2024-03-17T05:10:00Z", "--imp", "389100", "--db", db)
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     with Storage(db) as store:
         store.insert_readings_batch([reading_row("m1", 1, NOW + H, 1)])  # a meter seq 1 re-sent: a duplicate

@@ -6,7 +6,7 @@ bills' outbox and delivered by its ``send_pending``."""
 import pytest
 
 from headend.alerts import AlertError
-from headend.billing.outbox import send_pending
+from headend.notify.outbox import send_pending
 from tests.headend.alerts_support import (
     NOW,
     H,

@@ -4,9 +4,9 @@ stored like ingested ones (negative seq, marker row) and validated by the VEE en
 import pytest
 
 from headend.alerts import AlertError
-from headend.alerts.manual import enter_reading
 from headend.alerts.workorders import close, location
 from headend.vee.engine import run_vee
+from headend.vee.manual import enter_reading
 from tests.headend.alerts_support import NOW, H, add_event, add_meter, hourly, new_store, reading_row, run
 
 T0 = NOW - 2 * H

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from headend import cli_billing
+from headend.billing import cli_profile as cli_billing
 
 TARIFF = """
 format = "open-ami-tariff"
@@ -99,7 +99,7 @@ def test_module_main_runs_as_a_process(files):
         [
             sys.executable,
             "-m",
-            "headend.cli_billing",
+            "headend.billing.cli_profile",
             "bill-profile",
             "--tariff",
             str(t),

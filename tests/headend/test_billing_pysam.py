@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import PySAM.Utilityrate5 as ur  # a dev dependency: the differential tests must run, never skip
 import pytest
 
-from headend import cli_billing
+from headend.billing import cli_profile as cli_billing
 
 CENT = Decimal("0.01")
 YEAR_DAYS = 365
@@ -330,7 +330,7 @@ def test_generated_cases_cover_every_feature():
 
 
 def test_bill_profile_subprocess_matches_pysam(tmp_path):
-    """The contract through a real process: ``python -m headend.cli_billing bill-profile``."""
+    """The contract through a real process: ``python -m headend.billing.cli_profile bill-profile``."""
     case = generate(1)
     (tmp_path / "t.json").write_text(json.dumps(case["rec"]))
     (tmp_path / "p.csv").write_text(profile_csv(case))
@@ -338,7 +338,7 @@ def test_bill_profile_subprocess_matches_pysam(tmp_path):
         [
             sys.executable,
             "-m",
-            "headend.cli_billing",
+            "headend.billing.cli_profile",
             "bill-profile",
             "--tariff",
             str(tmp_path / "t.json"),

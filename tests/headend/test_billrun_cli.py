@@ -2,9 +2,9 @@
 
 import json
 
-from headend import cli_billrun
+from headend.billing import cli as cli_billrun
 from headend.cli import build_parser
-from headend.storage import Storage
+from headend.db.storage import Storage
 from tests.headend.billrun_support import NOW, TOU, hourly, tou_rates
 
 

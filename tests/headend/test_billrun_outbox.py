@@ -9,10 +9,10 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from headend.billing.outbox import send_pending
 from headend.billing.policy import OutboxPolicy, Policy
 from headend.billing.render import render_html, render_text
 from headend.billing.run import run_bills
+from headend.notify.outbox import send_pending
 from tests.headend.billrun_support import NOW, add_account, hourly, new_store, tou_rates
 
 

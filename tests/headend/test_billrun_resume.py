@@ -85,7 +85,7 @@ def test_sigkilled_run_process_then_rerun(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "headend.cli_billrun",
+        "headend.billing.cli",
         "--db",
         str(tmp_path / "bills.db"),
         "bill",
@@ -152,7 +152,7 @@ def test_worker_processes_bill_alike_and_resume_after_a_crash(tmp_path):
 def test_bill_rows_are_in_storage_column_order():
     from headend.billing.price import RULE
     from headend.billing.run import _bill
-    from headend.storage_billing_sql import BILL_COLUMNS
+    from headend.billing.store_sql import BILL_COLUMNS
 
     row = _bill("a", "2024-02", 7, "held", "[]", "t", None, None, None, 1.0)
     assert len(row) == len(BILL_COLUMNS)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from headend.cli import main
-from headend.storage import Storage
+from headend.db.storage import Storage
 from tests.headend.broker_support import ROOT
 
 

@@ -10,7 +10,7 @@ import pytest
 from headend.cli import main as headend_main
 from headend.commands import CommandError, build
 from headend.commands.queue import DEFAULT_TTL, describe, queue
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import commands, messages
 from protocol.errors import ProtocolError
 
@@ -174,7 +174,7 @@ def test_text_output_prints_id_meter_seq_cmd_and_expiry(capsys, db):
 
 
 def test_the_log_records_every_send_the_expiry_and_a_late_ack(db):
-    from headend.storage import IngestBatch
+    from headend.db.storage import IngestBatch
 
     with Storage(db) as store:
         row = queue(store, "m1", messages.CMD_READ_NOW, {}, T0, ttl=100)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import commands, messages, topics
 from tests.headend.broker_support import MeterClient, Serve, cli_json, cwt_frame, start_broker, wait_for
 

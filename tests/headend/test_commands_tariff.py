@@ -16,8 +16,8 @@ from headend.billing import parse_tariff
 from headend.cli import main as headend_main
 from headend.commands import CommandError
 from headend.commands.tariff import load, set_tariff
+from headend.db.storage import Storage
 from headend.prepaid.ledger import price_schedule
-from headend.storage import Storage
 from protocol import commands, messages
 from protocol import tariff_calendar as tc
 from tests.headend.prepaid_support import TARIFF as PREPAID_TARIFF

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headend import ingest, ingest_fast
-from headend.storage import IngestBatch
+from headend.db.storage import IngestBatch
+from headend.ingest import fast as ingest_fast
+from headend.ingest import verify as ingest
 from protocol import cbor, topics
 from protocol import messages as M
 from protocol.errors import ProtocolError

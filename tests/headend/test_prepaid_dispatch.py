@@ -5,9 +5,9 @@ import json
 import pytest
 
 from headend.cli import main as headend_main
-from headend.prepaid.dispatch import Dispatcher, backoff_delay
+from headend.commands.dispatch import Dispatcher, backoff_delay
+from headend.db.storage import IngestBatch, Storage
 from headend.prepaid.service import credit
-from headend.storage import IngestBatch, Storage
 from protocol import commands, messages, topics
 from tests.headend.broker_support import MeterClient, cli_json, start_broker, wait_for
 from tests.headend.prepaid_support import add_prepaid

@@ -8,8 +8,8 @@ import urllib.request
 import pytest
 
 from headend.cli import main as headend_main
+from headend.db.storage import Storage
 from headend.prepaid.payserver import PayServer
-from headend.storage import Storage
 from protocol import commands, messages
 from tests.headend.prepaid_support import KEY, SECRET, add_prepaid, notification, prepaid_store
 

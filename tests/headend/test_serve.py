@@ -8,7 +8,7 @@ import sys
 import cbor2
 import pytest
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import messages as M
 from protocol import topics
 from tests.headend.broker_support import (

@@ -4,8 +4,8 @@ import sqlite3
 
 import pytest
 
-from headend.storage import IngestBatch, MeterExists, Storage
-from headend.storage_schema import migrations
+from headend.db.migrations import migrations
+from headend.db.storage import IngestBatch, MeterExists, Storage
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from headend import cli
-from headend.storage import Storage
+from headend.db.storage import Storage
 from headend.web import auth
 from tests.headend.web_support import Client
 from tools.mosquitto_broker import free_port

@@ -3,7 +3,7 @@ the broker that records what it is allowed to see."""
 
 from __future__ import annotations
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from tests.headend.broker_support import MeterClient
 
 

@@ -21,7 +21,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import cbor, cose, topics
 from protocol import messages as M
 from tests.fuzz.support import colliding_map
@@ -164,8 +164,8 @@ def test_a_meter_with_its_key_cannot_stop_ingest(fleet):
     # two layers against a meter that holds its key: a signed event whose detail JSON cannot encode is
     # stored as text; a frame far bigger than any meter's (decoding it would take minutes) is dropped by
     # the broker (max_packet_size, headend broker-config) and, should a broker let it through, refused
-    # by ingest undecoded (headend.ingest.MAX_FRAME)
-    from headend import ingest
+    # by ingest undecoded (headend.ingest.verify.MAX_FRAME)
+    from headend.ingest import verify as ingest
 
     ka = fleet["key"]["A"]
     serve = fleet["serve"]()

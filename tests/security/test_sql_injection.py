@@ -17,12 +17,12 @@ import sqlite3
 
 import pytest
 
-from headend import ingest
 from headend.cli import main
+from headend.db.storage import IngestBatch, Storage
+from headend.ingest import verify as ingest
 from headend.prepaid import PrepaidError
 from headend.prepaid.payments import check_notification
 from headend.prepaid.service import credit
-from headend.storage import IngestBatch, Storage
 from protocol import messages as M
 from protocol import topics
 from tests.headend import billrun_support as billrun

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from headend.web.auth import hash_password
 from headend.web.routes import ROUTES
 from tests.headend.alerts_support import NOW, H, add_event, hourly, run

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from headend.storage import Storage
+from headend.db.storage import Storage
 from protocol import messages as M
 from tests.headend.broker_support import Serve, wait_for
 from tools import fleet_scenario, fleet_sim, provision_fleet

@@ -9,8 +9,8 @@ import stat
 import pytest
 
 from firmware import config as fw_config
-from headend import provision
-from headend.storage import Storage
+from headend.db.storage import Storage
+from headend.meters import provision
 from tools import provision_fleet as pf
 
 

@@ -18,9 +18,9 @@ import sys
 import threading
 import time
 
-from headend.storage import StorageError
-from headend.storage_web import WebUserError
+from headend.db.storage import StorageError
 from headend.web.auth import ROLES, AuthError, check_new_user, hash_password
+from headend.web.store import WebUserError
 
 
 class WebCommandError(StorageError):
@@ -47,7 +47,7 @@ def add_web_commands(subparsers) -> None:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from headend.billing import TariffError
 from headend.billing.calendar import MeterCalendar, days_from_civil
-from headend.billing.tariff import (
+from headend.billing.tariff.model import (
     NATIVE_FORMAT,
     TIER_BASES,
     TIER_MODES,

@@ -2,7 +2,7 @@
 
 Hooked into ``headend.cli`` with ``add_billing_commands(subparsers)`` and
 ``run_billing_command(args)``; errors are raised as ``BillingError`` (a ``ValueError``)
-or ``OSError`` for the CLI's one error handler. ``python -m headend.cli_billing
+or ``OSError`` for the CLI's one error handler. ``python -m headend.billing.cli_profile
 bill-profile ...`` runs the command on its own.
 """
 

@@ -15,7 +15,7 @@ import os
 import time
 
 from headend.alerts import AlertError
-from headend.storage import StorageError
+from headend.db.storage import StorageError
 from headend.timearg import epoch_arg as _ts
 
 STATES = ("active", "open", "acknowledged", "resolved", "all")
@@ -86,7 +86,7 @@ def add_alert_commands(subparsers) -> None:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 
@@ -167,7 +167,7 @@ def cmd_workorder(args) -> int:
 
 @_alert_errors
 def cmd_reading(args) -> int:
-    from headend.alerts.manual import enter_reading
+    from headend.vee.manual import enter_reading
 
     with _store(args) as store:
         row = enter_reading(store, args.meter_id, args.ts, args.imp, args.exp, args.by, _now(args),

@@ -30,8 +30,8 @@ import json
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from headend import ingest_fast
-from headend.storage import IngestBatch
+from headend.db.storage import IngestBatch
+from headend.ingest import fast as ingest_fast
 from protocol import cbor, cose, messages, topics
 from protocol.errors import CBORError, COSEError, ProtocolError
 
@@ -121,7 +121,7 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
 # ["MAC0", h'a10105', h'', payload]: then protocol.cose.mac0_decode would return
 # that same payload. Anything else (other headers, longer encodings, bad tag)
 # returns None and goes through messages.open_frame, which names the reason.
-# The payload then goes through headend.ingest_fast.reading (cbor2 under a
+# The payload then goes through headend.ingest.fast.reading (cbor2 under a
 # strictness guard), falling back to protocol.cbor + messages.parse.
 # tests/headend/test_ingest.py checks both agree on valid and mutated frames.
 

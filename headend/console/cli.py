@@ -33,7 +33,7 @@ def add_console_commands(subparsers) -> None:
 
 def cmd_console(args) -> int:
     from headend.console.app import ConsoleApp
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     with Storage(args.db) as store:
         app = ConsoleApp(

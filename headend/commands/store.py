@@ -1,4 +1,4 @@
-"""Storage methods for operator commands of every type (mixed into ``headend.storage.Storage``).
+"""Storage methods for operator commands of every type (mixed into ``headend.db.storage.Storage``).
 
 The queue is the ``commands`` table of ``m004_prepaid`` that ``headend dispatch`` drains;
 top-ups keep their own path (``record_credit``, which also books the payment). Here:

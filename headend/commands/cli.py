@@ -95,7 +95,7 @@ def add_command_commands(subparsers) -> None:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 

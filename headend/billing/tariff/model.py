@@ -2,8 +2,8 @@
 
 A ``Tariff`` is a list of ``TariffVersion``s with effective dates. Each version prices
 energy per time-of-use period (with tiers), and adds fixed, demand and minimum charges.
-The file format is documented in docs/tariff-format.md; ``headend.billing.native`` reads
-it, ``headend.billing.urdb`` reads URDB records. Money and energy are ``Decimal``.
+The file format is documented in docs/tariff-format.md; ``headend.billing.tariff.native`` reads
+it, ``headend.billing.tariff.urdb`` reads URDB records. Money and energy are ``Decimal``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def parse_tariff(text: str, *, name: str = "tariff", **overrides) -> Tariff:
     except (ValueError, tomllib.TOMLDecodeError, RecursionError, InvalidOperation) as e:
         # RecursionError: nested too deep; InvalidOperation: a number like 1e99999999999999999999
         raise TariffError("%s: not valid JSON or TOML: %s" % (name, e))
-    from headend.billing import native, urdb
+    from headend.billing.tariff import native, urdb
 
     if isinstance(doc, dict) and doc.get("format") == NATIVE_FORMAT:
         return native.tariff_from_native(doc, name=name, **overrides)

@@ -1,4 +1,4 @@
-"""Storage methods of the web dashboard (mixed into ``headend.storage.Storage``).
+"""Storage methods of the web dashboard (mixed into ``headend.db.storage.Storage``).
 
 Users and sessions (``m007_web_users``):
   ``add_web_user(name, role, kdf, salt, password_hash, now)`` (WebUserError if taken),

@@ -20,12 +20,12 @@ from pathlib import Path
 
 from headend.billing import BillingError, parse_tariff
 from headend.billing.calendar import civil
-from headend.billing.outbox import send_pending
 from headend.billing.policy import load_policy
 from headend.billing.render import render_html, render_text
 from headend.billing.review import approve, correct, parse_amount
 from headend.billing.run import parse_cycle, run_bills
-from headend.storage_billing import AccountError
+from headend.billing.store import AccountError
+from headend.notify.outbox import send_pending
 
 STATES = ("held", "review", "approved", "issued")
 
@@ -99,7 +99,7 @@ def add_billrun_commands(subparsers) -> None:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 
@@ -270,7 +270,7 @@ def run_billrun_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m headend.cli_billrun ...`` is the ``headend`` command (kept for scripts)."""
+    """``python -m headend.billing.cli ...`` is the ``headend`` command (kept for scripts)."""
     from headend.cli import main as cli_main
 
     return cli_main(argv)

@@ -3,7 +3,7 @@
 ``Storage(path)`` opens (creating) the database, turns on WAL with
 ``synchronous=NORMAL`` (a commit is durable once the WAL is synced at
 checkpoint; a process crash loses nothing committed) and applies the
-migrations of ``headend.storage_schema``. Methods, by user:
+migrations of ``headend.db.migrations``. Methods, by user:
 
 Provisioning: ``add_meter``, ``meter``, ``meters``, ``meter_keys``,
   ``setting``/``set_setting``.
@@ -14,7 +14,7 @@ Ingest: ``commit_batch(IngestBatch)`` writes one batch in one transaction:
   returns what it stored. ``insert_readings_batch``, ``quarantine``,
   ``bump``, ``set_online`` do one of those at a time.
 Queries: ``readings``, ``events``, ``quarantined``, ``counters``.
-VEE engine (``headend.storage_vee.VeeStorageMixin``, mixed in): see that module.
+VEE engine (``headend.vee.store.VeeStorageMixin``, mixed in): see that module.
 
 Errors are ``StorageError`` subclasses; the CLI turns them into text.
 """
@@ -29,13 +29,13 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sqlite_utils import Database
 
-from headend.storage_alerts import AlertStorageMixin
-from headend.storage_billing import BillingStorageMixin
-from headend.storage_commands import CommandStorageMixin
-from headend.storage_prepaid import PrepaidStorageMixin
-from headend.storage_schema import migrations
-from headend.storage_vee import VeeStorageMixin
-from headend.storage_web import WebStorageMixin
+from headend.alerts.store import AlertStorageMixin
+from headend.billing.store import BillingStorageMixin
+from headend.commands.store import CommandStorageMixin
+from headend.db.migrations import migrations
+from headend.prepaid.store import PrepaidStorageMixin
+from headend.vee.store import VeeStorageMixin
+from headend.web.store import WebStorageMixin
 
 READING_COLUMNS = (
     "meter_id",

@@ -9,7 +9,7 @@
       password file (every meter + the head-end user), ACL (PROTOCOL.md) and
       ``mosquitto.conf`` in out_dir.
 
-The head-end's broker user is ``HEADEND_USER`` ("headend.ingest": the dot keeps it
+The head-end's broker user is ``HEADEND_USER`` ("headend.ingest.verify": the dot keeps it
 out of the meter id alphabet, so no meter can be provisioned under that name).
 Its clear password lives in the database settings, like the meter keys, because
 ``headend_url`` must carry it.
@@ -25,7 +25,7 @@ import secrets
 
 from protocol import topics
 
-HEADEND_USER = "headend.ingest"
+HEADEND_USER = "headend.ingest.verify"
 HEADEND_PASSWORD_SETTING = "broker.headend_password"
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default
 SALT_BYTES = 12
@@ -137,7 +137,7 @@ def write_broker_config(store, out_dir: str, port: int, persistence: bool = Fals
         "max_inflight_messages %d" % MAX_INFLIGHT,
         "max_queued_messages %d" % MAX_QUEUED,
         "set_tcp_nodelay true",
-        # a meter's frames are < 2 KiB; ingest refuses payloads over headend.ingest.MAX_FRAME undecoded,
+        # a meter's frames are < 2 KiB; ingest refuses payloads over ingest.verify.MAX_FRAME undecoded,
         # and the broker drops anything bigger than this before it reaches anyone (and disconnects the sender)
         "max_packet_size %d" % MAX_PACKET,
     ]

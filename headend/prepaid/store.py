@@ -1,4 +1,4 @@
-"""Storage methods for prepaid accounts (mixed into ``headend.storage.Storage``).
+"""Storage methods for prepaid accounts (mixed into ``headend.db.storage.Storage``).
 
 Credits: ``record_credit(payment, make_command, now)`` stores a payment, its ledger entry and
   its signed top-up command in one transaction, idempotent on ``payment_id``;

@@ -91,7 +91,7 @@ def add_prepaid_commands(subparsers) -> None:
 
 
 def _store(args):
-    from headend.storage import Storage
+    from headend.db.storage import Storage
 
     return Storage(args.db)
 
@@ -175,7 +175,7 @@ def cmd_commands(args) -> int:
 
 
 def cmd_dispatch(args) -> int:
-    from headend.prepaid.dispatch import Dispatcher
+    from headend.commands.dispatch import Dispatcher
 
     if args.interval <= 0:
         raise PrepaidError("--interval must be > 0")

@@ -1,4 +1,4 @@
-"""Storage methods for accounts, tariffs and bill runs (mixed into ``headend.storage.Storage``).
+"""Storage methods for accounts, tariffs and bill runs (mixed into ``headend.db.storage.Storage``).
 
 Accounts and tariffs:
   ``add_tariff(tariff_id, name, text, effective_from=None, now=...)``  idempotent on the id.
@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
-from headend.storage_billing_sql import (
+from headend.billing.store_sql import (
     BILL_COLUMNS,
     BOUNDARY_READS,
     HISTORY,

@@ -8,7 +8,7 @@ Exactly-once into SQLite over an at-least-once broker:
   messages while the head-end is away;
 - QoS 1 subscription to ``ami/v1/+/up/#`` (or ``$share/headend/ami/v1/+/up/#``
   with ``shared``, so several workers split the load);
-- ``manual_ack``: each message is verified (``headend.ingest.add``) into the
+- ``manual_ack``: each message is verified (``headend.ingest.verify.add``) into the
   open batch; the batch (up to ``batch_max`` messages or ``batch_wait`` s after
   its first) is committed in one transaction and only then are its PUBACKs
   sent. A crash before the commit leaves the messages unacknowledged: the
@@ -54,8 +54,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from headend import ingest
-from headend.storage import IngestBatch, Storage
+from headend.db.storage import IngestBatch, Storage
+from headend.ingest import verify as ingest
 from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)

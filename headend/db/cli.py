@@ -1,8 +1,8 @@
 """``headend backup`` and ``headend restore``: online backup of the live database and restore
-from a backup (``headend.backup``; procedure in docs/disaster-recovery.md).
+from a backup (``headend.db.backup``; procedure in docs/disaster-recovery.md).
 
 Hooked into ``headend.cli`` with ``add_backup_commands(subparsers)`` and ``COMMANDS``. Errors
-are ``headend.backup.BackupError`` (a ``StorageError``) for the CLI's one error handler.
+are ``headend.db.backup.BackupError`` (a ``StorageError``) for the CLI's one error handler.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from headend.backup import ADVANCE, backup, restore
+from headend.db.backup import ADVANCE, backup, restore
 
 
 def add_backup_commands(subparsers) -> None:

@@ -1,4 +1,4 @@
-"""Storage methods for the VEE engine (mixed into ``headend.storage.Storage``).
+"""Storage methods for the VEE engine (mixed into ``headend.db.storage.Storage``).
 
 Every method is small and does one statement's worth of work; writes run in
 their own transaction unless the caller holds one (``with store.db.atomic():``

@@ -28,7 +28,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from headend.storage import StorageError
+from headend.db.storage import StorageError
 
 MARKER_TABLES = ("meters", "readings", "_sqlite_migrations")  # what makes a file a head-end database
 # Commands (and top-ups) sent after the backup are gone from the restored database, but the

@@ -1,4 +1,4 @@
-"""The SQL of ``headend.storage_billing`` that is long enough to deserve a name.
+"""The SQL of ``headend.billing.store`` that is long enough to deserve a name.
 
 Statements with ``%s`` take ``marks(ids)`` (one ``?`` per account id) for an IN list.
 A meter's data counts for an account only inside the link window [from_ts, to_ts).

@@ -14,8 +14,8 @@ from decimal import Decimal
 
 from headend.billing import TariffError
 from headend.billing.calendar import MonthHourCalendar
-from headend.billing.native import decimal_of, fail
-from headend.billing.tariff import DemandTier, Tariff, TariffVersion, Tier, check_overrides
+from headend.billing.tariff.model import DemandTier, Tariff, TariffVersion, Tier, check_overrides
+from headend.billing.tariff.native import decimal_of, fail
 
 RATE_KEYS = ("energyratestructure", "flatdemandstructure", "demandratestructure", "fixedchargefirstmeter")
 DAYS_PER_MONTH = Decimal(365) / Decimal(12)
