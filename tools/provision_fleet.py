@@ -59,7 +59,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from firmware import config as fw_config  # noqa: E402
-from headend.db.storage import Storage, StorageError  # noqa: E402
+from headend.db.storage import Storage  # noqa: E402
+from headend.errors import StorageError  # noqa: E402
 from headend.meters import provision  # noqa: E402
 
 FRONTENDS = ("atm90e26", "adc", "mixed")

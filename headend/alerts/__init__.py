@@ -14,18 +14,12 @@ was wrong; the CLI turns them into ``error: ...`` text.
 
 from __future__ import annotations
 
+from headend.errors import AlertError  # noqa: F401
+
 SEVERITIES = ("info", "warning", "critical")
 STATES = ("open", "acknowledged", "resolved")
 ACTIVE = ("open", "acknowledged")
 ENGINE_USER = "alerts"  # the ``user`` of changes the engine makes (opening, auto-resolving)
-
-
-class AlertError(ValueError):
-    """A bad alert, work order or manual-reading request, or a bad alert setting."""
-
-    def __init__(self, msg: str, field: str | None = None) -> None:
-        super().__init__(msg)
-        self.field = field
 
 
 def severity_rank(severity: str) -> int:

@@ -1,44 +1,25 @@
-"""``headend alerts``, ``headend workorder`` and ``headend reading``: the alert engine, its
-lifecycle, field work orders and manual readings taken on site.
+"""``headend alerts`` and ``headend workorder``: the alert engine, its lifecycle and field work
+orders (manual readings taken on site, ``headend reading``, are in ``headend.vee.cli``).
 
-Hooked into ``headend.cli`` with ``add_alert_commands(subparsers)`` and ``COMMANDS``.
-``AlertError`` is re-raised as ``AlertCommandError`` (a ``StorageError``) so ``cli.main``'s
-one handler prints it as ``error: ...``.
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``. ``AlertError`` is
+a ``HeadendError``: ``cli.main``'s one handler prints it as ``error: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import os
 import time
 
-from headend.alerts import AlertError
-from headend.db.storage import StorageError
+from headend.errors import AlertError
 from headend.timearg import epoch_arg as _ts
 
 STATES = ("active", "open", "acknowledged", "resolved", "all")
 
 
-class AlertCommandError(StorageError):
-    """An AlertError on its way to the CLI's error handler."""
-
-
-def _wh(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError("must be comma-separated whole Wh per rate, got %r" % text)
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError("Wh must not be negative, got %r" % text)
-    return values
-
-
-def add_alert_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
-    user = os.environ.get("USER", "operator")
 
     al = subparsers.add_parser("alerts", help="alert rules, open alerts and their lifecycle", parents=[db])
     asub = al.add_subparsers(dest="alerts_command", metavar="SUBCOMMAND", required=True)
@@ -72,18 +53,6 @@ def add_alert_commands(subparsers) -> None:
     wc.add_argument("--findings", required=True, metavar="TEXT")
     wc.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
 
-    rd = subparsers.add_parser("reading", help="enter a manual reading taken on site", parents=[db])
-    rsub = rd.add_subparsers(dest="reading_command", metavar="SUBCOMMAND", required=True)
-    en = rsub.add_parser("enter", help="store it like an ingested reading (VEE pending)", parents=[db])
-    en.add_argument("meter_id")
-    en.add_argument("--ts", required=True, type=_ts, help="when it was read (epoch s or ISO 8601)")
-    en.add_argument("--imp", required=True, type=_wh, help="import Wh per rate, e.g. 1200,340")
-    en.add_argument("--exp", type=_wh, help="export Wh per rate (default: carried from the last reading)")
-    en.add_argument("--by", default=user, metavar="NAME", help="who read it (default $USER)")
-    en.add_argument("--note")
-    en.add_argument("--work-order", type=int, metavar="ID")
-    en.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
-
 
 def _store(args):
     from headend.db.storage import Storage
@@ -99,18 +68,6 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, separators=(", ", ": "), default=str))
 
 
-def _alert_errors(fn):
-    @functools.wraps(fn)
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except AlertError as e:
-            raise AlertCommandError(str(e)) from e
-
-    return run
-
-
-@_alert_errors
 def cmd_alerts(args) -> int:
     from headend.alerts.config import load_config
     from headend.alerts.engine import run_alerts
@@ -148,7 +105,6 @@ def cmd_alerts(args) -> int:
     return 0
 
 
-@_alert_errors
 def cmd_workorder(args) -> int:
     from headend.alerts import workorders
 
@@ -165,15 +121,4 @@ def cmd_workorder(args) -> int:
     return 0
 
 
-@_alert_errors
-def cmd_reading(args) -> int:
-    from headend.vee.manual import enter_reading
-
-    with _store(args) as store:
-        row = enter_reading(store, args.meter_id, args.ts, args.imp, args.exp, args.by, _now(args),
-                            note=args.note, work_order_id=args.work_order)  # fmt: skip
-    _print_json(row)
-    return 0
-
-
-COMMANDS = {"alerts": cmd_alerts, "workorder": cmd_workorder, "reading": cmd_reading}
+COMMANDS = {"alerts": cmd_alerts, "workorder": cmd_workorder}

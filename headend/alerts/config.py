@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from headend.alerts import AlertError
 from headend.config_file import settings
+from headend.errors import AlertError
 
 DAY = 86400
 

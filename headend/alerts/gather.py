@@ -13,8 +13,8 @@ from __future__ import annotations
 from headend.alerts.config import DAY, AlertConfig
 from headend.alerts.model import MeterInput
 from headend.alerts.usage import daily_usage, local_day
-from headend.billing import BillingError, parse_tariff
-from headend.prepaid import PrepaidError
+from headend.billing import parse_tariff
+from headend.errors import BillingError, PrepaidError
 from headend.prepaid.ledger import MILLI, Cursor, Step, advance, price_schedule
 
 ACCOUNT_FIELDS = ("account_id", "name", "billing", "tariff_id", "zone", "address", "link_from")

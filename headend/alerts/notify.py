@@ -68,7 +68,8 @@ def render_text(p: dict) -> str:
 def deliver_alert(row: dict, cfg, console) -> None:
     """Send one alert outbox row (``cfg`` is the outbox's ``OutboxPolicy``); raises the
     outbox's ``DeliveryError`` on failure so ``send_pending`` retries it."""
-    from headend.notify.outbox import DeliveryError, post_webhook, send_email
+    from headend.errors import DeliveryError
+    from headend.notify.outbox import post_webhook, send_email
 
     p = json.loads(row["payload"])
     text = render_text(p)

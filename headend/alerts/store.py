@@ -25,7 +25,8 @@ import json
 import sqlite3
 from collections.abc import Mapping
 
-from headend.alerts import ACTIVE, ENGINE_USER, AlertError
+from headend.alerts import ACTIVE, ENGINE_USER
+from headend.errors import AlertError
 
 _READING = "seq, ts, received_at, interval, imp, exp, balance, flags, vee_state"
 _METERS = (

@@ -12,7 +12,8 @@ A reading the crew takes on site is entered with ``headend reading enter``
 
 from __future__ import annotations
 
-from headend.alerts import ENGINE_USER, AlertError
+from headend.alerts import ENGINE_USER
+from headend.errors import AlertError
 
 
 def location(meter_id: str, account: dict | None) -> str:

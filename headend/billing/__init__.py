@@ -7,26 +7,10 @@ names what was wrong; the CLI turns them into ``error: ...`` text.
 
 from __future__ import annotations
 
-
-class BillingError(ValueError):
-    """Base class: a tariff, a load profile or a bill that cannot be computed."""
-
-    def __init__(self, msg: str, field: str | None = None):
-        super().__init__(msg)
-        self.field = field
-
-
-class TariffError(BillingError):
-    """A tariff file that is not valid; ``field`` names the bad part, e.g. ``versions[0].energy``."""
-
-
-class ProfileError(BillingError):
-    """A load-profile CSV that is not valid; the message names the line."""
-
-
-from headend.billing.engine import Bill, MonthBill, bill_profile  # noqa: E402
-from headend.billing.profile_csv import Profile, parse_profile_csv, read_profile_csv  # noqa: E402
-from headend.billing.tariff.model import Tariff, load_tariff, parse_tariff  # noqa: E402
+from headend.billing.engine import Bill, MonthBill, bill_profile
+from headend.billing.profile_csv import Profile, parse_profile_csv, read_profile_csv
+from headend.billing.tariff.model import Tariff, load_tariff, parse_tariff
+from headend.errors import BillingError, ProfileError, TariffError  # noqa: F401
 
 __all__ = [
     "Bill",

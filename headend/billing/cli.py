@@ -1,15 +1,14 @@
-"""``headend account``, ``headend bill`` and ``headend outbox``: accounts, postpaid bill runs,
-review, notifications.
+"""``headend bill-profile`` (``cli_profile``), ``headend account`` and ``headend bill``: billing a
+load profile, accounts, postpaid bill runs and review (the notifications a run queues are
+sent by ``headend outbox send``, in ``headend.notify.cli``).
 
-Hooked into ``headend.cli`` with ``add_billrun_commands(subparsers)`` and the handlers in
-``COMMANDS`` (``run_billrun_command(args)`` dispatches on ``args.command``). Errors are
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``. Errors are
 raised as ``BillingError`` for the CLI's one error handler.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import os
@@ -18,14 +17,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from headend.billing import BillingError, parse_tariff
+from headend.billing import cli_profile, parse_tariff
 from headend.billing.calendar import civil
 from headend.billing.policy import load_policy
 from headend.billing.render import render_html, render_text
 from headend.billing.review import approve, correct, parse_amount
 from headend.billing.run import parse_cycle, run_bills
-from headend.billing.store import AccountError
-from headend.notify.outbox import send_pending
+from headend.errors import AccountError, BillingError
 
 STATES = ("held", "review", "approved", "issued")
 
@@ -36,7 +34,8 @@ def _db_parent() -> argparse.ArgumentParser:
     return db
 
 
-def add_billrun_commands(subparsers) -> None:
+def register(subparsers) -> None:
+    cli_profile.add_billing_commands(subparsers)
     db = _db_parent()
     user = os.environ.get("USER", "operator")
     acc = subparsers.add_parser("account", help="customer accounts (postpaid or prepaid)", parents=[db])
@@ -86,16 +85,6 @@ def add_billrun_commands(subparsers) -> None:
             p.add_argument("--amount", required=True, metavar="DEC", help="e.g. -5.00 (credit) or 3.20")
         p.add_argument("--reason", required=True)
         p.add_argument("--user", default=user)
-
-    out = subparsers.add_parser("outbox", help="customer notifications", parents=[db])
-    osub = out.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND", required=True)
-    send = osub.add_parser(
-        "send", help="deliver pending notifications (console, webhook, e-mail)", parents=[db]
-    )
-    send.add_argument("--policy", metavar="FILE", help="TOML with an [outbox] table (SMTP host, retries)")
-    send.add_argument("--smtp", metavar="HOST:PORT", help="override the SMTP server")
-    send.add_argument("--json", action="store_true")
-    send.add_argument("--now", type=float, help=argparse.SUPPRESS)
 
 
 def _store(args):
@@ -239,42 +228,4 @@ def _bill_run(store, args, now: float) -> int:
     return 0
 
 
-def cmd_outbox(args) -> int:
-    cfg = load_policy(args.policy).outbox
-    if args.smtp:
-        host, _, port = args.smtp.rpartition(":")
-        if not host or not port.isdigit():
-            raise BillingError("--smtp must be HOST:PORT, not %r" % args.smtp)
-        cfg = dataclasses.replace(cfg, smtp_host=host, smtp_port=int(port))
-    now = getattr(args, "now", None) or time.time()
-    with _store(args) as store:
-        result = send_pending(store, now, cfg, console=print if not args.json else _stderr)
-    if args.json:
-        _print_json(result)
-    else:
-        print("sent %d, to retry %d, failed %d" % (result["sent"], result["retry"], result["failed"]))
-        for e in result["errors"]:
-            print("  notification %d (%s): %s -> %s" % (e["id"], e["channel"], e["error"], e["state"]))
-    return 0
-
-
-def _stderr(text: str) -> None:
-    print(text, file=sys.stderr)
-
-
-COMMANDS = {"account": cmd_account, "bill": cmd_bill, "outbox": cmd_outbox}
-
-
-def run_billrun_command(args) -> int:
-    return COMMANDS[args.command](args)
-
-
-def main(argv=None) -> int:
-    """``python -m headend.billing.cli ...`` is the ``headend`` command (kept for scripts)."""
-    from headend.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMANDS = {"bill-profile": cli_profile.run_billing_command, "account": cmd_account, "bill": cmd_bill}

@@ -13,7 +13,8 @@ import json
 import sys
 from decimal import ROUND_HALF_UP, Decimal
 
-from headend.billing import BillingError, bill_profile, load_tariff, read_profile_csv
+from headend.billing import bill_profile, load_tariff, read_profile_csv
+from headend.errors import BillingError
 
 COMMANDS = ("bill-profile",)
 

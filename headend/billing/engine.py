@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from headend.billing import BillingError
 from headend.billing.calendar import (
     check_interval,
     civil,
@@ -42,6 +41,7 @@ from headend.billing.calendar import (
 )
 from headend.billing.profile_csv import Profile
 from headend.billing.tariff.model import Tariff, TariffVersion
+from headend.errors import BillingError
 
 PRECISION = 50
 ZERO = Decimal(0)

@@ -35,11 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from headend.billing import BillingError
-
-
-class PolicyError(BillingError):
-    """A policy value that is missing, unknown, of the wrong type or out of range."""
+from headend.errors import PolicyError  # noqa: F401
 
 
 @dataclass(frozen=True)

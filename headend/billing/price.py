@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 
-from headend.billing import BillingError
 from headend.billing.calendar import days_in_month, local_days, month_seconds, month_start
 from headend.billing.engine import LINES, PRECISION, Bill, bill_profile, tier_split
 from headend.billing.profile_csv import Profile
 from headend.billing.tariff.model import Tariff
+from headend.errors import BillingError
 
 ZERO = Decimal(0)
 RULE = Bill.rule

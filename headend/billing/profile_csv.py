@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from headend.billing import ProfileError
+from headend.errors import ProfileError
 
 INTERVALS = (3600, 900)
 MAX_KWH = Decimal(10) ** 9  # per interval: far above any meter; keeps a bill's sums finite

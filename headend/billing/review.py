@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from headend.billing import BillingError
+from headend.errors import ReviewError  # noqa: F401
 
 OPEN_STATES = ("review", "held")
-
-
-class ReviewError(BillingError):
-    pass
 
 
 def _open_bill(store, account_id: str, cycle: str, action: str) -> dict:

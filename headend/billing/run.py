@@ -28,11 +28,12 @@ from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
-from headend.billing import BillingError, parse_tariff
+from headend.billing import parse_tariff
 from headend.billing.checks import constraint_reasons, fluctuation_reasons, sample_threshold, sampled
 from headend.billing.policy import Policy
 from headend.billing.price import RULE, CyclePricer
 from headend.billing.usage import gather
+from headend.errors import BillingError
 
 KWH = Decimal("0.001")
 CYCLE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")

@@ -34,10 +34,7 @@ from headend.billing.store_sql import (
     VEE_PROBLEMS,
     marks,
 )
-
-
-class AccountError(ValueError):
-    """An account that cannot be added or found; the CLI prints the message."""
+from headend.errors import AccountError  # noqa: F401
 
 
 class BillingStorageMixin:

@@ -13,7 +13,7 @@ command queue grew out of prepaid top-ups) whose message names the bad field or 
 
 from __future__ import annotations
 
-from headend.prepaid import PrepaidError
+from headend.errors import CommandError  # noqa: F401
 from protocol import messages
 
 CMD_NAMES = {
@@ -34,7 +34,3 @@ RESULT_NAMES = {
     messages.ACK_UNSUPPORTED: "not supported",
     messages.ACK_FAILED: "failed",
 }
-
-
-class CommandError(PrepaidError):
-    """A command that cannot be built or queued; ``field`` names the bad part."""

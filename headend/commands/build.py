@@ -19,7 +19,7 @@ import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from headend.commands import CommandError
+from headend.errors import CommandError
 from protocol import commands, messages
 from protocol import tariff_calendar as tc
 

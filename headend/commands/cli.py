@@ -1,4 +1,8 @@
-"""``headend command``: queue a signed command of any type to a meter, or show one with its history.
+"""``headend command``, ``headend commands`` and ``headend dispatch``: the command queue.
+
+``headend command`` queues one signed command of any type to a meter, or shows one with its
+history; ``headend commands list METER`` lists a meter's whole queue and each command's
+delivery state; ``headend dispatch`` delivers queued commands until they are acked:
 
     headend command relay METER --open|--close [--reason operator|credit|load-limit|tamper]
     headend command tariff METER --tariff FILE [--activate-at ISO|now] [--tariff-id N]
@@ -10,20 +14,22 @@
 
 Every queueing command takes ``--ttl S`` (how long the dispatcher keeps trying) and
 ``--json``, and prints the queued command: id, meter, seq, cmd, expires. ``headend dispatch``
-delivers it; top-ups stay ``headend topup``. Hooked into ``headend.cli`` with
-``add_command_commands(subparsers)`` and ``COMMANDS``; errors are raised for its one handler.
+delivers it; top-ups stay ``headend topup``. Registered with ``headend.cli`` by
+``register(subparsers)`` and ``COMMANDS``; errors are raised for its one handler.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import time
 from datetime import UTC, datetime
 
-from headend.commands import CommandError, build
+from headend.commands import build
 from headend.commands import tariff as tariff_file
 from headend.commands.queue import DEFAULT_TTL, describe, queue
+from headend.errors import CommandError
 from protocol import messages
 
 TYPES = {
@@ -35,10 +41,14 @@ TYPES = {
 }
 
 
-def add_command_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
-    cm = subparsers.add_parser("command", help="queue a signed command to a meter, or show one", parents=[db])
+    cm = subparsers.add_parser(
+        "command",
+        help="queue one signed command to a meter, or show one (`commands list`: a meter's whole queue)",
+        parents=[db],
+    )
     csub = cm.add_subparsers(dest="command_type", metavar="TYPE", required=True)
 
     def queued(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -93,6 +103,23 @@ def add_command_commands(subparsers) -> None:
     sh.add_argument("id", type=int)
     sh.add_argument("--json", action="store_true")
 
+    cm = subparsers.add_parser(
+        "commands", help="list the commands queued to a meter (`command`: queue or show one)", parents=[db]
+    )
+    csub = cm.add_subparsers(dest="commands_command", metavar="SUBCOMMAND", required=True)
+    cl = csub.add_parser("list", help="a meter's commands and their delivery state", parents=[db])
+    cl.add_argument("meter_id")
+    cl.add_argument("--json", action="store_true")
+
+    dp = subparsers.add_parser("dispatch", help="deliver queued commands to meters until acked", parents=[db])
+    dp.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    dp.add_argument("--once", action="store_true", help="one round (acks, expiry, sends), then exit")
+    dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
+    dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")
+    dp.add_argument("--backoff-max", type=float, default=3600.0, help="longest resend delay (default 3600)")
+    dp.add_argument("--client-id", default="headend-dispatch")
+    dp.add_argument("--now", type=float, help=argparse.SUPPRESS)
+
 
 def _store(args):
     from headend.db.storage import Storage
@@ -102,6 +129,14 @@ def _store(args):
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, separators=(", ", ": "), default=str))
+
+
+def _opt(fmt: str, value) -> str:
+    return "" if value is None or value == "" else fmt % value
+
+
+def _now(args) -> float:
+    return getattr(args, "now", None) or time.time()
 
 
 def _iso(t) -> str:
@@ -208,4 +243,39 @@ def cmd_command(args) -> int:
     return 0
 
 
-COMMANDS = {"command": cmd_command}
+def cmd_commands(args) -> int:
+    with _store(args) as store:
+        if store.meter(args.meter_id) is None:
+            raise CommandError("unknown meter %r" % args.meter_id, "meter_id")
+        rows = [{k: v for k, v in c.items() if k != "frame"} for c in store.commands(args.meter_id)]
+    if args.json:
+        _print_json(rows)
+    for c in [] if args.json else rows:
+        print(
+            "seq %-6d cmd %d %-8s attempts %d%s%s"
+            % (c["seq"], c["cmd"], c["state"], c["attempts"], _opt(" result %s", c["result"]),
+               _opt(" (%s)", c["reason"]))
+        )  # fmt: skip
+    return 0
+
+
+def cmd_dispatch(args) -> int:
+    from headend.commands.dispatch import Dispatcher
+
+    if args.interval <= 0:
+        raise CommandError("--interval must be > 0")
+    with _store(args) as store:
+        d = Dispatcher(store, args.broker, args.client_id, args.backoff, args.backoff_max)
+        d.connect()
+        try:
+            if args.once:
+                _print_json(d.round(_now(args)))
+                return 0
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: d.stop())
+            return d.run(args.interval)
+        finally:
+            d.close()
+
+
+COMMANDS = {"command": cmd_command, "commands": cmd_commands, "dispatch": cmd_dispatch}

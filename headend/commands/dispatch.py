@@ -21,7 +21,8 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from headend.ingest.service import ServiceError, parse_broker_url
+from headend.errors import ServiceError
+from headend.ingest.service import parse_broker_url
 from protocol import topics
 
 PUBLISH_TIMEOUT = 10.0  # s for the broker's PUBACK

@@ -21,8 +21,9 @@ as in PROTOCOL.md (``RESULT_NAMES``).
 
 from __future__ import annotations
 
-from headend.commands import CMD_NAMES, RESULT_NAMES, CommandError
+from headend.commands import CMD_NAMES, RESULT_NAMES
 from headend.commands.build import describe_args
+from headend.errors import CommandError
 from protocol import commands, messages
 
 DAY = 86400

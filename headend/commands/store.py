@@ -19,7 +19,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping
 
-from headend.commands import CommandError
+from headend.errors import CommandError
 
 
 class CommandStorageMixin:

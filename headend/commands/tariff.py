@@ -37,7 +37,7 @@ from decimal import Decimal
 from headend.billing import load_tariff
 from headend.billing.calendar import MeterCalendar, MonthHourCalendar, civil, day_start, local_days
 from headend.billing.tariff.model import Tariff
-from headend.commands import CommandError
+from headend.errors import CommandError
 from protocol import cbor
 from protocol import tariff_calendar as tc
 

@@ -14,8 +14,4 @@ bad ``--meter`` as ``error: ...``); a bad input line is shown in the console and
 
 from __future__ import annotations
 
-from headend.ingest.service import ServiceError
-
-
-class ConsoleError(ServiceError):
-    """A bad console option or input line; the message names the bad word."""
+from headend.errors import ConsoleError  # noqa: F401

@@ -38,14 +38,13 @@ import paho.mqtt.client as mqtt
 from rich.console import Console
 from rich.live import Live
 
-from headend.console import ConsoleError
 from headend.console.actions import queue_action
 from headend.console.commands import parse_line
 from headend.console.decode import decode
 from headend.console.state import ConsoleState
 from headend.console.view import help_lines, plain_alert, plain_note, plain_row, screen
-from headend.db.storage import StorageError
-from headend.ingest.service import ServiceError, parse_broker_url
+from headend.errors import ConsoleError, ServiceError, StorageError
+from headend.ingest.service import parse_broker_url
 from protocol import topics
 
 KEY_RELOAD_S = 5.0  # meters provisioned while the console runs become verifiable within this

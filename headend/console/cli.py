@@ -1,7 +1,7 @@
 """``headend console``: the operator's live view of the meters' messages and open alerts,
 with a command line that queues and sends commands (``headend.console``).
 
-Hooked into ``headend.cli`` with ``add_console_commands(subparsers)`` and ``COMMANDS``; errors
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``; errors
 (a bad ``--meter``, an unreachable or refusing broker) are raised for its one handler.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 
-def add_console_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     c = subparsers.add_parser(

@@ -24,9 +24,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from headend.commands import CommandError, build
-from headend.console import ConsoleError
-from headend.prepaid import PrepaidError
+from headend.commands import build
+from headend.errors import CommandError, ConsoleError, PrepaidError
 from headend.prepaid.ledger import parse_amount
 from protocol import commands, messages, topics
 from protocol.errors import ProtocolError

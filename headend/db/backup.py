@@ -28,7 +28,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from headend.db.storage import StorageError
+from headend.errors import BackupError  # noqa: F401
 
 MARKER_TABLES = ("meters", "readings", "_sqlite_migrations")  # what makes a file a head-end database
 # Commands (and top-ups) sent after the backup are gone from the restored database, but the
@@ -38,10 +38,6 @@ MARKER_TABLES = ("meters", "readings", "_sqlite_migrations")  # what makes a fil
 # higher seq, so restore moves every meter's counters on by more than it can have used since.
 ADVANCE = 1000
 COUNTED = ("meters", "readings", "events", "bills", "payments", "prepaid_ledger", "audit")
-
-
-class BackupError(StorageError):
-    """A backup or restore refused or failed; the message names the file and the problem."""
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,7 +1,7 @@
 """``headend backup`` and ``headend restore``: online backup of the live database and restore
 from a backup (``headend.db.backup``; procedure in docs/disaster-recovery.md).
 
-Hooked into ``headend.cli`` with ``add_backup_commands(subparsers)`` and ``COMMANDS``. Errors
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``. Errors
 are ``headend.db.backup.BackupError`` (a ``StorageError``) for the CLI's one error handler.
 """
 
@@ -13,7 +13,7 @@ import json
 from headend.db.backup import ADVANCE, backup, restore
 
 
-def add_backup_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     bk = subparsers.add_parser(

@@ -33,6 +33,7 @@ from headend.alerts.store import AlertStorageMixin
 from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
 from headend.db.migrations import migrations
+from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
 from headend.prepaid.store import PrepaidStorageMixin
 from headend.vee.store import VeeStorageMixin
 from headend.web.store import WebStorageMixin
@@ -70,18 +71,6 @@ _INSERT_QUARANTINE = (
 )
 _BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
 _SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
-
-
-class StorageError(Exception):
-    """Base of the storage layer's errors."""
-
-
-class MeterExists(StorageError):
-    pass
-
-
-class UnknownMeter(StorageError):
-    pass
 
 
 class IngestBatch:

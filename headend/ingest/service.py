@@ -55,6 +55,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from headend.db.storage import IngestBatch, Storage
+from headend.errors import ServiceError  # noqa: F401
 from headend.ingest import verify as ingest
 from protocol import topics
 
@@ -65,10 +66,6 @@ IDLE_WAIT = 0.1  # s: how often an idle loop looks at stop() and the keepalive
 SEEN_EVERY = 1.0  # s: meters' last_seen is written at most this often (and at stop)
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 _PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (also valid MQTT 5)
-
-
-class ServiceError(Exception):
-    """Bad broker URL, or the broker refused us; the message says which."""
 
 
 def parse_broker_url(url: str) -> dict:

@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 
+from headend.errors import ProvisionError  # noqa: F401
 from protocol import topics
 
 HEADEND_USER = "headend.ingest.verify"
@@ -43,10 +44,6 @@ user {user}
 topic read ami/v1/+/up/#
 topic write ami/v1/+/down/#
 """
-
-
-class ProvisionError(ValueError):
-    """Bad provisioning input; the message names what was wrong."""
 
 
 def check_meter_id(meter_id: str) -> str:

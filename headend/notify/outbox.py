@@ -18,10 +18,7 @@ from email.message import EmailMessage
 
 from headend.billing.policy import OutboxPolicy
 from headend.billing.render import render_html, render_text
-
-
-class DeliveryError(Exception):
-    pass
+from headend.errors import DeliveryError  # noqa: F401
 
 
 def post_webhook(url: str, body: dict, timeout: float) -> None:

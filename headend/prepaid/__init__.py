@@ -9,10 +9,4 @@ turns them into ``error: ...`` text.
 
 from __future__ import annotations
 
-
-class PrepaidError(ValueError):
-    """A payment, top-up, tariff or ledger request that cannot be carried out."""
-
-    def __init__(self, msg: str, field: str | None = None):
-        super().__init__(msg)
-        self.field = field
+from headend.errors import PrepaidError  # noqa: F401

@@ -1,8 +1,9 @@
-"""``headend topup``, ``headend commands``, ``headend dispatch``, ``headend pay`` and
-``headend prepaid``: prepaid credits, their top-up commands and the ledger.
+"""``headend topup``, ``headend pay`` and ``headend prepaid``: prepaid credits, online payments
+and the ledger (the top-up commands they queue are delivered by ``headend dispatch``, in
+``headend.commands.cli``).
 
-Hooked into ``headend.cli`` with ``add_prepaid_commands(subparsers)`` and ``COMMANDS``.
-Errors are raised as ``PrepaidError`` (or the storage/service errors) for the CLI's one
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``.
+Errors are raised as ``PrepaidError`` (or other ``HeadendError``s) for the CLI's one
 error handler. Amounts on the command line are decimal currency units ("12.50"); stored and
 printed in JSON as integer milli-units, as the meter counts them.
 """
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 
-from headend.prepaid import PrepaidError
+from headend.errors import PrepaidError
 from headend.prepaid.ledger import parse_amount, units
 from headend.prepaid.service import DEFAULT_THRESHOLD, DEFAULT_TTL, credit, sync
 
@@ -30,7 +31,7 @@ def _db_parent() -> argparse.ArgumentParser:
     return db
 
 
-def add_prepaid_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = _db_parent()
     tp = subparsers.add_parser(
         "topup", help="credit a counter payment to a prepaid meter, or `topup list`", parents=[db]
@@ -41,21 +42,6 @@ def add_prepaid_commands(subparsers) -> None:
     tp.add_argument("--ttl", type=int, default=DEFAULT_TTL, help="s the command stays valid (default 7 days)")
     tp.add_argument("--json", action="store_true")
     tp.add_argument("--now", type=float, help=argparse.SUPPRESS)
-
-    cm = subparsers.add_parser("commands", help="commands queued to meters", parents=[db])
-    csub = cm.add_subparsers(dest="commands_command", metavar="SUBCOMMAND", required=True)
-    cl = csub.add_parser("list", help="a meter's commands and their delivery state", parents=[db])
-    cl.add_argument("meter_id")
-    cl.add_argument("--json", action="store_true")
-
-    dp = subparsers.add_parser("dispatch", help="deliver queued commands to meters until acked", parents=[db])
-    dp.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
-    dp.add_argument("--once", action="store_true", help="one round (acks, expiry, sends), then exit")
-    dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
-    dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")
-    dp.add_argument("--backoff-max", type=float, default=3600.0, help="longest resend delay (default 3600)")
-    dp.add_argument("--client-id", default="headend-dispatch")
-    dp.add_argument("--now", type=float, help=argparse.SUPPRESS)
 
     pay = subparsers.add_parser("pay", help="online payments", parents=[db])
     psub = pay.add_subparsers(dest="pay_command", metavar="SUBCOMMAND", required=True)
@@ -158,41 +144,6 @@ def cmd_topup(args) -> int:
     return 0
 
 
-def cmd_commands(args) -> int:
-    with _store(args) as store:
-        if store.meter(args.meter_id) is None:
-            raise PrepaidError("unknown meter %r" % args.meter_id, "meter_id")
-        rows = [{k: v for k, v in c.items() if k != "frame"} for c in store.commands(args.meter_id)]
-    if args.json:
-        _print_json(rows)
-    for c in [] if args.json else rows:
-        print(
-            "seq %-6d cmd %d %-8s attempts %d%s%s"
-            % (c["seq"], c["cmd"], c["state"], c["attempts"], _opt(" result %s", c["result"]),
-               _opt(" (%s)", c["reason"]))
-        )  # fmt: skip
-    return 0
-
-
-def cmd_dispatch(args) -> int:
-    from headend.commands.dispatch import Dispatcher
-
-    if args.interval <= 0:
-        raise PrepaidError("--interval must be > 0")
-    with _store(args) as store:
-        d = Dispatcher(store, args.broker, args.client_id, args.backoff, args.backoff_max)
-        d.connect()
-        try:
-            if args.once:
-                _print_json(d.round(_now(args)))
-                return 0
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: d.stop())
-            return d.run(args.interval)
-        finally:
-            d.close()
-
-
 def _secret(args) -> bytes:
     if args.secret_file:
         with open(args.secret_file, "rb") as f:
@@ -279,8 +230,6 @@ def cmd_prepaid(args) -> int:
 
 COMMANDS = {
     "topup": cmd_topup,
-    "commands": cmd_commands,
-    "dispatch": cmd_dispatch,
     "pay": cmd_pay,
     "prepaid": cmd_prepaid,
 }

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from headend.billing.calendar import day_start
-from headend.prepaid import PrepaidError
+from headend.errors import PrepaidError
 
 MILLI = 1000
 MAX_AMOUNT = 10**9  # milli-units per top-up (the meter's balance is below 2**30)

@@ -17,21 +17,13 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from headend.prepaid import PrepaidError
+from headend.errors import BadNotification, BadSignature, PrepaidError  # noqa: F401
 from headend.prepaid.ledger import parse_amount
 
 REQUIRED = ("payment_id", "account_id", "amount", "paid_at", "sign")
 MAX_BODY = 16 * 1024
 MAX_FIELD = 128
 SUCCESS = {"code": "SUCCESS", "message": "OK"}
-
-
-class BadNotification(PrepaidError):
-    status = 400
-
-
-class BadSignature(PrepaidError):
-    status = 401
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from headend.prepaid import PrepaidError
-from headend.prepaid.payments import SUCCESS, BadNotification, check_notification
+from headend.errors import BadNotification, CommandError, PrepaidError
+from headend.prepaid.payments import SUCCESS, check_notification
 from headend.prepaid.service import DEFAULT_TTL, credit
 
 PATH = "/pay/notify"
@@ -94,7 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
                     body=n.body,
                     ttl=srv.ttl,
                 )
-        except PrepaidError as e:
+        except (PrepaidError, CommandError) as e:  # a top-up that cannot be queued is refused too
             status = getattr(e, "status", BadNotification.status)
             srv.log("refused: %s" % e)
             self._reply(status, {"code": "FAIL", "message": str(e)})

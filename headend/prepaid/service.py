@@ -13,7 +13,7 @@ top-up is in flight the meter's balance may or may not include it, so reconcilia
 from __future__ import annotations
 
 from headend.billing import parse_tariff
-from headend.prepaid import PrepaidError
+from headend.errors import PrepaidError
 from headend.prepaid.ledger import MILLI, Cursor, advance, mismatch, price_schedule
 from protocol import commands, messages
 

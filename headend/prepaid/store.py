@@ -19,7 +19,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
-from headend.prepaid import PrepaidError
+from headend.errors import PrepaidStorageError  # noqa: F401
 
 ACK_REASONS = {2: "stale", 3: "expired", 4: "bad_args", 5: "unsupported", 6: "failed"}
 FINAL = ("acked", "failed", "expired")
@@ -28,10 +28,6 @@ _TOPUPS = (
     " c.id AS command_id, c.seq, c.state, c.attempts, c.result, c.reason, c.expires, c.sent_at, c.done_at,"
     " c.ack_ts FROM payments p LEFT JOIN commands c ON c.id = p.command_id"
 )
-
-
-class PrepaidStorageError(PrepaidError):
-    """An unknown or non-prepaid account or meter, or a payment id reused for another payment."""
 
 
 class PrepaidStorageMixin:

@@ -7,14 +7,4 @@ there. Energy is integer Wh everywhere in this package; time is integer epoch
 seconds, and ``now`` is always an argument.
 """
 
-
-class VeeError(ValueError):
-    """Bad input to the VEE (unknown meter, bad edit, ...); ``field`` names what was wrong."""
-
-    def __init__(self, msg: str, field: str | None = None) -> None:
-        super().__init__(msg)
-        self.field = field
-
-
-class VeeConfigError(VeeError):
-    """A VEE configuration value is missing, unknown, of the wrong type or out of range."""
+from headend.errors import VeeConfigError, VeeError  # noqa: F401

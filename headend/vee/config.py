@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from headend.config_file import settings
-from headend.vee import VeeConfigError
+from headend.errors import VeeConfigError
 
 DAY = 86400
 

@@ -12,7 +12,7 @@ VEE for the meter, in one transaction.
 
 from __future__ import annotations
 
-from headend.vee import VeeError
+from headend.errors import VeeError
 from headend.vee.config import VeeConfig
 from headend.vee.engine import VeeStore, apply, edit_target, plan
 

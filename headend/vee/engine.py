@@ -44,7 +44,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from headend.vee import VeeError
+from headend.errors import VeeError
 from headend.vee.config import VeeConfig
 from headend.vee.estimate import OPEN_END, estimate_gaps, outages_from_events
 from headend.vee.profile import base_slots, build_profile, measured_intervals

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 
-from headend.alerts import AlertError
+from headend.errors import AlertError
 
 
 def _regs(flag: str, values, n: int | None) -> list[int]:

@@ -22,6 +22,8 @@ import secrets
 import threading
 from collections import deque
 
+from headend.errors import AuthError  # noqa: F401
+
 ROLES = ("operator", "viewer")
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 KDF = "scrypt:n=%(n)d,r=%(r)d,p=%(p)d" % SCRYPT
@@ -32,10 +34,6 @@ WINDOW = 900.0
 MAX_USER_FAILURES = 5
 MAX_IP_FAILURES = 20
 _DUMMY_SALT = bytes(16)
-
-
-class AuthError(ValueError):
-    """A bad user name, role or password on the way in."""
 
 
 def _kdf_params(kdf: str) -> dict[str, int]:

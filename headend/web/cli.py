@@ -3,9 +3,8 @@
 ``headend web --port N [--host 127.0.0.1]`` serves the dashboard until SIGTERM/SIGINT.
 ``headend web user add NAME --role operator|viewer [--password-stdin]`` adds a login (the
 password from the first line of stdin, else asked twice with getpass); ``headend web user
-list [--json]`` lists them. Hooked into ``headend.cli`` with ``add_web_commands(subparsers)``
-and ``COMMANDS``; errors are raised as ``WebCommandError`` (a ``StorageError``) for the CLI's
-one handler.
+list [--json]`` lists them. Registered with ``headend.cli`` by ``register(subparsers)``
+and ``COMMANDS``; errors are ``HeadendError``s for the CLI's one handler.
 """
 
 from __future__ import annotations
@@ -18,16 +17,11 @@ import sys
 import threading
 import time
 
-from headend.db.storage import StorageError
-from headend.web.auth import ROLES, AuthError, check_new_user, hash_password
-from headend.web.store import WebUserError
+from headend.errors import CLIError
+from headend.web.auth import ROLES, check_new_user, hash_password
 
 
-class WebCommandError(StorageError):
-    """A bad ``headend web`` request, on its way to the CLI's error handler."""
-
-
-def add_web_commands(subparsers) -> None:
+def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     web = subparsers.add_parser("web", help="the operators' web dashboard (login required)", parents=[db])
@@ -57,7 +51,7 @@ def _password(args) -> str:
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("password for %s: " % args.name)
     if getpass.getpass("again: ") != first:
-        raise WebCommandError("the two passwords differ")
+        raise CLIError("the two passwords differ")
     return first
 
 
@@ -71,11 +65,8 @@ def cmd_user(args) -> int:
                 print("%-24s %s" % (u["name"], u["role"]))
             return 0
         password = _password(args)
-        try:
-            check_new_user(args.name, args.role, password)
-            row = store.add_web_user(args.name, args.role, now=time.time(), **hash_password(password))
-        except (AuthError, WebUserError) as e:
-            raise WebCommandError(str(e))
+        check_new_user(args.name, args.role, password)  # AuthError, WebUserError: HeadendErrors
+        row = store.add_web_user(args.name, args.role, now=time.time(), **hash_password(password))
     print("web user %s added (%s)" % (row["name"], row["role"]))
     return 0
 
@@ -84,9 +75,9 @@ def cmd_web(args) -> int:
     if args.web_command == "user":
         return cmd_user(args)
     if args.port is None:
-        raise WebCommandError("--port is required: headend web --port N")
+        raise CLIError("--port is required: headend web --port N")
     if not 0 <= args.port <= 65535:
-        raise WebCommandError("--port must be 0..65535, got %d" % args.port)
+        raise CLIError("--port must be 0..65535, got %d" % args.port)
     from headend.web.server import make_server
 
     with _store(args) as store:

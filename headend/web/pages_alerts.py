@@ -4,7 +4,8 @@ engine's lifecycle (``Storage.set_alert_state``, audited under the signed-in use
 
 from __future__ import annotations
 
-from headend.alerts import ACTIVE, AlertError
+from headend.alerts import ACTIVE
+from headend.errors import AlertError
 from headend.web.layout import Markup, action_form, dl, esc, fmt_json, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page, redirect
 

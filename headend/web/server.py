@@ -28,9 +28,7 @@ from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from headend.alerts import AlertError
-from headend.billing import BillingError
-from headend.prepaid import PrepaidError
+from headend.errors import AlertError, BillingError, CommandError, PrepaidError
 from headend.web import auth, routes
 from headend.web.layout import Markup, esc, layout
 from headend.web.pages_login import SESSION_COOKIE
@@ -170,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
                     resp = route.handler(req)
         except HTTPError as e:
             resp = error(e.status, str(e), api)
-        except (BillingError, AlertError, PrepaidError) as e:
+        except (BillingError, AlertError, PrepaidError, CommandError) as e:
             resp = error(400, str(e), api)
         except Exception:
             app.log("error in %s %s\n%s" % (method, path, traceback.format_exc()))

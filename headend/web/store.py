@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from headend.errors import WebUserError  # noqa: F401
+
 _WINDOW = (
     "SELECT r.meter_id, r.seq, r.ts, r.imp FROM readings r WHERE r.ts > ? AND r.ts <= ?{m}"
     " UNION ALL"
@@ -50,10 +52,6 @@ _TOPUPS = (
     " c.id AS command_id, c.seq, c.state, c.attempts, c.result, c.reason, c.expires, c.sent_at,"
     " c.done_at, c.ack_ts FROM payments p LEFT JOIN commands c ON c.id = p.command_id"
 )
-
-
-class WebUserError(ValueError):
-    """A web user that cannot be added (name taken, bad role)."""
 
 
 class WebStorageMixin:

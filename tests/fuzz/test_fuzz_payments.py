@@ -19,8 +19,9 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
+from headend.errors import BadNotification, BadSignature
 from headend.prepaid.ledger import parse_amount
-from headend.prepaid.payments import BadNotification, BadSignature, check_notification, sign
+from headend.prepaid.payments import check_notification, sign
 from tests.fuzz.support import bounded, fuzz, mutated, mutated_tree
 
 SECRET = b"merchant-secret-0123456789"

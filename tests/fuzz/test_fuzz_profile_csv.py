@@ -20,7 +20,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headend.billing import BillingError, ProfileError, bill_profile, parse_profile_csv, parse_tariff
+from headend.billing import bill_profile, parse_profile_csv, parse_tariff
+from headend.errors import BillingError, ProfileError
 from tests.fuzz.support import bounded, fuzz, mutated_text
 
 TARIFF = parse_tariff(

@@ -22,10 +22,10 @@ import re
 
 from hypothesis import given
 
-from headend.billing import TariffError, parse_tariff
+from headend.billing import parse_tariff
 from headend.billing.tariff.model import Tariff
-from headend.commands import CommandError
 from headend.commands.tariff import set_tariff
+from headend.errors import CommandError, TariffError
 from protocol import tariff_calendar as tc
 from protocol.commands import command_args
 from protocol.errors import ProtocolError

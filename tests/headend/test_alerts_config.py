@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from headend.alerts import AlertError
 from headend.alerts.config import AlertConfig, load_config
 from headend.alerts.rules import RULE_NAMES
+from headend.errors import AlertError
 
 
 def test_defaults_and_dict_overrides():

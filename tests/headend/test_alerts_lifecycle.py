@@ -5,7 +5,7 @@ bills' outbox and delivered by its ``send_pending``."""
 
 import pytest
 
-from headend.alerts import AlertError
+from headend.errors import AlertError
 from headend.notify.outbox import send_pending
 from tests.headend.alerts_support import (
     NOW,

@@ -3,8 +3,8 @@ stored like ingested ones (negative seq, marker row) and validated by the VEE en
 
 import pytest
 
-from headend.alerts import AlertError
 from headend.alerts.workorders import close, location
+from headend.errors import AlertError
 from headend.vee.engine import run_vee
 from headend.vee.manual import enter_reading
 from tests.headend.alerts_support import NOW, H, add_event, add_meter, hourly, new_store, reading_row, run

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headend.billing import BillingError, bill_profile, parse_tariff
+from headend.billing import bill_profile, parse_tariff
 from headend.billing.profile_csv import Profile
+from headend.errors import BillingError
 
 BEIJING = """
 format = "open-ami-tariff"

@@ -7,7 +7,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from headend.billing import ProfileError, parse_profile_csv, read_profile_csv
+from headend.billing import parse_profile_csv, read_profile_csv
+from headend.errors import ProfileError
 
 
 def ts(s: str) -> int:

@@ -9,8 +9,9 @@ from decimal import Decimal as D
 
 import pytest
 
-from headend.billing import TariffError, load_tariff, parse_tariff
+from headend.billing import load_tariff, parse_tariff
 from headend.billing.calendar import MeterCalendar, days_from_civil
+from headend.errors import TariffError
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "tariff-format.md"
 MIN = 'format = "open-ami-tariff"\n'

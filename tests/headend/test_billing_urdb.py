@@ -7,9 +7,10 @@ from decimal import Decimal as D
 
 import pytest
 
-from headend.billing import TariffError, bill_profile, parse_tariff
+from headend.billing import bill_profile, parse_tariff
 from headend.billing.calendar import MonthHourCalendar
 from headend.billing.profile_csv import parse_profile_csv
+from headend.errors import TariffError
 
 WD = [[0] * 12 + [1] * 8 + [0] * 4 for _ in range(12)]  # 12:00-20:00 on weekdays: period 1
 WE = [[0] * 24 for _ in range(12)]

@@ -2,7 +2,7 @@
 
 import json
 
-from headend.billing import cli as cli_billrun
+from headend import cli as cli_billrun
 from headend.cli import build_parser
 from headend.db.storage import Storage
 from tests.headend.billrun_support import NOW, TOU, hourly, tou_rates

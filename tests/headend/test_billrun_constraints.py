@@ -5,9 +5,10 @@ from decimal import Decimal
 import pytest
 
 from headend.billing.checks import sample_threshold, sampled
-from headend.billing.policy import Policy, PolicyError, load_policy
-from headend.billing.review import ReviewError, approve, correct
+from headend.billing.policy import Policy, load_policy
+from headend.billing.review import approve, correct
 from headend.billing.run import run_bills
+from headend.errors import PolicyError, ReviewError
 from tests.headend.billrun_support import FEB, JAN, MAR, NOW, add_account, hourly, new_store, reads, tou_rates
 
 NO_REVIEW = Policy(review_sample_pct=Decimal(0))

@@ -85,7 +85,7 @@ def test_sigkilled_run_process_then_rerun(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "headend.billing.cli",
+        "headend.cli",
         "--db",
         str(tmp_path / "bills.db"),
         "bill",

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from headend.cli import main as headend_main
-from headend.commands import CommandError, build
+from headend.commands import build
 from headend.commands.queue import DEFAULT_TTL, describe, queue
 from headend.db.storage import Storage
+from headend.errors import CommandError
 from protocol import commands, messages
 from protocol.errors import ProtocolError
 

@@ -14,9 +14,9 @@ import pytest
 
 from headend.billing import parse_tariff
 from headend.cli import main as headend_main
-from headend.commands import CommandError
 from headend.commands.tariff import load, set_tariff
 from headend.db.storage import Storage
+from headend.errors import CommandError
 from headend.prepaid.ledger import price_schedule
 from protocol import commands, messages
 from protocol import tariff_calendar as tc

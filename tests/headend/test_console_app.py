@@ -9,13 +9,11 @@ import time
 
 import pytest
 
-from headend.commands import CommandError
-from headend.console import ConsoleError
 from headend.console.actions import queue_action
 from headend.console.app import ConsoleApp
 from headend.console.commands import parse_line
 from headend.console.decode import decode
-from headend.prepaid import PrepaidError
+from headend.errors import CommandError, ConsoleError, PrepaidError
 from protocol import commands, messages, topics
 from tests.headend.broker_support import cwt_frame, reading_map
 from tests.headend.prepaid_support import KEY, TARIFF, prepaid_store

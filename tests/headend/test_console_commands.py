@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from headend.console import ConsoleError
 from headend.console.commands import parse_line
+from headend.errors import ConsoleError
 from protocol import commands, messages
 
 NOW = 1714521600.0

@@ -3,7 +3,7 @@
 import pytest
 
 from headend.billing import parse_tariff
-from headend.prepaid import PrepaidError
+from headend.errors import PrepaidError
 from headend.prepaid.ledger import Cursor, advance, parse_amount, price_schedule, units
 from headend.prepaid.service import credit, sync
 from tests.headend.prepaid_support import MAR1, MAR2, TARIFF, add_readings, prepaid_store

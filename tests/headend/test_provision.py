@@ -7,9 +7,9 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from headend.db.storage import MeterExists, Storage
+from headend.db.storage import Storage
+from headend.errors import MeterExists, ProvisionError
 from headend.meters import provision
-from headend.meters.provision import ProvisionError
 from tests.headend.broker_support import Broker, wait_for
 from tests.mosquitto_broker import free_port
 

@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 
 from headend.db.migrations import migrations
-from headend.db.storage import IngestBatch, MeterExists, Storage
+from headend.db.storage import IngestBatch, Storage
+from headend.errors import MeterExists
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headend.vee import VeeError
+from headend.errors import VeeError
 from headend.vee.config import VeeConfig
 from headend.vee.edit import edit_interval
 from headend.vee.engine import run_vee

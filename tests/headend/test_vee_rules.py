@@ -2,7 +2,7 @@
 
 import pytest
 
-from headend.vee import VeeConfigError
+from headend.errors import VeeConfigError
 from headend.vee.config import VeeConfig, load_config
 from headend.vee.registers import register_delta, spread
 from headend.vee.rules import (

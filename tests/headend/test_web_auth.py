@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from headend.errors import WebUserError
 from headend.web import auth
 from headend.web.pages_login import safe_next
 from headend.web.routes import ROUTES
-from headend.web.store import WebUserError
 from tests.headend.web_support import (
     OPERATOR,
     PASSWORD,

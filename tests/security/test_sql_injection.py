@@ -19,8 +19,8 @@ import pytest
 
 from headend.cli import main
 from headend.db.storage import IngestBatch, Storage
+from headend.errors import PrepaidError
 from headend.ingest import verify as ingest
-from headend.prepaid import PrepaidError
 from headend.prepaid.payments import check_notification
 from headend.prepaid.service import credit
 from protocol import messages as M

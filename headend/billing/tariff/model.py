@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
-from headend.billing import TariffError
+from headend.errors import TariffError
 
 TIER_MODES = ("time_order", "prorate")
 TIER_BASES = ("monthly", "annual")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 from decimal import Decimal, InvalidOperation
 
-from headend.billing import TariffError
 from headend.billing.calendar import MeterCalendar, days_from_civil
 from headend.billing.tariff.model import (
     NATIVE_FORMAT,
@@ -22,6 +21,7 @@ from headend.billing.tariff.model import (
     Tier,
     check_overrides,
 )
+from headend.errors import TariffError
 from protocol import tariff_calendar as tc
 from protocol.errors import ProtocolError
 

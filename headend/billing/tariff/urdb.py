@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from headend.billing import TariffError
 from headend.billing.calendar import MonthHourCalendar
 from headend.billing.tariff.model import DemandTier, Tariff, TariffVersion, Tier, check_overrides
 from headend.billing.tariff.native import decimal_of, fail
+from headend.errors import TariffError
 
 RATE_KEYS = ("energyratestructure", "flatdemandstructure", "demandratestructure", "fixedchargefirstmeter")
 DAYS_PER_MONTH = Decimal(365) / Decimal(12)

@@ -1,0 +1,172 @@
+"""``headend serve``, ``headend readings`` and ``headend stats``: ingest from the broker and what it stored.
+
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``; errors are raised
+for its one handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+
+from headend.errors import CLIError
+from headend.timearg import epoch_arg as _ts
+
+
+def register(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    serve = subparsers.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
+    serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
+    serve.add_argument("--client-id", default="headend-ingest", help="stable id of the persistent session")
+    serve.add_argument("--batch", type=int, default=500, help="messages per commit, at most (default 500)")
+    serve.add_argument(
+        "--batch-ms",
+        type=float,
+        default=50,
+        help="commit at latest this long after a batch's first message (default 50)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest processes on the shared subscription, sessions CLIENT_ID-0.. (default 1;"
+        " > 1 accepts Mosquitto issue 2662: a QoS 1 message in flight to a worker that"
+        " disconnects can be lost)",
+    )
+    serve.add_argument(
+        "--mqtt",
+        choices=("3.1.1", "5"),
+        default="3.1.1",
+        help="MQTT version of the head-end's session (default 3.1.1: paho receives it faster)",
+    )
+
+    rd = subparsers.add_parser("readings", help="print a meter's stored readings", parents=[db])
+    rd.add_argument("meter_id")
+    rd.add_argument("--from", dest="from_ts", type=_ts, metavar="TS")
+    rd.add_argument("--to", dest="to_ts", type=_ts, metavar="TS")
+    rd.add_argument("--json", action="store_true")
+
+    st = subparsers.add_parser(
+        "stats", help="ingest counters: accepted, duplicates, rejected by reason", parents=[db]
+    )
+    st.add_argument("--json", action="store_true")
+
+
+def _store(args):
+    from headend.db.storage import Storage
+
+    return Storage(args.db)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=None, separators=(", ", ": "), default=str))
+
+
+def cmd_serve(args) -> int:
+    from headend.ingest.service import IngestService
+
+    if args.batch < 1 or args.batch_ms <= 0:
+        raise CLIError("--batch must be >= 1 and --batch-ms > 0")
+    if args.workers < 1:
+        raise CLIError("--workers must be >= 1")
+    if args.workers > 1:
+        from headend.ingest.service import parse_broker_url, run_workers
+
+        parse_broker_url(args.broker)  # a bad URL is one error, not N
+        with _store(args):
+            pass  # create and migrate the database once, before the workers race to
+        common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
+        serve = [sys.executable, "-m", "headend.cli", "serve", *common, "--client-id"]
+        return run_workers(args.workers, lambda i: serve + ["%s-%d" % (args.client_id, i)])
+    with _store(args) as store:
+        service = IngestService(
+            store,
+            args.broker,
+            client_id=args.client_id,
+            shared=args.shared,
+            batch_max=args.batch,
+            batch_wait=args.batch_ms / 1000,
+            protocol=args.mqtt,
+        )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: service.stop())
+        return service.run()
+
+
+READING_FIELDS = (
+    "seq",
+    "ts",
+    "interval",
+    "imp",
+    "exp",
+    "q",
+    "inst",
+    "balance",
+    "flags",
+    "tariff",
+    "received_at",
+    "vee_state",
+)
+
+
+def cmd_readings(args) -> int:
+    with _store(args) as store:
+        if store.meter(args.meter_id) is None:
+            raise CLIError("unknown meter %r" % args.meter_id)
+        rows = [
+            {k: r[k] for k in READING_FIELDS} for r in store.readings(args.meter_id, args.from_ts, args.to_ts)
+        ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(
+                "%8d %s imp=%s exp=%s %s"
+                % (
+                    r["seq"],
+                    datetime.fromtimestamp(r["ts"], UTC).isoformat(),
+                    r["imp"],
+                    r["exp"],
+                    r["vee_state"],
+                )
+            )
+    return 0
+
+
+def stats(counters: dict) -> dict:
+    out = {
+        "accepted": counters.get("accepted", 0),
+        "duplicates": counters.get("duplicates", 0),
+        "rejected": {},
+        "accepted_by_kind": {},
+    }
+    for name, value in counters.items():
+        if name.startswith("rejected:"):
+            out["rejected"][name[len("rejected:") :]] = value
+        elif name.startswith("accepted:"):
+            out["accepted_by_kind"][name[len("accepted:") :]] = value
+    out["rejected_total"] = sum(out["rejected"].values())
+    return out
+
+
+def cmd_stats(args) -> int:
+    with _store(args) as store:
+        s = stats(store.counters())
+    if args.json:
+        _print_json(s)
+    else:
+        print(
+            "accepted %d, duplicates %d, rejected %d" % (s["accepted"], s["duplicates"], s["rejected_total"])
+        )
+        for reason, n in sorted(s["rejected"].items()):
+            print("  rejected %-16s %d" % (reason, n))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "readings": cmd_readings, "stats": cmd_stats}

@@ -1,0 +1,73 @@
+"""``headend meter`` and ``headend broker-config``: registering meters and the broker's view of them.
+
+Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``; errors are raised
+for its one handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
+    meter = subparsers.add_parser("meter", help="provision meters", parents=[db])
+    msub = meter.add_subparsers(dest="meter_command", metavar="SUBCOMMAND", required=True)
+    add = msub.add_parser("add", help="register a meter; prints its key and broker password", parents=[db])
+    add.add_argument("meter_id")
+    add.add_argument("--key", help="64 hex digits (generated when not given)")
+    add.add_argument("--account")
+    lst = msub.add_parser("list", help="list registered meters", parents=[db])
+    lst.add_argument("--json", action="store_true")
+
+    bc = subparsers.add_parser(
+        "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
+    )
+    bc.add_argument("--out", required=True, metavar="DIR")
+    bc.add_argument("--port", required=True, type=int)
+    bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
+
+
+def _store(args):
+    from headend.db.storage import Storage
+
+    return Storage(args.db)
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=None, separators=(", ", ": "), default=str))
+
+
+def cmd_meter(args) -> int:
+    from headend.meters import provision
+
+    with _store(args) as store:
+        if args.meter_command == "add":
+            _print_json(provision.add_meter(store, args.meter_id, args.key, args.account))
+            return 0
+        rows = [
+            {k: m[k] for k in ("meter_id", "account", "online", "last_seen", "fw", "board")}
+            for m in store.meters()
+        ]
+    if args.json:
+        _print_json(rows)
+    else:
+        for m in rows:
+            print(
+                "%-32s %-16s %s"
+                % (m["meter_id"], m["account"] or "-", "online" if m["online"] else "offline")
+            )
+    return 0
+
+
+def cmd_broker_config(args) -> int:
+    from headend.meters import provision
+
+    with _store(args) as store:
+        _print_json(provision.write_broker_config(store, args.out, args.port, args.persistence))
+    return 0
+
+
+COMMANDS = {"meter": cmd_meter, "broker-config": cmd_broker_config}
