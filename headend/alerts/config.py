@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from headend.alerts.model import RULE_NAMES
 from headend.config_file import settings
 from headend.errors import AlertError
 
@@ -95,8 +96,6 @@ def _check(name: str, value):
             raise AlertError("%s: must be an integer %d..%d, got %r" % (name, lo, hi, value), name)
         return value
     if name == "disabled_rules":
-        from headend.alerts.rules import RULE_NAMES
-
         if not isinstance(value, list | tuple) or any(not isinstance(v, str) for v in value):
             raise AlertError("disabled_rules: must be a list of rule names, got %r" % (value,), name)
         bad = [v for v in value if v not in RULE_NAMES]

@@ -21,6 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+# every rule, by the name of its function in ``rules`` (which checks this list at import): the
+# names ``disabled_rules`` may give and alerts carry
+RULE_NAMES = (
+    "comm_loss", "tamper", "reverse_energy", "line_neutral_mismatch", "fluctuation_history",
+    "zero_consumption", "clock_drift", "clock_step", "relay_mismatch", "balance_mismatch",
+    "low_balance", "vee_failures", "metering_ic_fault", "fluctuation_peers",
+)  # fmt: skip
+
 
 @dataclass
 class Candidate:

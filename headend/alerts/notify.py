@@ -1,11 +1,11 @@
-"""Alert notifications through the bills' outbox (``headend.notify.outbox``).
+"""Alert notifications, queued in the outbox that ``headend.notify`` delivers.
 
 ``queue(store, alert, cfg, now) -> n`` puts a new warning/critical alert into the
 ``outbox`` table (``alert_id`` set, ``bill_id`` NULL) on the staff channels of the config:
 ``notify_email``, ``notify_webhook``, or the console when neither is set. The outbox's
 unique (alert_id, channel) index makes it once per alert and channel, however many runs see
 the alert. ``headend outbox send`` delivers them with the bills' retries and back-off;
-``deliver_alert(row, cfg, console)`` is the alert branch of its ``deliver``.
+``alert_message(store, row)`` renders one for it.
 """
 
 from __future__ import annotations
@@ -65,20 +65,15 @@ def render_text(p: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def deliver_alert(row: dict, cfg, console) -> None:
-    """Send one alert outbox row (``cfg`` is the outbox's ``OutboxPolicy``); raises the
-    outbox's ``DeliveryError`` on failure so ``send_pending`` retries it."""
-    from headend.errors import DeliveryError
-    from headend.notify.outbox import post_webhook, send_email
-
+def alert_message(store, row: dict) -> dict:
+    """The message of one alert outbox row, for ``headend.notify`` to send (``store`` unused:
+    an alert's notice is all in its payload)."""
     p = json.loads(row["payload"])
     text = render_text(p)
-    if row["channel"] == "console":
-        console("--- notification %d (alert %d) ---\n%s" % (row["id"], p["alert_id"], text))
-    elif row["channel"] == "webhook":
-        post_webhook(row["target"], {**p, "event": "alert.opened"}, cfg.timeout_s)
-    elif row["channel"] == "email":
-        subject = "[%s] %s on meter %s" % (p["severity"], p["rule"], p["meter_id"])
-        send_email(cfg, row["target"], subject, text, "<pre>%s</pre>" % html.escape(text))
-    else:
-        raise DeliveryError("unknown channel %r" % row["channel"])
+    return {
+        "console": "--- notification %d (alert %d) ---\n%s" % (row["id"], p["alert_id"], text),
+        "webhook": {**p, "event": "alert.opened"},
+        "subject": "[%s] %s on meter %s" % (p["severity"], p["rule"], p["meter_id"]),
+        "text": text,
+        "html": "<pre>%s</pre>" % html.escape(text),
+    }

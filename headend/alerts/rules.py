@@ -30,7 +30,7 @@ the engine resolves it (auto-resolve, audited as the ``alerts`` user).
 from __future__ import annotations
 
 from headend.alerts.config import DAY, AlertConfig
-from headend.alerts.model import Candidate, MeterInput, iso
+from headend.alerts.model import RULE_NAMES, Candidate, MeterInput, iso
 from headend.alerts.rules_events import (
     clock_step,
     line_neutral_mismatch,
@@ -292,7 +292,7 @@ METER_RULES = (
     clock_drift, clock_step, relay_mismatch, balance_mismatch, low_balance, vee_failures, metering_ic_fault,
 )  # fmt: skip
 FLEET_RULES = (fluctuation_peers,)
-RULE_NAMES = tuple(f.__name__ for f in METER_RULES + FLEET_RULES)
+assert RULE_NAMES == tuple(f.__name__ for f in METER_RULES + FLEET_RULES), "model.RULE_NAMES is stale"
 EVENT_RULES = frozenset(
     ("tamper", "reverse_energy", "line_neutral_mismatch", "clock_step", "metering_ic_fault")
 )

@@ -35,10 +35,6 @@ _METERS = (
     " LEFT JOIN account_meters l ON l.meter_id = m.meter_id AND l.to_ts IS NULL"
     " LEFT JOIN accounts a ON a.account_id = l.account_id ORDER BY m.meter_id"
 )
-_NOTIFY = (
-    "INSERT INTO outbox (alert_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
-    " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (alert_id, channel) DO NOTHING"
-)
 TRANSITIONS = {("open", "acknowledged"), ("open", "resolved"), ("acknowledged", "resolved")}
 
 
@@ -174,12 +170,6 @@ class AlertStorageMixin:
             action = "acknowledge" if to_state == "acknowledged" else "resolve"
             self.add_alert_audit(alert_id, action, old["state"], to_state, user, now, note)
         return self.alert(alert_id)
-
-    def queue_alert_notification(self, alert_id: int, channel: str, target: str | None, payload: Mapping,
-                                 now: float) -> int:  # fmt: skip
-        """1 if queued, 0 if this alert already has a notification on this channel."""
-        with self.db.atomic():
-            return self.conn.execute(_NOTIFY, (alert_id, channel, target, _j(payload), now, now)).rowcount
 
     # ------------------------------------------------------------ work orders
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from headend.billing.engine import Bill, MonthBill, bill_profile
 from headend.billing.profile_csv import Profile, parse_profile_csv, read_profile_csv
-from headend.billing.tariff.model import Tariff, load_tariff, parse_tariff
+from headend.billing.tariff import Tariff, load_tariff, parse_tariff
 from headend.errors import BillingError, ProfileError, TariffError  # noqa: F401
 
 __all__ = [

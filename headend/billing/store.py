@@ -25,7 +25,6 @@ from headend.billing.store_sql import (
     BILL_COLUMNS,
     BOUNDARY_READS,
     HISTORY,
-    NOTIFY,
     POSTPAID,
     POSTPAID_COUNT,
     PROFILE_POINTS,
@@ -213,12 +212,6 @@ class BillingStorageMixin:
                 (cursor, json.dumps(counts, sort_keys=True), run_id),
             )
 
-    def queue_notifications(self, cycle: str, ids: Sequence[str], now: float) -> None:
-        """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
-        for i in range(0, len(ids), 30000):
-            part = ids[i : i + 30000]
-            self.conn.execute(NOTIFY % marks(part), (now, now, cycle, *part))
-
     def finish_run(self, run_id: int, now: float) -> dict:
         with self.db.atomic():
             self.conn.execute(
@@ -263,29 +256,6 @@ class BillingStorageMixin:
 
     def bill_audit(self, bill_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))
-
-    # ------------------------------------------------------------ outbox
-
-    def outbox_due(self, now: float, limit: int = 1000) -> list[dict]:
-        return list(
-            self.db.query(
-                "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-                [now, limit],
-            )
-        )
-
-    def outbox(self, state: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM outbox", []
-        if state is not None:
-            sql, args = sql + " WHERE state = ?", [state]
-        return list(self.db.query(sql + " ORDER BY id", args))
-
-    def outbox_update(self, outbox_id: int, **changes) -> None:
-        with self.db.atomic():
-            self.conn.execute(
-                "UPDATE outbox SET %s WHERE id = ?" % ", ".join("%s = ?" % k for k in changes),
-                [*changes.values(), outbox_id],
-            )
 
 
 def _run(row: dict) -> dict:

@@ -91,20 +91,3 @@ UPSERT_BILL = (
         "%s = excluded.%s" % (c, c) for c in BILL_COLUMNS if c not in ("account_id", "cycle", "created_at")
     ),
 )
-
-_PAYLOAD = (
-    "json_object('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
-    " 'currency', b.currency, 'state', b.state)"
-)
-# One pass over the bills: an e-mail and/or a webhook notice, or a console one without either.
-NOTIFY = (
-    "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
-    " SELECT b.id, ch.channel, CASE ch.channel WHEN 'email' THEN a.email WHEN 'webhook' THEN a.webhook END, "
-    + _PAYLOAD
-    + ", 'pending', 0, ?, ? FROM bills b JOIN accounts a USING (account_id)"
-    " JOIN (SELECT 'email' AS channel UNION ALL SELECT 'webhook' UNION ALL SELECT 'console') ch"
-    " ON CASE ch.channel WHEN 'email' THEN a.email IS NOT NULL WHEN 'webhook' THEN a.webhook IS NOT NULL"
-    " ELSE a.email IS NULL AND a.webhook IS NULL END"
-    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND b.account_id IN (%s)"
-    " ON CONFLICT (bill_id, channel) DO NOTHING"
-)

@@ -34,6 +34,7 @@ from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
 from headend.db.migrations import migrations
 from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
+from headend.notify.store import NotifyStoreMixin
 from headend.prepaid.store import PrepaidStorageMixin
 from headend.vee.store import VeeStorageMixin
 from headend.web.store import WebStorageMixin
@@ -114,6 +115,7 @@ class Storage(
     CommandStorageMixin,
     AlertStorageMixin,
     WebStorageMixin,
+    NotifyStoreMixin,
 ):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         try:

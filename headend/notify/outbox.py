@@ -1,77 +1,30 @@
-"""Deliver queued bill notifications: console, webhook (HTTP POST, JSON), e-mail (SMTP).
+"""The notification outbox: deliver what bill runs and alerts queued, with retries.
 
 ``send_pending(store, now, cfg, console=print) -> {"sent", "retry", "failed", "errors"}``
-takes every pending outbox row due at ``now``. Retries and back-off live here only: a
-failed attempt is tried again after ``backoff_s * 2**(attempts - 1)`` seconds (at most
-``backoff_max_s``), and after ``max_attempts`` attempts the row is ``failed`` with its
-last error. The first delivery renders the bill (text and HTML) and keeps that copy on
-the bill row: what the customer was sent.
+takes every pending outbox row due at ``now``, has its feature render it (``RENDER``: a bill's
+notice is ``headend.billing.notice``, an alert's ``headend.alerts.notify``; neither imports the
+other nor this package) and sends the message on the row's channel (``channels``). Retries and
+back-off live here only: a failed attempt is tried again after ``backoff_s * 2**(attempts - 1)``
+seconds (at most ``backoff_max_s``), and after ``max_attempts`` attempts the row is ``failed``
+with its last error. The SQL is ``headend.notify.store``.
 """
 
 from __future__ import annotations
 
-import json
-import smtplib
-import urllib.error
-import urllib.request
-from email.message import EmailMessage
-
+from headend.alerts.notify import alert_message
+from headend.billing.notice import bill_message
 from headend.billing.policy import OutboxPolicy
-from headend.billing.render import render_html, render_text
-from headend.errors import DeliveryError  # noqa: F401
+from headend.errors import DeliveryError
+from headend.notify import channels
 
-
-def post_webhook(url: str, body: dict, timeout: float) -> None:
-    data = json.dumps(body, sort_keys=True).encode()
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            if not 200 <= resp.status < 300:
-                raise DeliveryError("HTTP %d" % resp.status)
-    except urllib.error.HTTPError as e:
-        raise DeliveryError("HTTP %d from %s" % (e.code, url))
-    except (urllib.error.URLError, OSError) as e:
-        raise DeliveryError("webhook %s: %s" % (url, getattr(e, "reason", e)))
-
-
-def send_email(cfg: OutboxPolicy, to: str, subject: str, text: str, html_doc: str) -> None:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = cfg.mail_from, to, subject
-    msg.set_content(text)
-    msg.add_alternative(html_doc, subtype="html")
-    try:
-        with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as smtp:
-            smtp.send_message(msg)
-    except (smtplib.SMTPException, OSError) as e:
-        raise DeliveryError("smtp %s:%d: %s" % (cfg.smtp_host, cfg.smtp_port, e))
-
-
-def _documents(store, bill: dict) -> tuple[str, str]:
-    if bill.get("rendered_text") and bill.get("rendered_html"):
-        return bill["rendered_text"], bill["rendered_html"]
-    account = store.account(bill["account_id"])
-    text, doc = render_text(bill, account), render_html(bill, account)
-    store.update_bill(bill["id"], {"rendered_text": text, "rendered_html": doc})
-    return text, doc
+# what each kind of outbox row is rendered by: render(store, row) -> message (a dict of
+# console, webhook, subject, text, html)
+RENDER = {"bill": bill_message, "alert": alert_message}
 
 
 def deliver(store, row: dict, cfg: OutboxPolicy, console) -> None:
-    if row.get("alert_id") is not None:  # an alert notification (headend.alerts.notify)
-        from headend.alerts.notify import deliver_alert
-
-        return deliver_alert(row, cfg, console)
-    bill = store.bill_by_id(row["bill_id"])
-    text, doc = _documents(store, bill)
-    payload = json.loads(row["payload"])
-    subject = "Your bill for %s: %s %s" % (bill["cycle"], bill["total"], bill.get("currency") or "")
-    if row["channel"] == "console":
-        console("--- notification %d (bill %d) ---\n%s" % (row["id"], bill["id"], text))
-    elif row["channel"] == "webhook":
-        post_webhook(row["target"], {**payload, "event": "bill.issued", "document": text}, cfg.timeout_s)
-    elif row["channel"] == "email":
-        send_email(cfg, row["target"], subject.strip(), text, doc)
-    else:
-        raise DeliveryError("unknown channel %r" % row["channel"])
+    kind = "alert" if row.get("alert_id") is not None else "bill"
+    channels.send(RENDER[kind](store, row), row, cfg, console)
 
 
 def send_pending(

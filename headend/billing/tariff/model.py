@@ -1,18 +1,16 @@
-"""The billing tariff model, and loading a tariff file (native TOML/JSON or OpenEI URDB JSON).
+"""The billing tariff model (loading a tariff file is ``headend.billing.tariff.load``).
 
 A ``Tariff`` is a list of ``TariffVersion``s with effective dates. Each version prices
 energy per time-of-use period (with tiers), and adds fixed, demand and minimum charges.
 The file format is documented in docs/tariff-format.md; ``headend.billing.tariff.native`` reads
-it, ``headend.billing.tariff.urdb`` reads URDB records. Money and energy are ``Decimal``.
+it, ``headend.billing.tariff.urdb`` reads URDB records, ``load`` tells which a file
+is. Money and energy are ``Decimal``.
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
-import tomllib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from headend.errors import TariffError
 
@@ -88,65 +86,6 @@ class Tariff:
                 break
             found = i
         return found
-
-
-# -- loading ------------------------------------------------------------------------------
-
-
-def parse_tariff(text: str, *, name: str = "tariff", **overrides) -> Tariff:
-    """A tariff from the text of a file: TOML, or JSON (detected by a leading ``{``).
-
-    Native or URDB is told by content: a native document has ``format = "open-ami-tariff"``;
-    a URDB record has ``energyratestructure`` (or another URDB rate key), alone or as the
-    single element of ``items`` (the URDB API answer). ``overrides`` (``tier_mode``,
-    ``utc_offset``) replace the document's or the URDB defaults.
-    """
-    stripped = text.lstrip("\ufeff \t\r\n")
-    try:
-        if stripped.startswith(("{", "[")):
-            doc = json.loads(stripped, parse_float=Decimal)
-            _check_text(doc)
-        else:
-            doc = tomllib.loads(stripped, parse_float=Decimal)
-    except (ValueError, tomllib.TOMLDecodeError, RecursionError, InvalidOperation) as e:
-        # RecursionError: nested too deep; InvalidOperation: a number like 1e99999999999999999999
-        raise TariffError("%s: not valid JSON or TOML: %s" % (name, e))
-    from headend.billing.tariff import native, urdb
-
-    if isinstance(doc, dict) and doc.get("format") == NATIVE_FORMAT:
-        return native.tariff_from_native(doc, name=name, **overrides)
-    record = urdb.find_record(doc)
-    if record is not None:
-        return urdb.tariff_from_urdb(record, name=name, **overrides)
-    raise TariffError(
-        '%s: neither a native tariff (format = "%s") nor an OpenEI URDB record '
-        "(energyratestructure, ...)" % (name, NATIVE_FORMAT)
-    )
-
-
-def _check_text(doc) -> None:
-    """ValueError if a string of a JSON document holds a lone surrogate (``"\\ud800"``): it has no
-    UTF-8 form, so it could be neither stored nor printed. (TOML refuses such escapes itself.)"""
-    stack = [doc]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, str):
-            x.encode("utf-8")  # UnicodeEncodeError is a ValueError
-        elif isinstance(x, dict):
-            stack.extend(x)
-            stack.extend(x.values())
-        elif isinstance(x, list):
-            stack.extend(x)
-
-
-def load_tariff(path: str | pathlib.Path, **overrides) -> Tariff:
-    """``parse_tariff`` of a file (UTF-8)."""
-    p = pathlib.Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise TariffError("%s: not UTF-8 text: %s" % (p, e))
-    return parse_tariff(text, name=str(p), **overrides)
 
 
 def check_overrides(overrides: dict) -> dict:

@@ -1,0 +1,82 @@
+"""The notification outbox's SQL (``NotifyStoreMixin``, part of ``headend.db.storage.Storage``).
+
+Bill runs queue a notice per channel of each released bill (``queue_notifications``: e-mail
+and/or webhook, the console when the account has neither); alerts queue theirs
+(``queue_alert_notification``); ``headend.notify.outbox.send_pending`` takes the due rows
+(``outbox_due``) and records each attempt (``outbox_update``). Idempotent on (bill_id,
+channel) and (alert_id, channel).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+
+from headend.billing.store_sql import marks
+
+_PAYLOAD = (
+    "json_object('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
+    " 'currency', b.currency, 'state', b.state)"
+)
+# One pass over the bills: an e-mail and/or a webhook notice, or a console one without either.
+_BILL_NOTIFY = (
+    "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
+    " SELECT b.id, ch.channel, CASE ch.channel WHEN 'email' THEN a.email WHEN 'webhook' THEN a.webhook END, "
+    + _PAYLOAD
+    + ", 'pending', 0, ?, ? FROM bills b JOIN accounts a USING (account_id)"
+    " JOIN (SELECT 'email' AS channel UNION ALL SELECT 'webhook' UNION ALL SELECT 'console') ch"
+    " ON CASE ch.channel WHEN 'email' THEN a.email IS NOT NULL WHEN 'webhook' THEN a.webhook IS NOT NULL"
+    " ELSE a.email IS NULL AND a.webhook IS NULL END"
+    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND b.account_id IN (%s)"
+    " ON CONFLICT (bill_id, channel) DO NOTHING"
+)
+
+_ALERT_NOTIFY = (
+    "INSERT INTO outbox (alert_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
+    " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (alert_id, channel) DO NOTHING"
+)
+
+
+def _j(value) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+class NotifyStoreMixin:
+    db: object
+    conn: sqlite3.Connection
+
+    def queue_notifications(self, cycle: str, ids: Sequence[str], now: float) -> None:
+        """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
+        for i in range(0, len(ids), 30000):
+            part = ids[i : i + 30000]
+            self.conn.execute(_BILL_NOTIFY % marks(part), (now, now, cycle, *part))
+
+    def queue_alert_notification(self, alert_id: int, channel: str, target: str | None, payload: Mapping,
+                                 now: float) -> int:  # fmt: skip
+        """1 if queued, 0 if this alert already has a notification on this channel."""
+        with self.db.atomic():
+            return self.conn.execute(
+                _ALERT_NOTIFY, (alert_id, channel, target, _j(payload), now, now)
+            ).rowcount
+
+    def outbox_due(self, now: float, limit: int = 1000) -> list[dict]:
+        return list(
+            self.db.query(
+                "SELECT * FROM outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
+                [now, limit],
+            )
+        )
+
+    def outbox(self, state: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM outbox", []
+        if state is not None:
+            sql, args = sql + " WHERE state = ?", [state]
+        return list(self.db.query(sql + " ORDER BY id", args))
+
+    def outbox_update(self, outbox_id: int, **changes) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE outbox SET %s WHERE id = ?" % ", ".join("%s = ?" % k for k in changes),
+                [*changes.values(), outbox_id],
+            )
