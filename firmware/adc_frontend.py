@@ -11,7 +11,7 @@ out[12] P mW, out[13] Q mvar (signed, full resolution, for energy
 integration). out[0..3] are left untouched.
 
 Calibration dict ``cal`` (every key optional; defaults match
-firmware.emulator.adc_model for a 230 V / 60 A meter on a 12-bit ADC):
+emulator.adc_model for a 230 V / 60 A meter on a 12-bit ADC):
   v_scale  mV per LSB in Q16 (mV/LSB x 65536), default 13772114 (210.15 mV/LSB)
   i_scale  mA per LSB in Q16, default 3124109 (47.670 mA/LSB)
   phasecal Q14 fraction of a sample period by which the current sample lags
@@ -55,7 +55,7 @@ Method (EmonLib/emonLibCM style, all integers below 2**30):
   periods; 8 LSB hysteresis; Q8 interpolated positions against the exact
   mean); nominal and STATUS_NO_FREQ when fewer than two crossings or the
   result is off nominal by more than 25 %.
-- accuracy against firmware.emulator.adc_model (1 LSB noise, 3rd/5th
+- accuracy against emulator.adc_model (1 LSB noise, 3rd/5th
   harmonics, 10-cycle windows over 10 s): active error <= 0.08 % from
   0.05 Ib to Imax at PF 1, 0.5 ind and 0.8 cap (seed 11; +-0.36 % across
   seeds at 0.05 Ib); reactive <= 0.5 %; see tests/firmware/test_adc_accuracy_props.py.

@@ -3,7 +3,7 @@
 ``ATM90E26(spi, cs, sleep_ms=None)`` takes its bus: ``spi`` has machine.SPI's
 ``write_readinto(out, in)`` (the board configures mode 3, MSB first, <= 160 kHz)
 and ``cs`` has machine.Pin's ``value(v)``. The same code drives the real chip and
-firmware/emulator/atm90e26_model.py.
+emulator/atm90e26_model.py.
 
 Every transfer is one 24-clock frame (R/W bit, 7-bit address, 16 data bits) and
 is verified by reading LastSPIData (0x06). On a mismatch the driver re-reads

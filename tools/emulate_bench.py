@@ -1,9 +1,9 @@
 """The emulator's test bench (CPython): scenario, clock and hardware models, served to the firmware process.
 
-The firmware runs alone in ``micropython -X heapsize=64K -m firmware.emulate_main``
-(tools/emulate.py starts it); its unix board (firmware/boards/unix.py) is a
+The firmware runs alone in ``micropython -X heapsize=64K -m emulator.main``
+(tools/emulate.py starts it); its unix board (emulator/unix_board.py) is a
 thin client whose hardware accesses are requests over the child's
-stdin/stdout, framed as firmware/bench_link.py documents (8-byte requests,
+stdin/stdout, framed as emulator/bench_link.py documents (8-byte requests,
 fixed-size replies). This side owns:
 
 - the scenario (``Scenario``: checked here; the timeline is absolute, segment
@@ -14,8 +14,8 @@ fixed-size replies). This side owns:
   current while the relay is open); the reply says how long passed and
   whether the scenario goes on;
 - the hardware, fresh for every firmware process (as after a power cut):
-  firmware.emulator.atm90e26_model (SENSOR_ERRORS, which the factory
-  calibration corrects) answering SPI frames, or firmware.emulator.adc_model
+  emulator.atm90e26_model (SENSOR_ERRORS, which the factory
+  calibration corrects) answering SPI frames, or emulator.adc_model
   filling one window per ADC request (start phase and noise seed are
   functions of the emulated time, so a re-run after a restart measures the
   same samples); cover and magnet inputs from the segment (``cover``,
@@ -41,8 +41,8 @@ for _p in (ROOT, os.path.join(ROOT, "tests", "shims")):  # firmware modules need
     if _p not in sys.path:
         sys.path.insert(0 if _p == ROOT else len(sys.path), _p)
 
-from firmware import bench_link as bl  # noqa: E402
-from firmware.emulator.adc_model import ADCModel  # noqa: E402
+from emulator import bench_link as bl  # noqa: E402
+from emulator.adc_model import ADCModel  # noqa: E402
 
 SENSOR_ERRORS = {"gain_error_u": 0.012, "gain_error_i": -0.009, "phase_error_deg": 0.25}
 ADC_SPC = 64
@@ -185,10 +185,10 @@ def factory_calibration(cfg):
     The factory procedure: Ugain/IgainL at Un, Ib; Lgain from 1 h of energy at
     Un, Ib, PF 1; Lphi from 1 h at PF 0.5 inductive.
     """
+    from emulator.atm90e26_model import ATM90E26Model
     from firmware import atm90e26_reg as reg
     from firmware.atm90e26 import ATM90E26
     from firmware.atm90e26_cal import adjust_gain, energy_gain, phase_comp
-    from firmware.emulator.atm90e26_model import ATM90E26Model
 
     mc, un, ib = cfg["meter_constant"], cfg["un"], cfg["ib"]
     chip = ATM90E26Model(mc, un, ib, **SENSOR_ERRORS)
@@ -281,7 +281,7 @@ class Bench:
         self.requests = 0
         self._sample_us = 1e6 / (scenario.mains_hz * ADC_SPC)
         if cfg.get("frontend", "atm90e26") == "atm90e26":
-            from firmware.emulator.atm90e26_model import ATM90E26Model
+            from emulator.atm90e26_model import ATM90E26Model
 
             self.chip = ATM90E26Model(
                 cfg.get("meter_constant", 3200),

@@ -417,7 +417,7 @@ class FleetSim:
             if not raw.get("calibration"):
                 raw["calibration"] = _calibration(m["cfg"], cache)
             if self.opening_credit and m["cfg"]["prepaid"]["enabled"]:
-                # first boot without prepaid; the scenario's opening balance enables it (emulate_main)
+                # first boot without prepaid; the scenario's opening balance enables it (emulator/main.py)
                 raw["prepaid"] = dict(raw.get("prepaid", {}), enabled=False)
             fw_config.validate(raw)
             _write_json(path, raw, private=True)

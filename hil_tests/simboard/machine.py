@@ -2,7 +2,7 @@
 
 It shadows the unix port's own ``machine`` (this file sits in the simulated board's
 root, first on sys.path) and gives firmware/boards/mcu.py what it needs: ``Pin``,
-``SPI`` (the register-level ATM90E26 model, firmware/emulator/atm90e26_model.py,
+``SPI`` (the register-level ATM90E26 model, emulator/atm90e26_model.py,
 as the chip on the bus), ``ADC`` (absent: the simulated board meters with the
 ATM90E26 only), ``WDT``, ``reset`` (the process exits; the server starts a new
 one, as a board reboots: the chip restarts empty) and ``reset_cause``.
@@ -85,7 +85,7 @@ class SPI:
     ):
         global _chip
         if _chip is None:
-            from firmware.emulator.atm90e26_model import ATM90E26Model
+            from emulator.atm90e26_model import ATM90E26Model
 
             b = _load()
             e = b["errors"]

@@ -29,7 +29,11 @@ import time
 from hil_tests import iec
 from hil_tests.targets import base
 
-AGENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "board_agent.py")
+HERE = os.path.dirname(os.path.abspath(__file__))
+AGENT = os.path.join(HERE, "board_agent.py")
+# the bench setup is host-only code (emulator/, never deployed): it goes to the scratch dir beside the agent
+BENCH_SETUP = os.path.join(os.path.dirname(os.path.dirname(HERE)), "emulator", "bench_setup.py")
+UPLOADS = ((AGENT, "hil_agent.py"), (BENCH_SETUP, "hil_bench_setup.py"))
 MAIN_OFF = "main.py.hil-off"
 
 
@@ -58,8 +62,9 @@ class BoardTarget(base.Target):
             self._disable_main()
             self.board_kind = opts.board if opts.board != "auto" else self._detect_kind()
             self._mkdir(self.scratch)
-            with open(AGENT, "rb") as f:
-                self.t.fs_writefile(self.scratch + "/hil_agent.py", f.read())
+            for src, name in UPLOADS:
+                with open(src, "rb") as f:
+                    self.t.fs_writefile(self.scratch + "/" + name, f.read())
             path = opts.board_flash.rstrip("/") + "/config.json"
             try:
                 self.config = json.loads(self.t.fs_readfile(path).decode())

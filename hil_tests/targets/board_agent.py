@@ -1,4 +1,5 @@
-"""HIL agent: MicroPython code the board target uploads to the board (as ``hil_agent.py`` in its scratch dir).
+"""HIL agent: MicroPython code the board target uploads to the board (as ``hil_agent.py`` in its scratch dir,
+with emulator/bench_setup.py as ``hil_bench_setup.py``).
 
 hil_tests/targets/board.py imports it over the raw REPL and calls one function per
 operation; each prints exactly one result line ``HIL:`` + JSON (progress lines
@@ -22,7 +23,9 @@ import json
 import os
 import sys
 
-from firmware import bench_setup, compat
+import hil_bench_setup as bench_setup  # emulator/bench_setup.py, uploaded beside the agent (targets/board.py)
+
+from firmware import compat
 from firmware.persist import exists
 
 CS1 = 0x2C

@@ -4,6 +4,11 @@ Usage (bytecode, as a board runs it; after ``python tools/mpy_build.py``):
     cd build/mpy && micropython -X heapsize=64K -c \
         "import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; mp_runner.main()"
 Usage (source): micropython -X heapsize=256K tests/dual/mp_runner.py [MODULE ...]
+Usage (the firmware frozen into the runtime, ``make firmware``; the tree holds only the
+tests and vectors: ``python tools/mpy_build.py --frozen --arch x86 --out build/mpy-frozen``;
+'.frozen' goes first on sys.path so nothing in the tree can hide a frozen package):
+    cd build/mpy-frozen && ../micropython-unix32/micropython -X heapsize=64K -c "import sys; \
+        sys.path.insert(0, 'tests/dual'); import mp_runner; sys.path.insert(0, '.frozen'); mp_runner.main()"
 
 The first form runs bytecode built by ``tools/mpy_build.py`` (what a board
 runs); compiling source needs a bigger heap than running it.

@@ -12,6 +12,7 @@ try:
 except ImportError:
     from support import raises
 
+from emulator.adc_model import DEFAULT_SAMPLE_US, ADCModel, true_power
 from firmware import adc_frontend as fe_mod
 from firmware import compat, fixedpoint
 from firmware.adc_frontend import (
@@ -28,7 +29,6 @@ from firmware.adc_frontend import (
     ADCFrontEnd,
     ADCFrontEndError,
 )
-from firmware.emulator.adc_model import DEFAULT_SAMPLE_US, ADCModel, true_power
 
 SPC = 64
 CYCLES = 2

@@ -5,6 +5,7 @@ try:
 except ImportError:
     from support import raises
 
+from emulator.atm90e26_model import ATM90E26Model
 from firmware import atm90e26_reg as reg
 from firmware import compat
 from firmware.atm90e26 import (
@@ -31,7 +32,6 @@ from firmware.atm90e26 import (
     phase_comp,
     pl_constant,
 )
-from firmware.emulator.atm90e26_model import ATM90E26Model
 
 UN = 220.0
 IB = 5.0

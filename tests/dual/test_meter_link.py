@@ -1,6 +1,6 @@
 """The emulator board's link to the bench allocates nothing: app steps over a fake pipe under heap_lock.
 
-firmware/boards/unix.py + firmware/bench_link.py with an in-process fake
+emulator/unix_board.py + emulator/bench_link.py with an in-process fake
 bench standing in for tools/emulate_bench.py: it parses each 8-byte request
 and answers from preallocated buffers (a minimal ATM90E26 register file
 for SPI frames, a fixed ADC window). The locked loop is the board's part of
@@ -14,8 +14,9 @@ unloads it, so one front end is loaded at a time.
 import gc
 import sys
 
-from firmware import bench_link, compat
-from firmware.boards.unix import UnixBoard
+from emulator import bench_link
+from emulator.unix_board import UnixBoard
+from firmware import compat
 
 LASTSPIDATA = 0x06
 ENERGY_FIRST = 0x40

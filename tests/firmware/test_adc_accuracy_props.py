@@ -45,9 +45,9 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emulator.adc_model import DEFAULT_SAMPLE_US, ADCModel, true_power
 from firmware import adc_frontend, compat, fixedpoint
 from firmware.adc_frontend import ADCFrontEnd
-from firmware.emulator.adc_model import DEFAULT_SAMPLE_US, ADCModel, true_power
 
 UN = 230.0
 IB = 5.0

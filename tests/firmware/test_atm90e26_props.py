@@ -5,9 +5,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emulator.atm90e26_model import ATM90E26Model
 from firmware import atm90e26_reg as reg
 from firmware.atm90e26 import ATM90E26, OUT_AN, OUT_AP, OUT_IRMS, OUT_RN, OUT_RP, OUT_URMS, POLL_SIZE
-from firmware.emulator.atm90e26_model import ATM90E26Model
 from tests.dual.test_atm90e26 import IB, UN, calibrate_meter
 
 MC = 3200

@@ -1,18 +1,23 @@
 """tools/deploy.py: the dry run names every mpy-cross and mpremote command; the compile step really builds
-firmware/ and protocol/ for the ESP32 (xtensawin) and the RP2040 (armv6m)."""
+firmware/manifest.py's modules for the ESP32 (xtensawin) and the RP2040 (armv6m); --frozen copies only
+main.py and config.json."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import os
+import pathlib
 import shlex
 import subprocess
 import types
 
 import pytest
 
-from tools import deploy, mpy_build, provision_fleet
+from tools import build_micropython, deploy, mpy_build, provision_fleet
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # sys.implementation._mpy arch field (bits 2..7 of the .mpy header's third byte)
 ARCH_INDEX = {name: i for i, name in enumerate(mpy_build.ARCHS) if name}
@@ -63,7 +68,8 @@ def test_dry_run_prints_the_exact_commands_and_touches_no_port(board, arch, boar
     assert len(compiles) == len(sources) and "firmware/app.py" in sources and "protocol/cose.py" in sources
     assert all(c[1] == "-march=" + arch for c in compiles)
     assert {c[3] for c in compiles} == set(sources), "each source compiled once, its name embedded relative"
-    assert not any("emulator" in s or s.endswith(("unix.py", "emulate_main.py")) for s in sources)
+    assert sources == deploy.manifest_modules(deploy.MANIFEST), "firmware/manifest.py's allow-list"
+    assert not any(s.startswith("emulator/") or "vectors" in s for s in sources)
     assert not os.path.exists(stage) and not os.path.exists(port), "a dry run creates and opens nothing"
     stop, copy = r["commands"]
     assert stop[1:4] == ["connect", port, "exec"] and stop[-2:] == ["+", "reset"]
@@ -78,6 +84,70 @@ def test_dry_run_prints_the_exact_commands_and_touches_no_port(board, arch, boar
     assert _mpremote_accepts(copy[1:]) == ["connect", "exec", "fs", "fs", "fs", "reset"]
     assert out.getvalue().endswith(shlex.join(stop) + "\n" + shlex.join(copy) + "\n"), "printed as run"
     assert "from firmware.boards import %s; %s.main()" % (board, board) in out.getvalue()
+
+
+def _imports(path):
+    """The firmware/protocol/emulator modules a source file imports (at any depth of its code)."""
+    found = set()
+    for node in ast.walk(ast.parse((ROOT / path).read_text(), path)):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(node.module + "." + a.name for a in node.names)
+    return {m for m in found if m.split(".")[0] in ("firmware", "protocol", "emulator")}
+
+
+def test_the_manifest_is_an_allow_list_closed_under_imports():
+    """Everything a board's code imports from the project is on the board, and nothing host-only is:
+    no module of emulator/ (the emulator's firmware process, its link and bench setup, the chip
+    models), and every listed module's imports (lazy ones too) resolve to listed modules."""
+    listed = set(deploy.sources())
+    assert {"firmware/boards/esp32.py", "firmware/boards/rp2040.py", "firmware/runner.py"} <= listed
+    modules = {p[:-3].replace("/", ".").removesuffix(".__init__") for p in listed}
+    for path in sorted(listed):
+        for name in _imports(path):
+            is_module = (ROOT / (name.replace(".", "/") + ".py")).exists()
+            is_package = (ROOT / name.replace(".", "/") / "__init__.py").exists()
+            if not (is_module or is_package):
+                continue  # a name imported from a module (from firmware.x import CONST)
+            assert name in modules, "%s imports %s, which is not in firmware/manifest.py" % (path, name)
+    on_disk = {
+        str(p.relative_to(ROOT)) for pkg in ("firmware", "protocol") for p in (ROOT / pkg).rglob("*.py")
+    }
+    assert on_disk - listed == {"firmware/manifest.py"}, "a new module must be listed (or moved to emulator/)"
+
+
+def test_frozen_dry_run_copies_only_main_py_and_config(board_config, tmp_path):
+    out = io.StringIO()
+    port, stage = str(tmp_path / "tty"), str(tmp_path / "stage")
+    r = deploy.deploy(port, "esp32", board_config, build=stage, dry_run=True, out=out, frozen=True)
+    assert "mpy-cross" not in out.getvalue() and r["frozen"]
+    stop, copy = r["commands"]
+    assert stop[-2:] == ["+", "reset"]
+    assert copy[3] == "exec" and "from firmware.boards import esp32" in copy[4] and '"/firmware"' in copy[4]
+    assert copy[5:] == [
+        "+", "fs", "cp", os.path.abspath(board_config), ":/flash/config.json",
+        "+", "fs", "cp", os.path.join(stage, "main.py"), ":main.py", "+", "reset",
+    ]  # fmt: skip
+    assert _mpremote_accepts(copy[1:]) == ["connect", "exec", "fs", "fs", "reset"]
+    assert not os.path.exists(stage)
+    with pytest.raises(SystemExit):
+        deploy.main(
+            ["--port", port, "--board", "esp32", "--config", board_config, "--frozen", "--no-compile"]
+        )
+
+
+def test_frozen_check_tells_a_frozen_image_from_a_plain_one(tmp_path):
+    """--frozen's check on the board: passes on an image with the firmware frozen in (the unix32
+    runtime freezes firmware/manifest.py), stops the deploy on one without (pip's unix port)."""
+    snippet = deploy.FROZEN_CHECK_SNIPPET % "rp2040"
+    frozen = build_micropython.ensure()
+    ok = subprocess.run([frozen, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0 and ok.stdout.strip() == "frozen firmware 0.1.0", ok.stdout + ok.stderr
+    plain = os.path.join(os.path.dirname(mpy_build.mpy_cross()), "micropython")
+    no = subprocess.run([plain, "-c", snippet], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert no.returncode != 0 and "no frozen firmware" in no.stdout + no.stderr
 
 
 def test_flash_dir_and_main_py_come_from_the_board_files():
@@ -104,7 +174,7 @@ def test_no_compile_stages_the_sources(tmp_path):
     r = deploy.stage_sources(str(tmp_path / "s"))
     assert r["files"] == len(deploy.sources())
     assert (tmp_path / "s" / "firmware" / "boards" / "esp32.py").exists()
-    assert not (tmp_path / "s" / "firmware" / "emulator").exists()
+    assert not (tmp_path / "s" / "emulator").exists()
 
 
 def test_board_snippets_run_on_micropython(tmp_path):

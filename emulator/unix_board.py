@@ -1,7 +1,7 @@
 """The unix board: the MicroPython unix port as a thin client of the emulator's test bench.
 
 ``UnixBoard(link, flash_dir)`` implements firmware/hal.py over a
-firmware.bench_link.BenchLink. The emulated hardware (scenario, clock,
+emulator.bench_link.BenchLink. The emulated hardware (scenario, clock,
 ATM90E26 and ADC models) lives in the bench process (tools/emulate_bench.py,
 CPython); every access is one request: ``sleep_ms`` lets the bench advance
 its clock and models (it may cut the sleep at a scenario segment's end, and

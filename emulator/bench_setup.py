@@ -1,6 +1,6 @@
 """``install(app, setup)``: what a test bench gives a booted meter before it runs a scenario.
 
-Used by the emulator's firmware process (firmware/emulate_main.py) and the HIL agent on
+Used by the emulator's firmware process (emulator/main.py) and the HIL agent on
 a board (hil_tests/targets/board_agent.py). ``setup`` may hold ``tariff`` (set-tariff
 args, PROTOCOL.md command 3, keys as JSON strings), installed unless the meter already
 has that tariff id in force or pending, and ``prepaid`` ({"balance": milli-units}), the

@@ -1,6 +1,8 @@
-"""The emulator's firmware process, started by tools/emulate.py as ``micropython -m firmware.emulate_main``.
+"""The emulator's firmware process, started by tools/emulate.py as ``micropython -m emulator.main``.
 
-Its stdin and stdout are the link to the test bench (firmware/bench_link.py);
+Host-only (never on a board): frozen into the unix32 runtime by emulator/manifest.py.
+
+Its stdin and stdout are the link to the test bench (emulator/bench_link.py);
 the bench sends the setup (flash directory, the scenario's tariff, prepaid
 balance and poll period) in its HELLO reply. Builds the unix board, boots the
 shared app loop (firmware/app.py), installs the tariff and prepaid balance
@@ -22,10 +24,10 @@ the bench's environment each sample goes to stderr with the loaded modules.
 import gc
 import sys
 
+from emulator import bench_setup
+from emulator.bench_link import BenchLink
+from emulator.unix_board import UnixBoard
 from firmware import app as app_mod
-from firmware import bench_setup
-from firmware.bench_link import BenchLink
-from firmware.boards.unix import UnixBoard
 
 RECONNECT_MAX_MS = 2000  # the emulator retries a lost broker quickly (boards: 300 s)
 
@@ -95,6 +97,8 @@ def result(app, steps, wall_ms, probe):
         "heap_live": gc.mem_alloc(),  # bytes in use after the last collection
         "heap_peak": probe.peak,
         "heap_size": gc.mem_alloc() + gc.mem_free(),
+        # frozen into the runtime's image (unix32, a board) or loaded from .mpy files into the heap
+        "frozen": not app_mod.__file__.endswith(".mpy"),
     }
 
 

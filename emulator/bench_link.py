@@ -94,6 +94,19 @@ class BenchLink:
         r = self._rep
         return r[i] | (r[i + 1] << 8) | (r[i + 2] << 16) | (r[i + 3] << 24)
 
+    def _i32(self, i):
+        # signed, without a long-int constant (0x80000000 is one on a 32-bit port, and any
+        # operation on it allocates): allocation-free for the small ints (|x| < 2**30) it carries
+        r = self._rep
+        if r[i + 3] & 0x80:
+            return -1 - (
+                (r[i] ^ 0xFF)
+                | ((r[i + 1] ^ 0xFF) << 8)
+                | ((r[i + 2] ^ 0xFF) << 16)
+                | ((r[i + 3] ^ 0xFF) << 24)
+            )
+        return r[i] | (r[i + 1] << 8) | (r[i + 2] << 16) | (r[i + 3] << 24)
+
     # -- boot (may allocate) -------------------------------------------------------
 
     def hello(self):
@@ -143,8 +156,7 @@ class BenchLink:
         self._read(self._rep)
         self.running = self._rep[4] != 0
         self.cmds = self._rep[5]
-        d = self._u32(0)
-        return d - 0x100000000 if d & 0x80000000 else d
+        return self._i32(0)
 
     def write_readinto(self, ob, ib):
         """One SPI frame (machine.SPI's signature); CS is asserted around it by the bench."""

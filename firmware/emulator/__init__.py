@@ -1,1 +1,0 @@
-"""Emulated hardware for the unix board and tests: register-level chip models."""
