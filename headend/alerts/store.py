@@ -211,34 +211,3 @@ class AlertStorageMixin:
                 note = "work order %d closed: %s" % (work_order_id, findings)
                 self.set_alert_state(alert["id"], "resolved", user, note, now)
         return self.work_order(work_order_id)
-
-    # ------------------------------------------------------------ manual readings
-
-    def reading_at(self, meter_id: str, ts: int) -> dict | None:
-        rows = self._all("SELECT %s FROM readings WHERE meter_id = ? AND ts = ? ORDER BY seq" % _READING,
-                         (meter_id, ts))  # fmt: skip
-        return rows[0] if rows else None
-
-    def reading_before(self, meter_id: str, ts: int) -> dict | None:
-        rows = self._all(
-            "SELECT %s, q FROM readings WHERE meter_id = ? AND ts < ? ORDER BY ts DESC, seq DESC LIMIT 1"
-            % _READING,
-            (meter_id, ts),
-        )
-        return _decode(rows[0], ("q",)) if rows else None
-
-    def next_manual_seq(self, meter_id: str) -> int:
-        low = self.conn.execute("SELECT min(seq) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
-        return min(low or 0, 0) - 1
-
-    def insert_manual_reading(self, reading: Mapping, marker: Mapping) -> None:
-        """One readings row (vee_state pending) and its manual_readings marker, together."""
-        with self.db.atomic():
-            self.db["readings"].insert(dict(reading))
-            self.db["manual_readings"].insert(dict(marker))
-
-    def manual_readings(self, meter_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM manual_readings", []
-        if meter_id is not None:
-            sql, args = sql + " WHERE meter_id = ?", [meter_id]
-        return self._all(sql + " ORDER BY meter_id, seq", args)

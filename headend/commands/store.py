@@ -11,6 +11,8 @@ top-ups keep their own path (``record_credit``, which also books the payment). H
   acked / failed / expired with the result and reason.
 ``command_acks(meter_id, cmd_seq)``: every ack the meter sent for it (a resend's
   duplicate too), in the order the meter sent them.
+``commands(meter_id)``: a meter's queue; for the dispatcher ``apply_acks(now)``,
+  ``expire_commands(now)``, ``due_commands(now, limit)``, ``mark_sent(id, now, next_at)``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import sqlite3
 from collections.abc import Callable, Mapping
 
 from headend.errors import CommandError
+
+ACK_REASONS = {2: "stale", 3: "expired", 4: "bad_args", 5: "unsupported", 6: "failed"}
+FINAL = ("acked", "failed", "expired")
 
 
 class CommandStorageMixin:
@@ -80,3 +85,72 @@ class CommandStorageMixin:
         for r in rows:
             r["detail"] = None if r["detail"] is None else json.loads(r["detail"])
         return rows
+
+    # ------------------------------------------------------------ the queue and the dispatcher
+
+    def commands(self, meter_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM commands", []
+        if meter_id is not None:
+            sql, args = sql + " WHERE meter_id = ?", [meter_id]
+        return [_command(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
+
+    def apply_acks(self, now: float) -> list[dict]:
+        """Mark commands the meters acked (the first ack of each): result 0 done or 1 duplicate
+        -> acked, 2..6 -> failed with the reason. An expired command that is acked after all
+        becomes acked: the ack is the meter's word. Returns the commands changed."""
+        rows = self.conn.execute(
+            "SELECT c.id, a.result, a.ts FROM commands c JOIN acks a"
+            " ON a.meter_id = c.meter_id AND a.cmd_seq = c.seq"
+            " AND a.seq = (SELECT min(seq) FROM acks b WHERE b.meter_id = c.meter_id AND b.cmd_seq = c.seq)"
+            " WHERE c.state IN ('queued', 'sent', 'expired')"
+        ).fetchall()
+        with self.db.atomic():
+            for cid, result, ts in rows:
+                state = "acked" if result in (0, 1) else "failed"
+                self.conn.execute(
+                    "UPDATE commands SET state = ?, result = ?, reason = ?, ack_ts = ?, done_at = ?"
+                    " WHERE id = ?",
+                    (state, result, ACK_REASONS.get(result), ts, now, cid),
+                )
+        return [_command(r) for r in self.db.query(
+            "SELECT * FROM commands WHERE id IN (%s)" % ",".join(str(r[0]) for r in rows)
+        )] if rows else []  # fmt: skip
+
+    def expire_commands(self, now: float) -> int:
+        """Commands not acked by their ``expires`` (meter clock, compared with ``now``) -> expired."""
+        with self.db.atomic():
+            return self.conn.execute(
+                "UPDATE commands SET state = 'expired', reason = 'not acked before it expired', done_at = ?"
+                " WHERE state IN ('queued', 'sent') AND expires IS NOT NULL AND expires <= ?",
+                (now, int(now)),
+            ).rowcount
+
+    def due_commands(self, now: float, limit: int = 1000) -> list[dict]:
+        """Commands to publish now: for every meter with a command due, ALL its unsettled, unexpired
+        commands in seq order. A meter takes a seq only above the highest it has taken and answers a
+        lower one "stale", so a later command must never overtake an earlier one still in flight:
+        an earlier command is sent again (the meter acks a repeat "duplicate") before the due one."""
+        return [
+            _command(r)
+            for r in self.db.query(
+                "SELECT * FROM commands WHERE state IN ('queued', 'sent')"
+                " AND (expires IS NULL OR expires > ?) AND meter_id IN"
+                " (SELECT meter_id FROM commands WHERE state IN ('queued', 'sent')"
+                " AND next_attempt_at <= ? AND (expires IS NULL OR expires > ?))"
+                " ORDER BY meter_id, seq LIMIT ?",
+                [int(now), now, int(now), limit],
+            )
+        ]
+
+    def mark_sent(self, command_id: int, now: float, next_attempt_at: float) -> None:
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE commands SET state = 'sent', attempts = attempts + 1, sent_at = ?,"
+                " next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'sent')",
+                (now, next_attempt_at, command_id),
+            )
+
+
+def _command(row: dict) -> dict:
+    row["args"] = json.loads(row["args"])
+    return row

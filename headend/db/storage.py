@@ -1,31 +1,31 @@
-"""Storage: the one place the head-end speaks SQL (SQLite through sqlite-utils).
+"""The ``Storage`` facade: one SQLite database (through sqlite-utils), one object, every feature's SQL.
 
-``Storage(path)`` opens (creating) the database, turns on WAL with
-``synchronous=NORMAL`` (a commit is durable once the WAL is synced at
-checkpoint; a process crash loses nothing committed) and applies the
-migrations of ``headend.db.migrations``. Methods, by user:
+``Storage(path)`` opens (creating) the database, turns on WAL with ``synchronous=NORMAL`` (a
+commit is durable once the WAL is synced at checkpoint; a process crash loses nothing
+committed) and applies the migrations of ``headend.db.migrations`` (one ordered set for every
+feature). It holds no SQL of its own: each feature's queries live in that feature's ``store``
+module, as a mixin over ``self.db`` (sqlite-utils) and ``self.conn`` (sqlite3), and ``Storage``
+is composed of them, so callers keep ``store.method(...)``:
 
-Provisioning: ``add_meter``, ``meter``, ``meters``, ``meter_keys``,
-  ``setting``/``set_setting``.
-Ingest: ``commit_batch(IngestBatch)`` writes one batch in one transaction:
-  readings/events/acks idempotent on ``(meter_id, seq)`` (INSERT ... ON CONFLICT DO
-  NOTHING: only the key conflict is ignored, a NOT NULL violation still fails the batch),
-  quarantine rows, meter status and last-seen, counter increments; it
-  returns what it stored. ``insert_readings_batch``, ``quarantine``,
-  ``bump``, ``set_online`` do one of those at a time.
-Queries: ``readings``, ``events``, ``quarantined``, ``counters``.
-VEE engine (``headend.vee.store.VeeStorageMixin``, mixed in): see that module.
+    meters/store.py    MeterStoreMixin       meters, their keys, settings
+    ingest/store.py    IngestStoreMixin      batches, readings, events, acks, quarantine, counters
+    vee/store.py       VeeStorageMixin       VEE states, results, estimates, audit, load profiles,
+                                             manual readings
+    billing/store.py   BillingStorageMixin   tariffs, accounts, bill runs, bills, review
+    prepaid/store.py   PrepaidStorageMixin   ledgers, credits, top-ups, reconciliation
+    commands/store.py  CommandStorageMixin   the command queue: enqueue, due, sent, acks, expiry
+    notify/store.py    NotifyStoreMixin      the notification outbox
+    alerts/store.py    AlertStorageMixin     alert inputs, alerts, their audit, work orders
+    web/store.py       WebStorageMixin       dashboard users, sessions and read models
 
 Errors are ``StorageError`` subclasses; the CLI turns them into text.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
 
 from sqlite_utils import Database
 
@@ -34,88 +34,24 @@ from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
 from headend.db.migrations import migrations
 from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
+from headend.ingest.store import IngestStoreMixin
+from headend.meters.store import MeterStoreMixin
 from headend.notify.store import NotifyStoreMixin
 from headend.prepaid.store import PrepaidStorageMixin
 from headend.vee.store import VeeStorageMixin
 from headend.web.store import WebStorageMixin
 
-READING_COLUMNS = (
-    "meter_id",
-    "seq",
-    "ts",
-    "received_at",
-    "interval",
-    "imp",
-    "exp",
-    "q",
-    "inst",
-    "balance",
-    "flags",
-    "tariff",
-    "raw",
-)
-STATUS_FIELDS = ("fw", "board", "metering", "status_rates", "tariff", "boot_count")
-_INSERT_READING = "INSERT INTO readings (%s) VALUES (%s) ON CONFLICT (meter_id, seq) DO NOTHING" % (
-    ", ".join(READING_COLUMNS),
-    ", ".join("?" * len(READING_COLUMNS)),
-)
-_INSERT_EVENT = (
-    "INSERT INTO events (meter_id, seq, ts, code, detail, received_at) VALUES (?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (meter_id, seq) DO NOTHING"
-)
-_INSERT_ACK = (
-    "INSERT INTO acks (meter_id, seq, cmd_seq, result, detail, ts, received_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) DO NOTHING"
-)
-_INSERT_QUARANTINE = (
-    "INSERT INTO quarantine (received_at, topic, meter_id, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?)"
-)
-_BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
-_SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
-
-
-class IngestBatch:
-    """Rows for one ``commit_batch``, in the column order of the INSERTs above.
-
-    readings: tuples in READING_COLUMNS order; events: (meter_id, seq, ts,
-    code, detail_json, received_at); acks: (meter_id, seq, cmd_seq, result,
-    detail_json, ts, received_at); quarantine: (received_at, topic, meter_id,
-    reason, detail, payload); statuses: (meter_id, online, at, seq or None,
-    {status field: value}) in arrival order; seen: meter_id -> latest time;
-    counters: name -> increment."""
-
-    __slots__ = ("readings", "events", "acks", "quarantine", "statuses", "seen", "counters")
-
-    def __init__(self) -> None:
-        self.readings: list[tuple] = []
-        self.events: list[tuple] = []
-        self.acks: list[tuple] = []
-        self.quarantine: list[tuple] = []
-        self.statuses: list[tuple] = []
-        self.seen: dict[str, float] = {}
-        self.counters: dict[str, int] = {}
-
-    def __len__(self) -> int:
-        return (
-            len(self.readings) + len(self.events) + len(self.acks) + len(self.quarantine) + len(self.statuses)
-        )
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] = self.counters.get(name, 0) + n
-
-
-def _json(value) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
 
 class Storage(
+    MeterStoreMixin,
+    IngestStoreMixin,
     VeeStorageMixin,
     BillingStorageMixin,
     PrepaidStorageMixin,
     CommandStorageMixin,
+    NotifyStoreMixin,
     AlertStorageMixin,
     WebStorageMixin,
-    NotifyStoreMixin,
 ):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         try:
@@ -149,214 +85,6 @@ class Storage(
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ------------------------------------------------------------ provisioning
-
-    def add_meter(
-        self,
-        meter_id: str,
-        key_hex: str,
-        mqtt_password_hash: str,
-        account: str | None = None,
-        rating: Mapping[str, int] | None = None,
-        now: float | None = None,
-    ) -> dict:
-        """Register a meter; MeterExists if the id is taken. rating: ib_ma, imax_ma, un_mv, rates."""
-        row = {
-            "meter_id": meter_id,
-            "key": key_hex,
-            "mqtt_password_hash": mqtt_password_hash,
-            "account": account,
-            "created_at": time.time() if now is None else now,
-            "online": 0,
-        }
-        for name in ("ib_ma", "imax_ma", "un_mv", "rates"):
-            row[name] = (rating or {}).get(name)
-        try:
-            with self.db.atomic():
-                self.db["meters"].insert(row)
-        except sqlite3.IntegrityError:
-            raise MeterExists("meter %r is already registered" % meter_id)
-        return self.meter(meter_id)
-
-    def meter(self, meter_id: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))
-        return rows[0] if rows else None
-
-    def meters(self) -> list[dict]:
-        return list(self.db.query("SELECT * FROM meters ORDER BY meter_id"))
-
-    def meter_keys(self) -> dict[str, bytes]:
-        """meter_id -> 32-byte key, for verifying frames."""
-        return {r[0]: bytes.fromhex(r[1]) for r in self.conn.execute("SELECT meter_id, key FROM meters")}
-
-    def setting(self, name: str) -> str | None:
-        row = self.conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
-        return row[0] if row else None
-
-    def set_setting(self, name: str, value: str) -> None:
-        with self.db.atomic():
-            self.conn.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", [name, value])
-
-    # ------------------------------------------------------------ ingest
-
-    def commit_batch(self, batch: IngestBatch) -> dict:
-        """Write the batch in one transaction; return {"accepted", "duplicates", "reused"}:
-        messages newly stored or applied, identical re-sends, and readings whose
-        (meter_id, seq) is stored with a different frame (quarantined as "seq_reused").
-        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason>."""
-        counters = dict(batch.counters)
-
-        def count(name, n):
-            if n:
-                counters[name] = counters.get(name, 0) + n
-
-        with self.db.atomic():
-            accepted, duplicates, reused = self._insert_readings(batch)
-            count("accepted:reading", accepted)
-            for kind, sql, rows in (("event", _INSERT_EVENT, batch.events), ("ack", _INSERT_ACK, batch.acks)):
-                if rows:
-                    n = self.conn.executemany(sql, rows).rowcount
-                    count("accepted:" + kind, n)
-                    accepted += n
-                    duplicates += len(rows) - n
-            if batch.quarantine:
-                self.conn.executemany(_INSERT_QUARANTINE, batch.quarantine)
-            for meter_id, online, at, seq, fields in batch.statuses:
-                self._set_online(meter_id, online, at, seq, fields)
-                count("accepted:will" if seq is None else "accepted:status", 1)
-            accepted += len(batch.statuses)
-            if batch.seen:
-                self.conn.executemany(_SEEN, [(t, m) for m, t in batch.seen.items()])
-            count("accepted", accepted)
-            count("duplicates", duplicates)
-            count("rejected:seq_reused", reused)
-            self._bump(counters)
-        return {"accepted": accepted, "duplicates": duplicates, "reused": reused}
-
-    def _insert_readings(self, batch: IngestBatch) -> tuple[int, int, int]:
-        rows = batch.readings
-        if not rows:
-            return 0, 0, 0
-        accepted = self.conn.executemany(_INSERT_READING, rows).rowcount
-        if accepted == len(rows):
-            return accepted, 0, 0
-        # some were already there: a re-send of the same frame is a duplicate, a
-        # different frame under a used seq is refused (PROTOCOL.md: seq never reused)
-        reused = 0
-        raw_at = READING_COLUMNS.index("raw")
-        for r in rows:
-            stored = self.conn.execute(
-                "SELECT raw FROM readings WHERE meter_id = ? AND seq = ?", (r[0], r[1])
-            ).fetchone()
-            if stored[0] != r[raw_at]:
-                reused += 1
-                self.conn.execute(
-                    _INSERT_QUARANTINE,
-                    (
-                        r[3],
-                        "ami/v1/%s/up/reading" % r[0],
-                        r[0],
-                        "seq_reused",
-                        "seq %d already stored with another frame" % r[1],
-                        r[raw_at],
-                    ),
-                )
-        return accepted, len(rows) - accepted - reused, reused
-
-    def insert_readings_batch(self, rows: Sequence[tuple]) -> tuple[int, int]:
-        """Store reading rows (READING_COLUMNS order); (accepted, duplicates)."""
-        batch = IngestBatch()
-        batch.readings = list(rows)
-        r = self.commit_batch(batch)
-        return r["accepted"], r["duplicates"] + r["reused"]
-
-    def quarantine(
-        self,
-        topic: str,
-        reason: str,
-        payload: bytes,
-        meter_id: str | None = None,
-        detail: str | None = None,
-        received_at: float | None = None,
-    ) -> None:
-        """Keep a refused frame with its reason and count it as rejected:<reason>."""
-        batch = IngestBatch()
-        at = time.time() if received_at is None else received_at
-        batch.quarantine.append((at, topic, meter_id, reason, detail, payload))
-        batch.count("rejected:" + reason)
-        self.commit_batch(batch)
-
-    def bump(self, counters: Mapping[str, int]) -> None:
-        with self.db.atomic():
-            self._bump(counters)
-
-    def _bump(self, counters: Mapping[str, int]) -> None:
-        if counters:
-            self.conn.executemany(_BUMP, [(k, v, v) for k, v in counters.items()])
-
-    def set_online(
-        self, meter_id: str, online: bool, at: float, seq: int | None = None, fields: Mapping | None = None
-    ) -> None:
-        """Record a status (seq and fields: fw, board, ...) or a will (seq None, online False)."""
-        with self.db.atomic():
-            self._set_online(meter_id, online, at, seq, fields or {})
-
-    def _set_online(self, meter_id, online, at, seq, fields) -> None:
-        sets, args = ["online = ?"], [1 if online else 0]
-        if seq is not None:  # a signed status is the meter speaking; the will is the broker
-            sets.append("last_seen = max(coalesce(last_seen, 0), ?)")
-            args.append(at)
-        for name in STATUS_FIELDS:
-            if name in fields:
-                sets.append("%s = ?" % name)
-                args.append(fields[name])
-        where = "meter_id = ?"
-        if seq is not None:  # an older status arriving late must not overwrite a newer one
-            sets.append("status_seq = ?")
-            args.append(seq)
-            where += " AND coalesce(status_seq, 0) < ?"
-        self.conn.execute(
-            "UPDATE meters SET %s WHERE %s" % (", ".join(sets), where),
-            args + [meter_id] + ([seq] if seq is not None else []),
-        )
-
-    # ------------------------------------------------------------ queries
-
-    def readings(self, meter_id: str, from_ts: int | None = None, to_ts: int | None = None) -> list[dict]:
-        """Readings of a meter with from_ts <= ts <= to_ts, by ts then seq; JSON columns decoded."""
-        sql, args = "SELECT * FROM readings WHERE meter_id = ?", [meter_id]
-        if from_ts is not None:
-            sql, args = sql + " AND ts >= ?", args + [from_ts]
-        if to_ts is not None:
-            sql, args = sql + " AND ts <= ?", args + [to_ts]
-        return [_decode(r) for r in self.db.query(sql + " ORDER BY ts, seq", args)]
-
-    def events(self, meter_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM events", []
-        if meter_id is not None:
-            sql, args = sql + " WHERE meter_id = ?", [meter_id]
-        return [_decode(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
-
-    def acks(self, meter_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM acks", []
-        if meter_id is not None:
-            sql, args = sql + " WHERE meter_id = ?", [meter_id]
-        return [_decode(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
-
-    def quarantined(self, reason: str | None = None, limit: int = 1000) -> list[dict]:
-        sql, args = "SELECT * FROM quarantine", []
-        if reason is not None:
-            sql, args = sql + " WHERE reason = ?", [reason]
-        return list(self.db.query(sql + " ORDER BY id LIMIT ?", args + [limit]))
-
-    def counters(self) -> dict[str, int]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT name, value FROM counters ORDER BY name")}
-
-    def count_readings(self, meter_id: str | None = None) -> int:
-        if meter_id is None:
-            return self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-        return self.conn.execute("SELECT count(*) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
-
 
 def _open_failure(path, e: sqlite3.Error) -> str:
     """Why a database could not be opened, with what the file system says: a full disk shows up
@@ -371,10 +99,3 @@ def _open_failure(path, e: sqlite3.Error) -> str:
     if fs.f_bavail * fs.f_frsize < 64 * 1024:
         return text + " (the file system holding it is full)"
     return text
-
-
-def _decode(row: dict, columns: Iterable[str] = ("imp", "exp", "q", "inst", "detail", "values")) -> dict:
-    for c in columns:
-        if c in row and row[c] is not None:
-            row[c] = json.loads(row[c])
-    return row

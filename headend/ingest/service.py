@@ -54,9 +54,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from headend.db.storage import IngestBatch, Storage
+from headend.db.storage import Storage
 from headend.errors import ServiceError  # noqa: F401
 from headend.ingest import verify as ingest
+from headend.ingest.store import IngestBatch
 from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)

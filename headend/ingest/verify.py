@@ -30,8 +30,8 @@ import json
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from headend.db.storage import IngestBatch
 from headend.ingest import fast as ingest_fast
+from headend.ingest.store import IngestBatch
 from protocol import cbor, cose, messages, topics
 from protocol.errors import CBORError, COSEError, ProtocolError
 

@@ -7,8 +7,8 @@ Credits: ``record_credit(payment, make_command, now)`` stores a payment, its led
 Ledger: ``ledger(account_id)``, ``ledger_balance``, ``credits_on_meter(account_id, ts)``,
   ``topups_in_flight``, ``prepaid_cursor``/``commit_sync`` (debits and alerts of one sync),
   ``prepaid_alerts(account_id=None)``.
-Commands: ``commands(meter_id)``, ``topups()``; for the dispatcher ``apply_acks(now)``,
-  ``expire_commands(now)``, ``due_commands(now, limit)``, ``mark_sent(id, now, next_at)``.
+Top-ups: ``topups()``, ``topup(payment_id)``: payments with their command's delivery state
+  (the command queue itself is ``headend.commands.store``).
 
 Errors are ``PrepaidStorageError`` (a ``PrepaidError``) naming what is wrong.
 """
@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 
 from headend.errors import PrepaidStorageError  # noqa: F401
 
-ACK_REASONS = {2: "stale", 3: "expired", 4: "bad_args", 5: "unsupported", 6: "failed"}
-FINAL = ("acked", "failed", "expired")
 _TOPUPS = (
     "SELECT p.payment_id, p.account_id, p.meter_id, p.amount, p.source, p.paid_at, p.received_at,"
     " c.id AS command_id, c.seq, c.state, c.attempts, c.result, c.reason, c.expires, c.sent_at, c.done_at,"
@@ -219,77 +217,10 @@ class PrepaidStorageMixin:
             sql, args = sql + " WHERE account_id = ?", [account_id]
         return list(self.db.query(sql + " ORDER BY id", args))
 
-    # ------------------------------------------------------------ commands
-
-    def commands(self, meter_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM commands", []
-        if meter_id is not None:
-            sql, args = sql + " WHERE meter_id = ?", [meter_id]
-        return [_command(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
+    # ------------------------------------------------------------ top-ups
 
     def topups(self) -> list[dict]:
         return list(self.db.query(_TOPUPS + " ORDER BY p.received_at, p.payment_id"))
 
     def topup(self, payment_id: str) -> dict:
         return next(iter(self.db.query(_TOPUPS + " WHERE p.payment_id = ?", [payment_id])))
-
-    def apply_acks(self, now: float) -> list[dict]:
-        """Mark commands the meters acked (the first ack of each): result 0 done or 1 duplicate
-        -> acked, 2..6 -> failed with the reason. An expired command that is acked after all
-        becomes acked: the ack is the meter's word. Returns the commands changed."""
-        rows = self.conn.execute(
-            "SELECT c.id, a.result, a.ts FROM commands c JOIN acks a"
-            " ON a.meter_id = c.meter_id AND a.cmd_seq = c.seq"
-            " AND a.seq = (SELECT min(seq) FROM acks b WHERE b.meter_id = c.meter_id AND b.cmd_seq = c.seq)"
-            " WHERE c.state IN ('queued', 'sent', 'expired')"
-        ).fetchall()
-        with self.db.atomic():
-            for cid, result, ts in rows:
-                state = "acked" if result in (0, 1) else "failed"
-                self.conn.execute(
-                    "UPDATE commands SET state = ?, result = ?, reason = ?, ack_ts = ?, done_at = ?"
-                    " WHERE id = ?",
-                    (state, result, ACK_REASONS.get(result), ts, now, cid),
-                )
-        return [_command(r) for r in self.db.query(
-            "SELECT * FROM commands WHERE id IN (%s)" % ",".join(str(r[0]) for r in rows)
-        )] if rows else []  # fmt: skip
-
-    def expire_commands(self, now: float) -> int:
-        """Commands not acked by their ``expires`` (meter clock, compared with ``now``) -> expired."""
-        with self.db.atomic():
-            return self.conn.execute(
-                "UPDATE commands SET state = 'expired', reason = 'not acked before it expired', done_at = ?"
-                " WHERE state IN ('queued', 'sent') AND expires IS NOT NULL AND expires <= ?",
-                (now, int(now)),
-            ).rowcount
-
-    def due_commands(self, now: float, limit: int = 1000) -> list[dict]:
-        """Commands to publish now: for every meter with a command due, ALL its unsettled, unexpired
-        commands in seq order. A meter takes a seq only above the highest it has taken and answers a
-        lower one "stale", so a later command must never overtake an earlier one still in flight:
-        an earlier command is sent again (the meter acks a repeat "duplicate") before the due one."""
-        return [
-            _command(r)
-            for r in self.db.query(
-                "SELECT * FROM commands WHERE state IN ('queued', 'sent')"
-                " AND (expires IS NULL OR expires > ?) AND meter_id IN"
-                " (SELECT meter_id FROM commands WHERE state IN ('queued', 'sent')"
-                " AND next_attempt_at <= ? AND (expires IS NULL OR expires > ?))"
-                " ORDER BY meter_id, seq LIMIT ?",
-                [int(now), now, int(now), limit],
-            )
-        ]
-
-    def mark_sent(self, command_id: int, now: float, next_attempt_at: float) -> None:
-        with self.db.atomic():
-            self.conn.execute(
-                "UPDATE commands SET state = 'sent', attempts = attempts + 1, sent_at = ?,"
-                " next_attempt_at = ? WHERE id = ? AND state IN ('queued', 'sent')",
-                (now, next_attempt_at, command_id),
-            )
-
-
-def _command(row: dict) -> dict:
-    row["args"] = json.loads(row["args"])
-    return row

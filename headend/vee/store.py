@@ -22,6 +22,9 @@ groups several, e.g. one VEE run). All are idempotent where the engine re-runs:
       insert rows (dicts with interval_start, rate, wh_imp, wh_exp, source; integer Wh).
   ``load_profile(meter_id, interval_s, from_ts=None, to_ts=None)``
   ``set_meter_rating(meter_id, ib_ma=None, imax_ma=None, un_mv=None, rates=None)``
+
+Manual readings (``headend.vee.manual``): ``reading_at``, ``reading_before``,
+``next_manual_seq``, ``insert_manual_reading``, ``manual_readings``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+
+_MANUAL_READING = "seq, ts, received_at, interval, imp, exp, balance, flags, vee_state"
 
 
 def _j(value) -> str | None:
@@ -199,3 +204,35 @@ class VeeStorageMixin:
                     "UPDATE meters SET %s WHERE meter_id = ?" % ", ".join("%s = ?" % k for k in rating),
                     [*rating.values(), meter_id],
                 )
+
+    # ------------------------------------------------------------ manual readings
+
+    def reading_at(self, meter_id: str, ts: int) -> dict | None:
+        sql = "SELECT %s FROM readings WHERE meter_id = ? AND ts = ? ORDER BY seq" % _MANUAL_READING
+        rows = self._rows(sql, [meter_id, ts], ("imp", "exp"))
+        return rows[0] if rows else None
+
+    def reading_before(self, meter_id: str, ts: int) -> dict | None:
+        rows = self._rows(
+            "SELECT %s, q FROM readings WHERE meter_id = ? AND ts < ? ORDER BY ts DESC, seq DESC LIMIT 1"
+            % _MANUAL_READING,
+            [meter_id, ts],
+            ("imp", "exp", "q"),
+        )
+        return rows[0] if rows else None
+
+    def next_manual_seq(self, meter_id: str) -> int:
+        low = self.conn.execute("SELECT min(seq) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
+        return min(low or 0, 0) - 1
+
+    def insert_manual_reading(self, reading: Mapping, marker: Mapping) -> None:
+        """One readings row (vee_state pending) and its manual_readings marker, together."""
+        with self.db.atomic():
+            self.db["readings"].insert(dict(reading))
+            self.db["manual_readings"].insert(dict(marker))
+
+    def manual_readings(self, meter_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM manual_readings", []
+        if meter_id is not None:
+            sql, args = sql + " WHERE meter_id = ?", [meter_id]
+        return self._rows(sql + " ORDER BY meter_id, seq", args, ("imp", "exp"))

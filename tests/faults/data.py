@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 import random
 
-from headend.db.storage import READING_COLUMNS, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS
 from tests.headend.billrun_support import add_account, hourly, tou_rates
 
 FEB = 1706745600  # 2024-02-01 00:00 UTC

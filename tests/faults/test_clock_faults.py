@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from headend.db.storage import IngestBatch, Storage
+from headend.db.storage import Storage
 from headend.ingest import verify as ingest
+from headend.ingest.store import IngestBatch
 from protocol import messages as M
 from protocol import topics
 from tests.faults.data import FEB, IV, MAR

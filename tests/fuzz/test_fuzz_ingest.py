@@ -21,8 +21,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from headend.db.storage import IngestBatch
 from headend.ingest import verify as ingest
+from headend.ingest.store import IngestBatch
 from protocol import cbor, cose, topics
 from protocol import messages as M
 from tests.fuzz.support import bounded, colliding_map, fuzz, mutated

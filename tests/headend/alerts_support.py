@@ -8,7 +8,8 @@ import json
 
 from headend.alerts.config import AlertConfig
 from headend.alerts.engine import run_alerts
-from headend.db.storage import READING_COLUMNS, IngestBatch, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS, IngestBatch
 
 DAY = 86400
 H = 3600

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from headend.db.storage import READING_COLUMNS, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS
 
 FEB = 1706745600  # 2024-02-01 00:00 UTC
 MAR = 1709251200  # 2024-03-01 00:00 UTC (February 2024 has 29 days = 696 hours)

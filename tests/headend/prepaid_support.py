@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from headend.db.storage import READING_COLUMNS, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS
 from headend.prepaid.payments import sign
 
 KEY = bytes(range(32))

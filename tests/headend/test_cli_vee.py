@@ -3,7 +3,8 @@
 import json
 
 from headend.cli import main
-from headend.db.storage import READING_COLUMNS, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS
 
 T0 = 1704067200  # 2024-01-01 00:00 UTC, a Monday
 

@@ -175,7 +175,7 @@ def test_text_output_prints_id_meter_seq_cmd_and_expiry(capsys, db):
 
 
 def test_the_log_records_every_send_the_expiry_and_a_late_ack(db):
-    from headend.db.storage import IngestBatch
+    from headend.ingest.store import IngestBatch
 
     with Storage(db) as store:
         row = queue(store, "m1", messages.CMD_READ_NOW, {}, T0, ttl=100)

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from headend.db.storage import IngestBatch
 from headend.ingest import fast as ingest_fast
 from headend.ingest import verify as ingest
+from headend.ingest.store import IngestBatch
 from protocol import cbor, topics
 from protocol import messages as M
 from protocol.errors import ProtocolError

@@ -6,7 +6,8 @@ import pytest
 
 from headend.cli import main as headend_main
 from headend.commands.dispatch import Dispatcher, backoff_delay
-from headend.db.storage import IngestBatch, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import IngestBatch
 from headend.prepaid.service import credit
 from protocol import commands, messages, topics
 from tests.headend.broker_support import MeterClient, cli_json, start_broker, wait_for

@@ -111,7 +111,7 @@ def test_topups_count_on_the_meter_once_acked_and_reconciliation_waits_meanwhile
         add_readings(store, "m1", [(MAR1 + H, [0, 1000], 20000 - 300)], first_seq=2)
         r = sync(store, "P1", 0, now=2)
         assert r["reconciled"]["deferred"] and r["debited"] == 300 and store.prepaid_alerts() == []
-        from headend.db.storage import IngestBatch
+        from headend.ingest.store import IngestBatch
 
         batch = IngestBatch()
         batch.acks = [("m1", 3, got["seq"], 0, None, MAR1 + 120, 3.0)]

@@ -5,8 +5,9 @@ import sqlite3
 import pytest
 
 from headend.db.migrations import migrations
-from headend.db.storage import IngestBatch, Storage
+from headend.db.storage import Storage
 from headend.errors import MeterExists
+from headend.ingest.store import IngestBatch
 
 
 @pytest.fixture

@@ -147,7 +147,8 @@ def test_unknown_meter_and_rollback():
 
 
 def test_against_the_real_sqlite_storage(tmp_path):
-    from headend.db.storage import READING_COLUMNS, Storage
+    from headend.db.storage import Storage
+    from headend.ingest.store import READING_COLUMNS
 
     db = Storage(str(tmp_path / "headend.db"))
     db.add_meter(M, "00" * 32, "$7$hash", rating={"imax_ma": 60_000, "un_mv": 230_000})

@@ -19,7 +19,8 @@ from headend.alerts.config import AlertConfig
 from headend.alerts.engine import run_alerts
 from headend.billing.policy import Policy
 from headend.billing.run import run_bills
-from headend.db.storage import READING_COLUMNS, Storage
+from headend.db.storage import Storage
+from headend.ingest.store import READING_COLUMNS
 from headend.prepaid.service import credit
 from headend.web.auth import hash_password
 from headend.web.server import make_server

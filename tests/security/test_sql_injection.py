@@ -18,9 +18,10 @@ import sqlite3
 import pytest
 
 from headend.cli import main
-from headend.db.storage import IngestBatch, Storage
+from headend.db.storage import Storage
 from headend.errors import PrepaidError
 from headend.ingest import verify as ingest
+from headend.ingest.store import IngestBatch
 from headend.prepaid.payments import check_notification
 from headend.prepaid.service import credit
 from protocol import messages as M

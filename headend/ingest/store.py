@@ -1,0 +1,251 @@
+"""Ingest's SQL (``IngestStoreMixin``, part of ``headend.db.storage.Storage``): batches,
+readings, events, acks, quarantine and counters.
+
+``commit_batch(IngestBatch)`` writes one batch in one transaction: readings/events/acks
+idempotent on ``(meter_id, seq)`` (INSERT ... ON CONFLICT DO NOTHING: only the key conflict is
+ignored, a NOT NULL violation still fails the batch), quarantine rows, meter status and
+last-seen, counter increments; it returns what it stored. ``insert_readings_batch``,
+``quarantine``, ``bump``, ``set_online`` do one of those at a time. Queries: ``readings``,
+``events``, ``acks``, ``quarantined``, ``counters``, ``count_readings``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+READING_COLUMNS = (
+    "meter_id",
+    "seq",
+    "ts",
+    "received_at",
+    "interval",
+    "imp",
+    "exp",
+    "q",
+    "inst",
+    "balance",
+    "flags",
+    "tariff",
+    "raw",
+)
+STATUS_FIELDS = ("fw", "board", "metering", "status_rates", "tariff", "boot_count")
+_INSERT_READING = "INSERT INTO readings (%s) VALUES (%s) ON CONFLICT (meter_id, seq) DO NOTHING" % (
+    ", ".join(READING_COLUMNS),
+    ", ".join("?" * len(READING_COLUMNS)),
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (meter_id, seq, ts, code, detail, received_at) VALUES (?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (meter_id, seq) DO NOTHING"
+)
+_INSERT_ACK = (
+    "INSERT INTO acks (meter_id, seq, cmd_seq, result, detail, ts, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) DO NOTHING"
+)
+_INSERT_QUARANTINE = (
+    "INSERT INTO quarantine (received_at, topic, meter_id, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?)"
+)
+_BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
+_SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
+
+
+class IngestBatch:
+    """Rows for one ``commit_batch``, in the column order of the INSERTs above.
+
+    readings: tuples in READING_COLUMNS order; events: (meter_id, seq, ts,
+    code, detail_json, received_at); acks: (meter_id, seq, cmd_seq, result,
+    detail_json, ts, received_at); quarantine: (received_at, topic, meter_id,
+    reason, detail, payload); statuses: (meter_id, online, at, seq or None,
+    {status field: value}) in arrival order; seen: meter_id -> latest time;
+    counters: name -> increment."""
+
+    __slots__ = ("readings", "events", "acks", "quarantine", "statuses", "seen", "counters")
+
+    def __init__(self) -> None:
+        self.readings: list[tuple] = []
+        self.events: list[tuple] = []
+        self.acks: list[tuple] = []
+        self.quarantine: list[tuple] = []
+        self.statuses: list[tuple] = []
+        self.seen: dict[str, float] = {}
+        self.counters: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return (
+            len(self.readings) + len(self.events) + len(self.acks) + len(self.quarantine) + len(self.statuses)
+        )
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+
+class IngestStoreMixin:
+    db: object
+    conn: sqlite3.Connection
+
+    def commit_batch(self, batch: IngestBatch) -> dict:
+        """Write the batch in one transaction; return {"accepted", "duplicates", "reused"}:
+        messages newly stored or applied, identical re-sends, and readings whose
+        (meter_id, seq) is stored with a different frame (quarantined as "seq_reused").
+        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason>."""
+        counters = dict(batch.counters)
+
+        def count(name, n):
+            if n:
+                counters[name] = counters.get(name, 0) + n
+
+        with self.db.atomic():
+            accepted, duplicates, reused = self._insert_readings(batch)
+            count("accepted:reading", accepted)
+            for kind, sql, rows in (("event", _INSERT_EVENT, batch.events), ("ack", _INSERT_ACK, batch.acks)):
+                if rows:
+                    n = self.conn.executemany(sql, rows).rowcount
+                    count("accepted:" + kind, n)
+                    accepted += n
+                    duplicates += len(rows) - n
+            if batch.quarantine:
+                self.conn.executemany(_INSERT_QUARANTINE, batch.quarantine)
+            for meter_id, online, at, seq, fields in batch.statuses:
+                self._set_online(meter_id, online, at, seq, fields)
+                count("accepted:will" if seq is None else "accepted:status", 1)
+            accepted += len(batch.statuses)
+            if batch.seen:
+                self.conn.executemany(_SEEN, [(t, m) for m, t in batch.seen.items()])
+            count("accepted", accepted)
+            count("duplicates", duplicates)
+            count("rejected:seq_reused", reused)
+            self._bump(counters)
+        return {"accepted": accepted, "duplicates": duplicates, "reused": reused}
+
+    def _insert_readings(self, batch: IngestBatch) -> tuple[int, int, int]:
+        rows = batch.readings
+        if not rows:
+            return 0, 0, 0
+        accepted = self.conn.executemany(_INSERT_READING, rows).rowcount
+        if accepted == len(rows):
+            return accepted, 0, 0
+        # some were already there: a re-send of the same frame is a duplicate, a
+        # different frame under a used seq is refused (PROTOCOL.md: seq never reused)
+        reused = 0
+        raw_at = READING_COLUMNS.index("raw")
+        for r in rows:
+            stored = self.conn.execute(
+                "SELECT raw FROM readings WHERE meter_id = ? AND seq = ?", (r[0], r[1])
+            ).fetchone()
+            if stored[0] != r[raw_at]:
+                reused += 1
+                self.conn.execute(
+                    _INSERT_QUARANTINE,
+                    (
+                        r[3],
+                        "ami/v1/%s/up/reading" % r[0],
+                        r[0],
+                        "seq_reused",
+                        "seq %d already stored with another frame" % r[1],
+                        r[raw_at],
+                    ),
+                )
+        return accepted, len(rows) - accepted - reused, reused
+
+    def insert_readings_batch(self, rows: Sequence[tuple]) -> tuple[int, int]:
+        """Store reading rows (READING_COLUMNS order); (accepted, duplicates)."""
+        batch = IngestBatch()
+        batch.readings = list(rows)
+        r = self.commit_batch(batch)
+        return r["accepted"], r["duplicates"] + r["reused"]
+
+    def quarantine(
+        self,
+        topic: str,
+        reason: str,
+        payload: bytes,
+        meter_id: str | None = None,
+        detail: str | None = None,
+        received_at: float | None = None,
+    ) -> None:
+        """Keep a refused frame with its reason and count it as rejected:<reason>."""
+        batch = IngestBatch()
+        at = time.time() if received_at is None else received_at
+        batch.quarantine.append((at, topic, meter_id, reason, detail, payload))
+        batch.count("rejected:" + reason)
+        self.commit_batch(batch)
+
+    def bump(self, counters: Mapping[str, int]) -> None:
+        with self.db.atomic():
+            self._bump(counters)
+
+    def _bump(self, counters: Mapping[str, int]) -> None:
+        if counters:
+            self.conn.executemany(_BUMP, [(k, v, v) for k, v in counters.items()])
+
+    def set_online(
+        self, meter_id: str, online: bool, at: float, seq: int | None = None, fields: Mapping | None = None
+    ) -> None:
+        """Record a status (seq and fields: fw, board, ...) or a will (seq None, online False)."""
+        with self.db.atomic():
+            self._set_online(meter_id, online, at, seq, fields or {})
+
+    def _set_online(self, meter_id, online, at, seq, fields) -> None:
+        sets, args = ["online = ?"], [1 if online else 0]
+        if seq is not None:  # a signed status is the meter speaking; the will is the broker
+            sets.append("last_seen = max(coalesce(last_seen, 0), ?)")
+            args.append(at)
+        for name in STATUS_FIELDS:
+            if name in fields:
+                sets.append("%s = ?" % name)
+                args.append(fields[name])
+        where = "meter_id = ?"
+        if seq is not None:  # an older status arriving late must not overwrite a newer one
+            sets.append("status_seq = ?")
+            args.append(seq)
+            where += " AND coalesce(status_seq, 0) < ?"
+        self.conn.execute(
+            "UPDATE meters SET %s WHERE %s" % (", ".join(sets), where),
+            args + [meter_id] + ([seq] if seq is not None else []),
+        )
+
+    # ------------------------------------------------------------ queries
+
+    def readings(self, meter_id: str, from_ts: int | None = None, to_ts: int | None = None) -> list[dict]:
+        """Readings of a meter with from_ts <= ts <= to_ts, by ts then seq; JSON columns decoded."""
+        sql, args = "SELECT * FROM readings WHERE meter_id = ?", [meter_id]
+        if from_ts is not None:
+            sql, args = sql + " AND ts >= ?", args + [from_ts]
+        if to_ts is not None:
+            sql, args = sql + " AND ts <= ?", args + [to_ts]
+        return [_decode(r) for r in self.db.query(sql + " ORDER BY ts, seq", args)]
+
+    def events(self, meter_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM events", []
+        if meter_id is not None:
+            sql, args = sql + " WHERE meter_id = ?", [meter_id]
+        return [_decode(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
+
+    def acks(self, meter_id: str | None = None) -> list[dict]:
+        sql, args = "SELECT * FROM acks", []
+        if meter_id is not None:
+            sql, args = sql + " WHERE meter_id = ?", [meter_id]
+        return [_decode(r) for r in self.db.query(sql + " ORDER BY meter_id, seq", args)]
+
+    def quarantined(self, reason: str | None = None, limit: int = 1000) -> list[dict]:
+        sql, args = "SELECT * FROM quarantine", []
+        if reason is not None:
+            sql, args = sql + " WHERE reason = ?", [reason]
+        return list(self.db.query(sql + " ORDER BY id LIMIT ?", args + [limit]))
+
+    def counters(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.conn.execute("SELECT name, value FROM counters ORDER BY name")}
+
+    def count_readings(self, meter_id: str | None = None) -> int:
+        if meter_id is None:
+            return self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
+
+
+def _decode(row: dict, columns: Iterable[str] = ("imp", "exp", "q", "inst", "detail", "values")) -> dict:
+    for c in columns:
+        if c in row and row[c] is not None:
+            row[c] = json.loads(row[c])
+    return row
