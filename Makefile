@@ -1,5 +1,6 @@
 # Two commands set everything up: `make demo` and `make test`.
-# Both create .venv (Python 3.11+) and install what they need.
+# Both create .venv (Python 3.11+), install what they need and build the firmware's
+# runtime (`make firmware`).
 
 PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
@@ -9,7 +10,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto chromium test test-micropython lint format demo bench mpy clean
+.PHONY: venv mosquitto chromium firmware firmware-bare test test-micropython lint format demo bench mpy clean
+
+# The emulator's runtime: MicroPython 1.28.0's unix port compiled 32-bit (gcc -m32, Debian's
+# gcc-multilib, installed when missing) with the firmware frozen in from emulator/manifest.py
+# (which includes firmware/manifest.py, what a board gets). Source: $(MICROPY_SRC) (a tarball or
+# a checkout) when set, else ../shared/vendor/micropython-1.28.0.tar.gz, else a clone of tag
+# v1.28.0 from GitHub (tools/build_micropython.py). Rebuilt when a frozen file changes.
+UNIX32 := build/micropython-unix32/micropython
+UNIX32_BARE := build/micropython-unix32-bare/micropython
+FROZEN_SOURCES := $(wildcard firmware/*.py firmware/boards/*.py protocol/*.py emulator/*.py)
+BUILD_PYTHON := $(or $(PYTHON),python3)
 
 venv: $(STAMP)
 
@@ -27,17 +38,35 @@ mosquitto:
 chromium:
 	@sh tools/ensure_chromium.sh
 
-test: venv mosquitto chromium
+firmware: $(UNIX32)
+
+$(UNIX32): $(FROZEN_SOURCES) tools/build_micropython.py
+	@sh tools/ensure_gcc_m32.sh
+	$(BUILD_PYTHON) tools/build_micropython.py --jobs 2
+
+# the same port with nothing frozen: the baseline of the frozen image size (make bench)
+firmware-bare: $(UNIX32_BARE)
+
+$(UNIX32_BARE): tools/build_micropython.py
+	@sh tools/ensure_gcc_m32.sh
+	$(BUILD_PYTHON) tools/build_micropython.py --bare --jobs 2
+
+test: venv mosquitto chromium firmware
 	$(BIN)/pytest
 
-# the dual-runtime tests alone, on MicroPython, as bytecode on a 64 KiB heap,
-# one process per module (as pytest's tests/test_dual_runtime_micropython.py does)
-test-micropython: venv
+# the dual-runtime tests alone, one process per module on a 64 KiB heap (as pytest's
+# tests/test_dual_runtime_micropython.py does): on the frozen 32-bit runtime (the tree holds
+# only the tests and vectors; '.frozen' first on sys.path), then as bytecode on pip's 64-bit port
+test-micropython: venv firmware
+	$(BIN)/python tools/mpy_build.py --frozen --arch x86 --out build/mpy-frozen
 	$(BIN)/python tools/mpy_build.py --out build/mpy
-	@cd build/mpy && fail=0; for f in tests/dual/test_*.mpy; do m=$$(basename $$f .mpy); echo "== $$m"; \
-		$(CURDIR)/$(BIN)/micropython -X heapsize=64K -c \
-		"import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; mp_runner.main(['$$m'])" || fail=1; \
-		done; exit $$fail
+	@fail=0; for rt in unix32 unix64; do \
+		if [ $$rt = unix32 ]; then dir=build/mpy-frozen; exe=$(CURDIR)/$(UNIX32); first="sys.path.insert(0, '.frozen'); "; \
+		else dir=build/mpy; exe=$(CURDIR)/$(BIN)/micropython; first=""; fi; \
+		for f in $$dir/tests/dual/test_*.mpy; do m=$$(basename $$f .mpy); echo "== $$rt $$m"; \
+		(cd $$dir && $$exe -X heapsize=64K -c \
+		"import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; $$first mp_runner.main(['$$m'])") || fail=1; \
+		done; done; exit $$fail
 
 lint: venv
 	$(BIN)/ruff check .
@@ -47,11 +76,11 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: venv mosquitto
+demo: venv mosquitto firmware
 	$(BIN)/python tools/demo.py
 
 # benchmarks (never part of make test): prints tables, writes bench/results.json
-bench: venv mosquitto
+bench: venv mosquitto firmware firmware-bare
 	$(BIN)/python tools/bench.py
 
 mpy: venv
