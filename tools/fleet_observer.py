@@ -19,7 +19,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from headend.ingest.service import parse_broker_url
+from headend.mqtt import parse_broker_url
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 

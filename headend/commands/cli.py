@@ -162,19 +162,7 @@ def _args_of(args, now: float) -> dict:
 
 def _tariff(store, args, now: float) -> tuple[dict, str, list[str]]:
     """(wire args, ref, notes) of ``command tariff``: the file converted for this meter's rates."""
-    meter = store.meter(args.meter_id)
-    if meter is None:
-        raise CommandError("unknown meter %r" % args.meter_id, "meter_id")
-    if meter["rates"]:
-        max_rates, source = meter["rates"], "meters.rates of %s" % args.meter_id
-    elif meter["status_rates"]:
-        max_rates, source = meter["status_rates"], "as %s last reported in its status" % args.meter_id
-    else:
-        max_rates, source = messages.MAX_RATES, "the protocol's limit"
-    activate_at = 0 if args.activate_at == "now" else build.parse_time(args.activate_at, now, "--activate-at")
-    tariff, single = tariff_file.load(args.tariff)
-    got = tariff_file.set_tariff(tariff, activate_at, now, max_rates, source, args.tariff_id, single)
-    return got.args, "%s versions[%d]" % (args.tariff, got.version), got.notes
+    return tariff_file.for_meter(store, args.meter_id, args.tariff, args.activate_at, args.tariff_id, now)
 
 
 def _print(row: dict, notes: list[str]) -> None:

@@ -19,10 +19,8 @@ import sys
 import threading
 import time
 
-import paho.mqtt.client as mqtt
-
 from headend.errors import ServiceError
-from headend.ingest.service import parse_broker_url
+from headend.mqtt import make_client, parse_broker_url
 from protocol import topics
 
 PUBLISH_TIMEOUT = 10.0  # s for the broker's PUBACK
@@ -49,9 +47,7 @@ class Dispatcher:
         self.broker = parse_broker_url(broker_url)
         self.backoff, self.backoff_max = backoff, backoff_max
         self.log = log or (lambda text: print("headend dispatch: " + text, file=sys.stderr, flush=True))
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        if self.broker["username"]:
-            self.client.username_pw_set(self.broker["username"], self.broker["password"])
+        self.client = make_client(self.broker, client_id)
         self._connected = threading.Event()
         self._refused: str | None = None
         self.client.on_connect = self._on_connect

@@ -37,8 +37,9 @@ from decimal import Decimal
 from headend.billing import load_tariff
 from headend.billing.calendar import MeterCalendar, MonthHourCalendar, civil, day_start, local_days
 from headend.billing.tariff.model import Tariff
+from headend.commands import build
 from headend.errors import CommandError
-from protocol import cbor
+from protocol import cbor, messages
 from protocol import tariff_calendar as tc
 
 MAX_PRICE = 1000000  # milli-units per kWh (firmware.prepaid.MAX_PRICE)
@@ -197,3 +198,22 @@ def set_tariff(
             "versions[%d] is not sent: queue it with --activate-at %s" % (j, _iso(start, tariff.utc_offset))
         )
     return out
+
+
+def for_meter(store, meter_id: str, path: str, activate_at: str, tariff_id, now: float):
+    """(wire args, ref, notes) of a set-tariff command from the tariff file at ``path`` for this
+    meter's rates (``headend command tariff`` and the console's ``tariff``); ``activate_at`` is
+    "now" or a time ``build.parse_time`` reads."""
+    meter = store.meter(meter_id)
+    if meter is None:
+        raise CommandError("unknown meter %r" % meter_id, "meter_id")
+    if meter["rates"]:
+        max_rates, source = meter["rates"], "meters.rates of %s" % meter_id
+    elif meter["status_rates"]:
+        max_rates, source = meter["status_rates"], "as %s last reported in its status" % meter_id
+    else:
+        max_rates, source = messages.MAX_RATES, "the protocol's limit"
+    activate = 0 if activate_at == "now" else build.parse_time(activate_at, now, "--activate-at")
+    tariff, single = load(path)
+    got = set_tariff(tariff, activate, now, max_rates, source, tariff_id, single)
+    return got.args, "%s versions[%d]" % (path, got.version), got.notes

@@ -8,7 +8,7 @@ command through ``headend.commands`` / ``headend.prepaid.service``; ``app`` is t
 (paho client thread, stdin reader, ``rich.live.Live`` on a terminal, one line per message
 otherwise).
 
-Errors are ``ConsoleError`` (a ``ServiceError``, so ``headend.cli``'s one handler prints a
+Errors are ``ConsoleError`` (a ``HeadendError``, so ``headend.cli``'s one handler prints a
 bad ``--meter`` as ``error: ...``); a bad input line is shown in the console and never ends it.
 """
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from types import SimpleNamespace
 
+from headend.commands import tariff as tariff_file
 from headend.commands.queue import queue
 from headend.console.commands import Action
 from headend.console.decode import utc
@@ -48,12 +48,9 @@ def queue_action(store, action: Action, now: float) -> dict:
         return _topup(store, action, now)
     cmd, args, ref, notes = action.cmd, action.args, None, []
     if action.verb == "tariff":
-        from headend.commands.cli import _tariff as tariff_args  # the conversion `command tariff` uses
-
-        ns = SimpleNamespace(meter_id=action.meter_id, tariff=action.path, activate_at=action.activate_at,
-                             tariff_id=action.tariff_id)  # fmt: skip
-        cmd = messages.CMD_SET_TARIFF
-        args, ref, notes = tariff_args(store, ns, now)
+        cmd = messages.CMD_SET_TARIFF  # the conversion `command tariff` uses
+        args, ref, notes = tariff_file.for_meter(store, action.meter_id, action.path, action.activate_at,
+                                                 action.tariff_id, now)  # fmt: skip
     row = queue(store, action.meter_id, cmd, args, now, action.ttl, ref)
     what = (row["id"], row["meter_id"], row["seq"], row["name"], json.dumps(row["args"]), utc(row["expires"]))
     text = "queued command %d to %s: seq %d %s %s, expires %s" % what

@@ -34,7 +34,6 @@ import threading
 import time
 from contextlib import nullcontext
 
-import paho.mqtt.client as mqtt
 from rich.console import Console
 from rich.live import Live
 
@@ -43,8 +42,8 @@ from headend.console.commands import parse_line
 from headend.console.decode import decode
 from headend.console.state import ConsoleState
 from headend.console.view import help_lines, plain_alert, plain_note, plain_row, screen
-from headend.errors import ConsoleError, ServiceError, StorageError
-from headend.ingest.service import parse_broker_url
+from headend.errors import ConsoleError, HeadendError, ServiceError
+from headend.mqtt import make_client, parse_broker_url
 from protocol import topics
 
 KEY_RELOAD_S = 5.0  # meters provisioned while the console runs become verifiable within this
@@ -53,7 +52,7 @@ CONNECT_TIMEOUT_S = 10.0
 DRAW_EVERY_S = 0.1  # at most this often on news
 REDRAW_S = 1.0  # at least this often (terminal resizes)
 HISTORY = 100  # input lines kept for Up/Down
-QUEUE_ERRORS = (ValueError, StorageError, ServiceError, OSError, sqlite3.Error)
+QUEUE_ERRORS = (ValueError, HeadendError, OSError, sqlite3.Error)
 
 
 class ConsoleApp:
@@ -94,11 +93,7 @@ class ConsoleApp:
         self._esc = 0
         self._dirty = True
         self._alerts_read = False
-        self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True
-        )
-        if self.broker["username"]:
-            self.client.username_pw_set(self.broker["username"], self.broker["password"])
+        self.client = make_client(self.broker, self.client_id, clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect

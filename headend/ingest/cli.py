@@ -75,7 +75,8 @@ def cmd_serve(args) -> int:
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
-        from headend.ingest.service import parse_broker_url, run_workers
+        from headend.ingest.service import run_workers
+        from headend.mqtt import parse_broker_url
 
         parse_broker_url(args.broker)  # a bad URL is one error, not N
         with _store(args):

@@ -48,16 +48,16 @@ import subprocess
 import sys
 import threading
 import time
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from headend.db.storage import Storage
-from headend.errors import ServiceError  # noqa: F401
+from headend.errors import ServiceError
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
+from headend.mqtt import make_client, parse_broker_url
 from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)
@@ -67,23 +67,6 @@ IDLE_WAIT = 0.1  # s: how often an idle loop looks at stop() and the keepalive
 SEEN_EVERY = 1.0  # s: meters' last_seen is written at most this often (and at stop)
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 _PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (also valid MQTT 5)
-
-
-def parse_broker_url(url: str) -> dict:
-    """``mqtt://USER:PASS@HOST:PORT`` -> {host, port, username, password}."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ServiceError("broker URL must look like mqtt://USER:PASS@HOST:PORT, got %r" % url)
-    try:
-        port = parts.port or 1883
-    except ValueError:
-        raise ServiceError("broker URL has a bad port: %r" % url)
-    return {
-        "host": parts.hostname,
-        "port": port,
-        "username": unquote(parts.username) if parts.username else None,
-        "password": unquote(parts.password) if parts.password else None,
-    }
 
 
 class _Client(mqtt.Client):
@@ -145,15 +128,14 @@ class IngestService:
         self.fatal: str | None = None
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
         v5 = protocol == "5"
-        self.client = _Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
+        self.client = make_client(
+            self.broker,
+            client_id,
+            cls=_Client,
             protocol=PROTOCOLS[protocol],
             clean_session=None if v5 else False,
             manual_ack=True,
         )
-        if self.broker["username"]:
-            self.client.username_pw_set(self.broker["username"], self.broker["password"])
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
