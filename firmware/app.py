@@ -1,7 +1,7 @@
 """The run loop shared by every board: boot, then poll -> meter.step -> persist -> watchdog -> sleep.
 
 ``App(board)``; ``boot()`` loads config.json from ``board.flash_dir``
-(firmware.config), restores the meter state from the two-slot store
+(protocol.board_config), restores the meter state from the two-slot store
 (firmware.persist + firmware.meter_state), sets the clock
 (``board.clock_at_boot``), raises the boot events (1 power down when the
 previous run did not end with a clean save, 2 power up, 13 watchdog reset,
@@ -15,7 +15,7 @@ and saves once (marked unclean) so a later power cut is recognised.
 shortened so it ends exactly at the next tariff boundary or persist deadline,
 then polls the front end into meter.out, steps the meter by the elapsed
 time, applies the relay, saves when the persist policy says so, and feeds
-the watchdog. Boot-only modules (firmware.config, firmware.atm90e26_cal,
+the watchdog. Boot-only modules (protocol.board_config, firmware.atm90e26_cal,
 the register map) are dropped from memory after boot (``unload``).
 ``probe`` (optional) is called with a label at the heap's high-water points
 (after calibration, inside saves) so the emulator can measure its peak.
@@ -52,12 +52,13 @@ class App:
         self.prepaid_cfg = None
 
     def boot(self):
-        from firmware import config, persist
+        from firmware import persist
+        from protocol import board_config as config
 
         b = self.board
         cfg = config.load(b.flash_dir + "/" + CONFIG_NAME)
         del config
-        unload("firmware.config")
+        unload("protocol.board_config")
         m = Meter(cfg)
         self.meter = m
         if self.poll_ms is None:

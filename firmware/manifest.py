@@ -31,7 +31,6 @@ FIRMWARE = (
     "commands_exec.py",
     "comms.py",
     "compat.py",
-    "config.py",
     "energy.py",
     "fixedpoint.py",
     "hal.py",
@@ -52,6 +51,7 @@ FIRMWARE = (
 )
 PROTOCOL = (
     "__init__.py",
+    "board_config.py",
     "cbor.py",
     "commands.py",
     "cose.py",

@@ -1,6 +1,6 @@
 """The pure meter core: energy registers per tariff rate, clock, tariff, prepaid, relay, events.
 
-``Meter(cfg)`` takes a validated config (firmware.config) and never reads a
+``Meter(cfg)`` takes a validated config (protocol.board_config) and never reads a
 clock or hardware: the board's loop (firmware.app) polls the front end into
 ``meter.out`` and calls ``meter.step(dt_ms, ok)``.
 

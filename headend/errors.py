@@ -47,7 +47,11 @@ class BackupError(StorageError):
 
 
 class ProvisionError(HeadendError, ValueError):
-    """A bad meter id, key or broker setting."""
+    """Bad provisioning input; the message names what was wrong."""
+
+
+class FleetError(HeadendError, ValueError):
+    """Bad fleet provisioning input or a conflict; the message names what was wrong."""
 
 
 # -- ingest (and every MQTT edge: dispatch, console)

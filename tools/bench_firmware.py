@@ -31,7 +31,8 @@ from tools import mpy_build  # noqa: E402
 STEP_SCRIPT = """
 import sys, time, gc
 sys.path.insert(0, '.')
-from firmware import config, meter
+from firmware import meter
+from protocol import board_config as config
 cfg = config.validate(config.default_config('bench-01', '00' * 32))
 cfg['frontend'] = '%s'
 m = meter.Meter(cfg)

@@ -30,7 +30,7 @@ be on the board: docs/boards.md):
    ``fs cp -r``: the old /firmware and /protocol trees are removed all the same,
    since a directory on the filesystem would hide the frozen package of that name.
 
-``--config`` is validated with firmware.config before anything touches the
+``--config`` is validated with protocol.board_config before anything touches the
 board. ``--dry-run`` prints the exact commands (mpy-cross per file, then
 mpremote) and runs none of them.
 """
@@ -243,7 +243,7 @@ def mpremote_commands(
 
 
 def check_config(path: str) -> dict:
-    from firmware import config
+    from protocol import board_config as config
 
     try:
         cfg = config.load(path)

@@ -222,7 +222,7 @@ def adc_calibration(mains_hz):
 
 def default_config(sc):
     """The validated config an empty flash gets for scenario ``sc`` (calibration included)."""
-    from firmware import config
+    from protocol import board_config as config
 
     cfg = config.validate(
         {
@@ -242,7 +242,7 @@ def default_config(sc):
 
 def ensure_config(flash, sc):
     """Write the default config.json into ``flash`` unless it has one (temp + rename); True if written."""
-    from firmware import config
+    from protocol import board_config as config
 
     path = os.path.join(flash, CONFIG_NAME)
     if os.path.exists(path):

@@ -82,11 +82,11 @@ from tools import emulate, fleet_scenario  # noqa: E402
 from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
 
 bench_mod = emulate.emulate_bench  # the module tools/emulate.Session checks scenarios against
-from firmware import config as fw_config  # noqa: E402  (after emulate_bench: it puts the shims on sys.path)
 from firmware import meter_state, persist  # noqa: E402
 from headend.db.storage import Storage  # noqa: E402
 from headend.meters import provision  # noqa: E402
 from headend.timearg import epoch_arg  # noqa: E402
+from protocol import board_config as fw_config  # noqa: E402  (after emulate_bench: it puts the shims on sys.path)
 
 CONFIG_NAME = "config.json"
 DAY = 86400

@@ -1,4 +1,5 @@
-"""``headend meter`` and ``headend broker-config``: registering meters and the broker's view of them.
+"""``headend meter`` (add, list, provision) and ``headend broker-config``: registering meters, a
+fleet of them with their boards' config files, and the broker's view of them.
 
 Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``; errors are raised
 for its one handler.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+from headend.meters import fleet
 
 
 def register(subparsers) -> None:
@@ -21,6 +24,13 @@ def register(subparsers) -> None:
     add.add_argument("--account")
     lst = msub.add_parser("list", help="list registered meters", parents=[db])
     lst.add_argument("--json", action="store_true")
+    fleet.add_arguments(
+        msub.add_parser(
+            "provision",
+            help="register N meters in one transaction; each board's config.json; the broker's files",
+            parents=[db],
+        )
+    )
 
     bc = subparsers.add_parser(
         "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
@@ -43,6 +53,8 @@ def _print_json(obj) -> None:
 def cmd_meter(args) -> int:
     from headend.meters import provision
 
+    if args.meter_command == "provision":
+        return fleet.run(args)
     with _store(args) as store:
         if args.meter_command == "add":
             _print_json(provision.add_meter(store, args.meter_id, args.key, args.account))

@@ -9,7 +9,7 @@
       password file (every meter + the head-end user), ACL (PROTOCOL.md) and
       ``mosquitto.conf`` in out_dir.
 
-The head-end's broker user is ``HEADEND_USER`` ("headend.ingest.verify": the dot keeps it
+The head-end's broker user is ``HEADEND_USER`` ("headend.ingest": the dot keeps it
 out of the meter id alphabet, so no meter can be provisioned under that name).
 Its clear password lives in the database settings, like the meter keys, because
 ``headend_url`` must carry it.
@@ -26,7 +26,7 @@ import secrets
 from headend.errors import ProvisionError  # noqa: F401
 from protocol import topics
 
-HEADEND_USER = "headend.ingest.verify"
+HEADEND_USER = "headend.ingest"
 HEADEND_PASSWORD_SETTING = "broker.headend_password"
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default
 SALT_BYTES = 12

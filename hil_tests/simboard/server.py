@@ -78,7 +78,7 @@ class SimBoard:
         shutil.copy(os.path.join(HERE, "machine.py"), self.root)
         with open(os.path.join(self.root, "main.py"), "w") as f:  # as deployed (the unix port never runs it)
             f.write("from firmware.boards import esp32\nesp32.main('flash')\n")
-        from firmware import config
+        from protocol import board_config as config
 
         cfg = eb.default_config(eb.Scenario({"frontend": "atm90e26", "segments": [{"seconds": 1}]}))
         cfg["poll_ms"] = 1000

@@ -58,7 +58,7 @@ class EmulatorTarget(base.Target):
     def default_config(self, frontend="atm90e26"):
         """The factory config.json (as a JSON-ready dict) for a front end; computed once."""
         if frontend not in self._configs:
-            from firmware import config
+            from protocol import board_config as config
 
             sc = eb.Scenario({"frontend": frontend, "segments": [{"seconds": 1}]})
             self._configs[frontend] = json.loads(config.to_json(eb.default_config(sc)))

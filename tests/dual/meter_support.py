@@ -1,13 +1,14 @@
 """Shared set-up for the meter's dual-runtime tests (test_meter*.py): a meter, a tariff, a load.
 
-The config is validated once, then firmware.config is dropped from memory (as
+The config is validated once, then protocol.board_config is dropped from memory (as
 firmware.app does after boot), which a 64 KiB heap needs beside the tests.
 """
 
 import gc
 
-from firmware import compat, config
+from firmware import compat
 from firmware.meter import Meter
+from protocol import board_config as config
 
 KEY = "00" * 32
 T0 = 1710140400  # 2024-03-11 07:00:00 UTC, a Monday
@@ -53,7 +54,7 @@ assert (
 )
 if compat.MICROPYTHON:  # pytest's test_config needs the module's classes to stay the same
     del config
-    compat.unload("firmware.config")
+    compat.unload("protocol.board_config")
     gc.collect()
 
 

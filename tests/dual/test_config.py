@@ -8,8 +8,8 @@ try:
 except ImportError:
     from support import raises
 
-from firmware import config
-from firmware.config import ConfigError
+from protocol import board_config as config
+from protocol.board_config import ConfigError
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF"
 

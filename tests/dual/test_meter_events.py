@@ -5,8 +5,9 @@ try:
 except ImportError:
     from support import raises
 
-from firmware import compat, config
+from firmware import compat
 from firmware import meter_events as ev
+from protocol import board_config as config
 
 KEY = "00" * 32
 

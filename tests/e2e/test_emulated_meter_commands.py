@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 
-from firmware import config
 from headend.db.storage import Storage
+from protocol import board_config as config
 from tests.firmware.emulate_support import emulate, write_scenario
 from tests.headend.broker_support import Serve, cli_json, start_broker, wait_for
 

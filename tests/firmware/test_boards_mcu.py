@@ -6,7 +6,8 @@ import types
 
 import pytest
 
-from firmware import config, hal
+from firmware import hal
+from protocol import board_config as config
 
 
 class _Pin:

@@ -1,9 +1,9 @@
 """The reading schedule when the loop's sleep overshoots the boundary, as it does on a real board."""
 
-from firmware import config
 from firmware.meter import Meter
 from firmware.outbox import Outbox
 from firmware.report import Reporter
+from protocol import board_config as config
 from tests.dual.meter_support import KEY, T0
 
 INTERVAL = 900

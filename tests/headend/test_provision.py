@@ -72,20 +72,20 @@ def test_broker_config_files(store, tmp_path):
     out = provision.write_broker_config(store, str(tmp_path / "b"), 1884)
     conf = open(out["conf"]).read().splitlines()
     assert "listener 1884 127.0.0.1" in conf and "allow_anonymous false" in conf
-    assert out["headend_url"].startswith("mqtt://headend.ingest.verify:") and out["headend_url"].endswith(
+    assert out["headend_url"].startswith("mqtt://headend.ingest:") and out["headend_url"].endswith(
         "@127.0.0.1:1884"
     )
     acl = open(tmp_path / "b" / "acl").read()
     for line in (
         "pattern write ami/v1/%u/up/#",
         "pattern read ami/v1/%u/down/#",
-        "user headend.ingest.verify",
+        "user headend.ingest",
         "topic read ami/v1/+/up/#",
         "topic write ami/v1/+/down/#",
     ):
         assert line in acl.splitlines()
     users = [line.split(":")[0] for line in open(tmp_path / "b" / "passwd")]
-    assert users == ["headend.ingest.verify", "m1"]
+    assert users == ["headend.ingest", "m1"]
     # the head-end password is made once: a second run prints the same URL
     assert (
         provision.write_broker_config(store, str(tmp_path / "b"), 1884)["headend_url"] == out["headend_url"]

@@ -15,7 +15,8 @@ import types
 
 import pytest
 
-from tools import build_micropython, deploy, mpy_build, provision_fleet
+from headend.meters import fleet as provision_fleet
+from tools import build_micropython, deploy, mpy_build
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,10 @@ import sys
 import time
 
 from headend.db.storage import Storage
+from headend.meters import fleet as provision_fleet
 from protocol import messages as M
 from tests.headend.broker_support import Serve, wait_for
-from tools import fleet_scenario, fleet_sim, provision_fleet
+from tools import fleet_scenario, fleet_sim
 
 START = 1710115200  # Monday 2024-03-11 00:00 UTC
 H = 3600

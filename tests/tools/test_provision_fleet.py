@@ -8,10 +8,10 @@ import stat
 
 import pytest
 
-from firmware import config as fw_config
 from headend.db.storage import Storage
+from headend.meters import fleet as pf
 from headend.meters import provision
-from tools import provision_fleet as pf
+from protocol import board_config as fw_config
 
 
 def _meters(db) -> dict[str, dict]:

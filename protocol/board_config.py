@@ -1,5 +1,8 @@
 """Board configuration (``config.json`` on flash), validated once at load.
 
+The schema both sides share: the firmware loads it at boot (``firmware/app.py``) and the
+head-end writes it (``headend meter provision``, ``headend.meters.fleet``).
+
 ``load(path) -> dict`` reads JSON and returns ``validate(obj)``: a new dict
 with every default filled in. ``default_config(meter_id, key_hex)`` is the
 same for a minimal config. Every problem raises ``ConfigError(field, msg)``,
