@@ -10,10 +10,12 @@ Provisioning: ``add_meter``, ``meter``, ``meters``, ``meter_keys``,
 Ingest: ``commit_batch(IngestBatch)`` writes one batch in one transaction:
   readings/events/acks idempotent on ``(meter_id, seq)`` (INSERT ... ON CONFLICT DO
   NOTHING: only the key conflict is ignored, a NOT NULL violation still fails the batch),
-  quarantine rows, meter status and last-seen, counter increments; it
+  quarantine rows (a bounded sample per meter per hour, the rest counted:
+  ``headend.storage_quarantine``), meter status and last-seen, counter increments; it
   returns what it stored. ``insert_readings_batch``, ``quarantine``,
   ``bump``, ``set_online`` do one of those at a time.
-Queries: ``readings``, ``events``, ``quarantined``, ``counters``.
+Queries: ``readings``, ``events``, ``quarantined``, ``quarantine_hours``,
+  ``quarantine_summary``, ``counters``.
 VEE engine (``headend.storage_vee.VeeStorageMixin``, mixed in): see that module.
 
 Errors are ``StorageError`` subclasses; the CLI turns them into text.
@@ -33,6 +35,7 @@ from headend.storage_alerts import AlertStorageMixin
 from headend.storage_billing import BillingStorageMixin
 from headend.storage_commands import CommandStorageMixin
 from headend.storage_prepaid import PrepaidStorageMixin
+from headend.storage_quarantine import QuarantineStorageMixin
 from headend.storage_schema import migrations
 from headend.storage_vee import VeeStorageMixin
 from headend.storage_web import WebStorageMixin
@@ -64,9 +67,6 @@ _INSERT_EVENT = (
 _INSERT_ACK = (
     "INSERT INTO acks (meter_id, seq, cmd_seq, result, detail, ts, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) DO NOTHING"
-)
-_INSERT_QUARANTINE = (
-    "INSERT INTO quarantine (received_at, topic, meter_id, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
 _SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
@@ -125,6 +125,7 @@ class Storage(
     CommandStorageMixin,
     AlertStorageMixin,
     WebStorageMixin,
+    QuarantineStorageMixin,
 ):
     def __init__(self, path: str, timeout: float = 30.0) -> None:
         try:
@@ -212,7 +213,8 @@ class Storage(
         """Write the batch in one transaction; return {"accepted", "duplicates", "reused"}:
         messages newly stored or applied, identical re-sends, and readings whose
         (meter_id, seq) is stored with a different frame (quarantined as "seq_reused").
-        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason>."""
+        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason> (every refused
+        frame; only a sample of them is kept as quarantine rows, _store_quarantine)."""
         counters = dict(batch.counters)
 
         def count(name, n):
@@ -220,7 +222,8 @@ class Storage(
                 counters[name] = counters.get(name, 0) + n
 
         with self.db.atomic():
-            accepted, duplicates, reused = self._insert_readings(batch)
+            refused: list[tuple] = []  # quarantine rows: seq_reused readings, then the batch's
+            accepted, duplicates, reused = self._insert_readings(batch, refused)
             count("accepted:reading", accepted)
             for kind, sql, rows in (("event", _INSERT_EVENT, batch.events), ("ack", _INSERT_ACK, batch.acks)):
                 if rows:
@@ -228,8 +231,7 @@ class Storage(
                     count("accepted:" + kind, n)
                     accepted += n
                     duplicates += len(rows) - n
-            if batch.quarantine:
-                self.conn.executemany(_INSERT_QUARANTINE, batch.quarantine)
+            self._store_quarantine(refused + batch.quarantine)
             for meter_id, online, at, seq, fields in batch.statuses:
                 self._set_online(meter_id, online, at, seq, fields)
                 count("accepted:will" if seq is None else "accepted:status", 1)
@@ -242,7 +244,7 @@ class Storage(
             self._bump(counters)
         return {"accepted": accepted, "duplicates": duplicates, "reused": reused}
 
-    def _insert_readings(self, batch: IngestBatch) -> tuple[int, int, int]:
+    def _insert_readings(self, batch: IngestBatch, refused: list[tuple]) -> tuple[int, int, int]:
         rows = batch.readings
         if not rows:
             return 0, 0, 0
@@ -259,8 +261,7 @@ class Storage(
             ).fetchone()
             if stored[0] != r[raw_at]:
                 reused += 1
-                self.conn.execute(
-                    _INSERT_QUARANTINE,
+                refused.append(
                     (
                         r[3],
                         "ami/v1/%s/up/reading" % r[0],
@@ -268,7 +269,7 @@ class Storage(
                         "seq_reused",
                         "seq %d already stored with another frame" % r[1],
                         r[raw_at],
-                    ),
+                    )
                 )
         return accepted, len(rows) - accepted - reused, reused
 
@@ -288,7 +289,8 @@ class Storage(
         detail: str | None = None,
         received_at: float | None = None,
     ) -> None:
-        """Keep a refused frame with its reason and count it as rejected:<reason>."""
+        """Count a refused frame as rejected:<reason>; keep it with its reason unless its
+        meter's sample for the hour is full (headend.storage_quarantine)."""
         batch = IngestBatch()
         at = time.time() if received_at is None else received_at
         batch.quarantine.append((at, topic, meter_id, reason, detail, payload))
