@@ -9,7 +9,9 @@ changes once released: add a new one instead. Tables:
   readings      ``(meter_id, seq)``: every accepted reading once, with the raw
                 frame and its VEE state (``pending`` until the VEE engine runs).
   events, acks  ``(meter_id, seq)``: accepted events and command acks.
-  quarantine    every rejected frame with the reason it was refused.
+  quarantine    rejected frames with the reason each was refused: a sample of at most
+                ingest.store_quarantine.SAMPLE_PER_HOUR per meter per hour (m008);
+  quarantine_hours  per (owner, hour, reason): refused frames kept and dropped (m008).
   counters      ``name -> value``: accepted, duplicates, rejected:<reason>, ...
   settings      ``name -> value``: head-end broker credentials.
   vee_results, estimates, audit, load_profile: written by the VEE engine.
@@ -18,6 +20,8 @@ Times: ``ts`` and interval bounds are the meters' integer epoch seconds;
 ``received_at``, ``last_seen``, ``run_at``, ``created_at``, ``at`` are REAL epoch
 seconds of the head-end's clock. Lists and maps are JSON text.
 """
+
+import re
 
 from sqlite_utils import Database, Migrations
 
@@ -592,3 +596,39 @@ def m007_web_users(db: Database) -> None:
     )
     db["web_sessions"].create_index(["expires_at"])
     db["web_sessions"].create_index(["user"])
+
+
+@migrations()
+def m008_quarantine_sample(db: Database) -> None:
+    """A bounded quarantine: per (owner, hour, reason), refused frames ``kept`` as rows of
+    ``quarantine`` and ``dropped`` (counted, not kept); headend/ingest/store_quarantine.py.
+
+    ``owner`` is the frame's meter id, else the meter id segment of its topic, else "";
+    ``hour`` is ``received_at`` rounded down to the hour (epoch seconds). Rows kept before this
+    migration are counted as kept, so an hour already sampled does not get a second sample.
+    """
+    db["quarantine_hours"].create(
+        {"owner": str, "hour": int, "reason": str, "kept": int, "dropped": int},
+        pk=("owner", "hour", "reason"),
+        not_null={"kept", "dropped"},
+        defaults={"kept": 0, "dropped": 0},
+    )
+
+    def owner(meter_id, topic):  # as of this migration; the live rule is ingest.store_quarantine.owner
+        if meter_id:
+            return meter_id
+        parts = str(topic).split("/", 3)
+        if len(parts) > 2 and parts[:2] == ["ami", "v1"] and re.fullmatch(r"[A-Za-z0-9_-]{1,32}", parts[2]):
+            return parts[2]
+        return ""
+
+    kept: dict[tuple, int] = {}
+    for meter_id, topic, received_at, reason in db.execute(
+        "SELECT meter_id, topic, received_at, reason FROM quarantine"
+    ):
+        k = (owner(meter_id, topic), int(received_at // 3600) * 3600, reason)
+        kept[k] = kept.get(k, 0) + 1
+    db.conn.executemany(
+        "INSERT INTO quarantine_hours (owner, hour, reason, kept, dropped) VALUES (?, ?, ?, ?, 0)",
+        [k + (n,) for k, n in kept.items()],
+    )

@@ -34,7 +34,7 @@ from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
 from headend.db.migrations import migrations
 from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
-from headend.ingest.store import IngestStoreMixin
+from headend.ingest.store import READING_COLUMNS, IngestBatch, IngestStoreMixin  # noqa: F401 (re-exported)
 from headend.meters.store import MeterStoreMixin
 from headend.notify.store import NotifyStoreMixin
 from headend.prepaid.store import PrepaidStorageMixin

@@ -159,6 +159,7 @@ def stats(counters: dict) -> dict:
 def cmd_stats(args) -> int:
     with _store(args) as store:
         s = stats(store.counters())
+        s["quarantine"] = store.quarantine_summary()
     if args.json:
         _print_json(s)
     else:
@@ -167,6 +168,11 @@ def cmd_stats(args) -> int:
         )
         for reason, n in sorted(s["rejected"].items()):
             print("  rejected %-16s %d" % (reason, n))
+        q = s["quarantine"]
+        print(
+            "quarantine: %d kept, %d refused frames not kept (a sample of %d per meter per hour)"
+            % (q["kept"], q["dropped"], q["sample_per_hour"])
+        )
     return 0
 
 

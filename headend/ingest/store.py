@@ -3,10 +3,12 @@ readings, events, acks, quarantine and counters.
 
 ``commit_batch(IngestBatch)`` writes one batch in one transaction: readings/events/acks
 idempotent on ``(meter_id, seq)`` (INSERT ... ON CONFLICT DO NOTHING: only the key conflict is
-ignored, a NOT NULL violation still fails the batch), quarantine rows, meter status and
+ignored, a NOT NULL violation still fails the batch), quarantine rows (a bounded sample per
+meter per hour, the rest counted: ``headend.ingest.store_quarantine``), meter status and
 last-seen, counter increments; it returns what it stored. ``insert_readings_batch``,
 ``quarantine``, ``bump``, ``set_online`` do one of those at a time. Queries: ``readings``,
-``events``, ``acks``, ``quarantined``, ``counters``, ``count_readings``.
+``events``, ``acks``, ``quarantined``, ``quarantine_hours``, ``quarantine_summary``,
+``counters``, ``count_readings``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+
+from headend.ingest.store_quarantine import QuarantineStorageMixin
 
 READING_COLUMNS = (
     "meter_id",
@@ -43,9 +47,6 @@ _INSERT_EVENT = (
 _INSERT_ACK = (
     "INSERT INTO acks (meter_id, seq, cmd_seq, result, detail, ts, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) DO NOTHING"
-)
-_INSERT_QUARANTINE = (
-    "INSERT INTO quarantine (received_at, topic, meter_id, reason, detail, payload) VALUES (?, ?, ?, ?, ?, ?)"
 )
 _BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
 _SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
@@ -81,7 +82,7 @@ class IngestBatch:
         self.counters[name] = self.counters.get(name, 0) + n
 
 
-class IngestStoreMixin:
+class IngestStoreMixin(QuarantineStorageMixin):
     db: object
     conn: sqlite3.Connection
 
@@ -89,7 +90,8 @@ class IngestStoreMixin:
         """Write the batch in one transaction; return {"accepted", "duplicates", "reused"}:
         messages newly stored or applied, identical re-sends, and readings whose
         (meter_id, seq) is stored with a different frame (quarantined as "seq_reused").
-        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason>."""
+        Counters: accepted, accepted:<kind>, duplicates, rejected:<reason> (every refused
+        frame; only a sample of them is kept as quarantine rows, _store_quarantine)."""
         counters = dict(batch.counters)
 
         def count(name, n):
@@ -97,7 +99,8 @@ class IngestStoreMixin:
                 counters[name] = counters.get(name, 0) + n
 
         with self.db.atomic():
-            accepted, duplicates, reused = self._insert_readings(batch)
+            refused: list[tuple] = []  # quarantine rows: seq_reused readings, then the batch's
+            accepted, duplicates, reused = self._insert_readings(batch, refused)
             count("accepted:reading", accepted)
             for kind, sql, rows in (("event", _INSERT_EVENT, batch.events), ("ack", _INSERT_ACK, batch.acks)):
                 if rows:
@@ -105,8 +108,7 @@ class IngestStoreMixin:
                     count("accepted:" + kind, n)
                     accepted += n
                     duplicates += len(rows) - n
-            if batch.quarantine:
-                self.conn.executemany(_INSERT_QUARANTINE, batch.quarantine)
+            self._store_quarantine(refused + batch.quarantine)
             for meter_id, online, at, seq, fields in batch.statuses:
                 self._set_online(meter_id, online, at, seq, fields)
                 count("accepted:will" if seq is None else "accepted:status", 1)
@@ -119,7 +121,7 @@ class IngestStoreMixin:
             self._bump(counters)
         return {"accepted": accepted, "duplicates": duplicates, "reused": reused}
 
-    def _insert_readings(self, batch: IngestBatch) -> tuple[int, int, int]:
+    def _insert_readings(self, batch: IngestBatch, refused: list[tuple]) -> tuple[int, int, int]:
         rows = batch.readings
         if not rows:
             return 0, 0, 0
@@ -136,8 +138,7 @@ class IngestStoreMixin:
             ).fetchone()
             if stored[0] != r[raw_at]:
                 reused += 1
-                self.conn.execute(
-                    _INSERT_QUARANTINE,
+                refused.append(
                     (
                         r[3],
                         "ami/v1/%s/up/reading" % r[0],
@@ -145,7 +146,7 @@ class IngestStoreMixin:
                         "seq_reused",
                         "seq %d already stored with another frame" % r[1],
                         r[raw_at],
-                    ),
+                    )
                 )
         return accepted, len(rows) - accepted - reused, reused
 
@@ -165,7 +166,8 @@ class IngestStoreMixin:
         detail: str | None = None,
         received_at: float | None = None,
     ) -> None:
-        """Keep a refused frame with its reason and count it as rejected:<reason>."""
+        """Count a refused frame as rejected:<reason>; keep it with its reason unless its
+        meter's sample for the hour is full (headend.ingest.store_quarantine)."""
         batch = IngestBatch()
         at = time.time() if received_at is None else received_at
         batch.quarantine.append((at, topic, meter_id, reason, detail, payload))

@@ -17,7 +17,8 @@ passes ``received_at``). Checks in the order PROTOCOL.md gives:
 
 Then de-duplication on ``(meter_id, seq)`` happens in storage (an identical
 re-send counts as a duplicate; another frame under a stored seq is refused as
-"seq_reused"). Refused frames go to quarantine and ``rejected:<reason>``.
+"seq_reused"). Refused frames go to quarantine (storage keeps a bounded sample per
+meter per hour, headend.ingest.store_quarantine) and all of them to ``rejected:<reason>``.
 
   ``verify(topic, payload, keys) -> Verdict``      keys: meter_id -> 32-byte key
   ``add(batch, topic, payload, received_at, keys) -> Verdict``  verify and append rows

@@ -35,6 +35,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m005_alerts",
             "m006_commands",
             "m007_web_users",
+            "m008_quarantine_sample",
         ]
         assert {
             "meters",
