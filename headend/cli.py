@@ -1,6 +1,7 @@
 """The ``headend`` command line: the one place errors become user-facing text.
 
-Every command takes ``--db PATH`` (default ``headend.db``), before or after its name.
+Every command takes ``--db PATH`` (default ``headend.db``), before or after its name, and
+``--master-key-file PATH``: the master key sealing the meter keys (``headend.keystore``).
 Exit codes: 0 success, 1 an error in what was asked (printed as ``error: ...``),
 2 bad usage (argparse) or the broker refused ``serve``.
 """
@@ -25,10 +26,12 @@ from headend import (
     cli_billrun,
     cli_commands,
     cli_console,
+    cli_keys,
     cli_prepaid,
     cli_web,
 )
 from headend.billing import BillingError
+from headend.keystore import KeystoreError
 from headend.mqtt_service import ServiceError
 from headend.prepaid import PrepaidError
 from headend.provision import ProvisionError
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="headend " + __version__)
     parser.add_argument("--db", default="headend.db", help="SQLite database file (default headend.db)")
+    parser.add_argument("--master-key-file", metavar="PATH", help=MASTER_KEY_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     meter = sub.add_parser("meter", help="provision meters", parents=[db])
@@ -128,13 +132,32 @@ def build_parser() -> argparse.ArgumentParser:
     cli_console.add_console_commands(sub)
     cli_web.add_web_commands(sub)
     cli_backup.add_backup_commands(sub)
+    cli_keys.add_key_commands(sub)
+    _everywhere(parser, "--master-key-file", metavar="PATH", default=argparse.SUPPRESS, help=MASTER_KEY_HELP)
     return parser
+
+
+MASTER_KEY_HELP = (
+    "the master key sealing the meter keys in the database (64 hex digits, mode 0600); default"
+    " $HEADEND_MASTER_KEY_FILE, else $HEADEND_MASTER_KEY (the hex itself), else DB-NAME.master-key"
+    " beside the database (created at first use)"
+)
+
+
+def _everywhere(parser: argparse.ArgumentParser, *flags, **kw) -> None:
+    """Add an option to every subcommand below parser (like --db: before or after the command)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any(flags[0] in a.option_strings for a in sub._actions):
+                    sub.add_argument(*flags, **kw)
+                _everywhere(sub, *flags, **kw)
 
 
 def _store(args):
     from headend.storage import Storage
 
-    return Storage(args.db)
+    return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
 def _print_json(obj) -> None:
@@ -185,6 +208,8 @@ def cmd_serve(args) -> int:
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
         common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        if args.master_key_file:
+            common += ["--master-key-file", args.master_key_file]
         common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
         serve = [sys.executable, "-m", "headend.cli", "serve", *common, "--client-id"]
         return run_workers(args.workers, lambda i: serve + ["%s-%d" % (args.client_id, i)])
@@ -343,6 +368,7 @@ COMMANDS = {
     **cli_console.COMMANDS,
     **cli_web.COMMANDS,
     **cli_backup.COMMANDS,
+    **cli_keys.COMMANDS,
 }
 
 
@@ -363,6 +389,7 @@ def main(argv=None) -> int:
         BillingError,
         AccountError,
         PrepaidError,
+        KeystoreError,
         sqlite3.Error,
         OSError,
     ) as e:

@@ -88,7 +88,7 @@ def add_alert_commands(subparsers) -> None:
 def _store(args):
     from headend.storage import Storage
 
-    return Storage(args.db)
+    return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
 def _now(args) -> float:

@@ -38,12 +38,19 @@ def add_backup_commands(subparsers) -> None:
 
 
 def cmd_backup(args) -> int:
-    print(json.dumps(backup(args.db, args.out), separators=(", ", ": ")))
+    summary = backup(args.db, args.out, master_key_file=getattr(args, "master_key_file", None))
+    print(json.dumps(summary, separators=(", ", ": ")))
     return 0
 
 
 def cmd_restore(args) -> int:
-    result = restore(args.source, args.db, force=args.force, advance_commands=args.advance_commands)
+    result = restore(
+        args.source,
+        args.db,
+        force=args.force,
+        advance_commands=args.advance_commands,
+        master_key_file=getattr(args, "master_key_file", None),
+    )
     print(json.dumps(result, separators=(", ", ": ")))
     return 0
 

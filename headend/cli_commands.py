@@ -97,7 +97,7 @@ def add_command_commands(subparsers) -> None:
 def _store(args):
     from headend.storage import Storage
 
-    return Storage(args.db)
+    return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
 def _print_json(obj) -> None:

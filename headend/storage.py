@@ -3,10 +3,18 @@
 ``Storage(path)`` opens (creating) the database, turns on WAL with
 ``synchronous=NORMAL`` (a commit is durable once the WAL is synced at
 checkpoint; a process crash loses nothing committed) and applies the
-migrations of ``headend.storage_schema``. Methods, by user:
+migrations of ``headend.storage_schema``. The database and its ``-wal`` and
+``-shm`` are mode 0600: a new file is created 0600 before SQLite opens it (SQLite
+gives the -wal and -shm the database file's mode), an existing one is tightened.
+Secrets are sealed at rest with the head-end's master key (``headend.keystore``:
+``master_key_file``, ``$HEADEND_MASTER_KEY_FILE``, ``$HEADEND_MASTER_KEY``, else
+``<db name>.master-key`` beside it); ``store.secrets`` is the database's vault.
+Methods, by user:
 
-Provisioning: ``add_meter``, ``meter``, ``meters``, ``meter_keys``,
-  ``setting``/``set_setting``.
+Provisioning: ``add_meter``, ``meter``, ``meters``, ``meter_keys`` (the key comes back
+  in clear as before: sealed in ``add_meter``, opened as it is read, each once),
+  ``setting``/``set_setting`` (``keystore.SECRET_SETTINGS`` sealed likewise),
+  ``rotate_master_key`` (``headend keys rotate-master``).
 Ingest: ``commit_batch(IngestBatch)`` writes one batch in one transaction:
   readings/events/acks idempotent on ``(meter_id, seq)`` (INSERT ... ON CONFLICT DO
   NOTHING: only the key conflict is ignored, a NOT NULL violation still fails the batch),
@@ -31,6 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from sqlite_utils import Database
 
+from headend import keystore
 from headend.storage_alerts import AlertStorageMixin
 from headend.storage_billing import BillingStorageMixin
 from headend.storage_commands import CommandStorageMixin
@@ -127,28 +136,50 @@ class Storage(
     WebStorageMixin,
     QuarantineStorageMixin,
 ):
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        timeout: float = 30.0,
+        master_key_file: str | None = None,
+        master_key: keystore.MasterKey | bytes | None = None,
+    ) -> None:
+        """master_key_file / master_key: the master key (headend.keystore), else from the
+        environment or the default file beside the database; loaded when a secret is first
+        sealed or opened."""
+        create_private(path)
         try:
             conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         except sqlite3.Error as e:
             raise StorageError(_open_failure(path, e)) from e
         self.db = Database(conn)
         self.conn = conn
+        self.secrets = keystore.Vault(path, conn, master_key_file=master_key_file, master_key=master_key)
         try:
             self.db.enable_wal()  # the first read: opens (or creates) the -wal and -shm files
         except sqlite3.Error as e:
             conn.close()
             raise StorageError(_open_failure(path, e)) from e
+        tighten(path)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
         for attempt in range(3):  # two workers creating one new file: the loser retries
             try:
-                migrations.apply(self.db)
+                with keystore.migrating(self.secrets):  # m009 seals an older database's clear keys
+                    migrations.apply(self.db)
                 break
             except sqlite3.OperationalError:
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
+        self._scrub()
+
+    def _scrub(self) -> None:
+        """After secrets were rewritten in place (m009 sealing clear keys, a rotation): move the
+        WAL into the database file now and empty it, so the old values' pages are overwritten
+        (secure_delete zeroed their bytes) rather than kept until some later checkpoint."""
+        if self.secrets.scrub:
+            self.secrets.scrub = 0
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:
         self.db.close()
@@ -173,7 +204,7 @@ class Storage(
         """Register a meter; MeterExists if the id is taken. rating: ib_ma, imax_ma, un_mv, rates."""
         row = {
             "meter_id": meter_id,
-            "key": key_hex,
+            "key": self.secrets.seal(keystore.meter_key_id(meter_id), key_hex),
             "mqtt_password_hash": mqtt_password_hash,
             "account": account,
             "created_at": time.time() if now is None else now,
@@ -189,23 +220,57 @@ class Storage(
         return self.meter(meter_id)
 
     def meter(self, meter_id: str) -> dict | None:
+        """The meter's row, its key opened (64 hex digits), or None."""
         rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))
-        return rows[0] if rows else None
+        return self._opened(rows[0]) if rows else None
 
     def meters(self) -> list[dict]:
-        return list(self.db.query("SELECT * FROM meters ORDER BY meter_id"))
+        return [self._opened(r) for r in self.db.query("SELECT * FROM meters ORDER BY meter_id")]
+
+    def _opened(self, row: dict) -> dict:
+        row["key"] = self._meter_key(row["meter_id"], row["key"])
+        return row
+
+    def _meter_key(self, meter_id: str, stored: str) -> str:
+        return self.secrets.open(keystore.meter_key_id(meter_id), stored, "meter %r's key" % meter_id)
 
     def meter_keys(self) -> dict[str, bytes]:
-        """meter_id -> 32-byte key, for verifying frames."""
-        return {r[0]: bytes.fromhex(r[1]) for r in self.conn.execute("SELECT meter_id, key FROM meters")}
+        """meter_id -> 32-byte key, for verifying frames (each opened once per Storage: cached)."""
+        rows = self.conn.execute("SELECT meter_id, key FROM meters").fetchall()
+        return {m: bytes.fromhex(self._meter_key(m, k)) for m, k in rows}
 
     def setting(self, name: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
-        return row[0] if row else None
+        if row is None or row[0] is None or name not in keystore.SECRET_SETTINGS:
+            return row[0] if row else None
+        return self.secrets.open(keystore.setting_id(name), row[0], "setting %r" % name)
 
     def set_setting(self, name: str, value: str) -> None:
+        if name in keystore.SECRET_SETTINGS and value is not None:
+            value = self.secrets.seal(keystore.setting_id(name), value)
         with self.db.atomic():
             self.conn.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", [name, value])
+
+    def rotate_master_key(self, new_key: keystore.MasterKey) -> dict:
+        """Re-seal every secret under ``new_key`` in one transaction (opened with the current
+        master key, which is checked first); values already under it are left alone, so a
+        rotation cut short is finished by running it again. Afterwards this Storage uses
+        ``new_key``; other processes need it as their master key (``headend keys rotate-master``).
+        {"old_key_id", "new_key_id", "resealed", "secrets"}."""
+        ids, clear = keystore.key_ids(self.conn)
+        old_ids = sorted(set(ids) - {new_key.id})
+        old = self.secrets.key() if old_ids else None  # MasterKeyError if it is not this database's
+        with self.db.atomic():
+            n = keystore.reseal(self.conn, self.secrets, new_key)
+        self.secrets.use(new_key)
+        self.secrets.scrub = n
+        self._scrub()
+        return {
+            "old_key_id": old.id if old is not None else None,
+            "new_key_id": new_key.id,
+            "resealed": n,
+            "secrets": sum(ids.values()) + clear,
+        }
 
     # ------------------------------------------------------------ ingest
 
@@ -367,6 +432,33 @@ class Storage(
         if meter_id is None:
             return self.conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         return self.conn.execute("SELECT count(*) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
+
+
+def create_private(path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist (an empty file is an empty
+    SQLite database), so the database, and the -wal, -shm and -journal SQLite gives the
+    database's mode, are never readable by others. Any failure is left to SQLite to report."""
+    try:
+        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # exists (or cannot be made: SQLite says why)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def tighten(path) -> None:
+    """Mode 0600 for the database and its -wal and -shm if group or others may read them (a
+    database made before the head-end created them 0600); not the owner, or read-only: left."""
+    for name in (str(path), str(path) + "-wal", str(path) + "-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass
 
 
 def _open_failure(path, e: sqlite3.Error) -> str:
