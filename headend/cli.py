@@ -5,7 +5,8 @@ which adds its parsers, and ``COMMANDS``, which maps each top-level command it a
 handler (the way datasette's publish plugins each add a ``datasette publish`` subcommand).
 ``FEATURES`` below is the list, in the order ``headend --help`` shows them.
 
-Every command takes ``--db PATH`` (default ``headend.db``), before or after its name.
+Every command takes ``--db PATH`` (default ``headend.db``), before or after its name, and
+``--master-key-file PATH``: the master key sealing the meter keys (``headend.db.keystore``).
 Exit codes: 0 success, 1 an error in what was asked (printed as ``error: ...``),
 2 bad usage (argparse) or the broker refused ``serve``.
 """
@@ -42,7 +43,7 @@ FEATURES = (
     alerts_cli,  # alerts, workorder
     console_cli,  # console
     web_cli,  # web
-    db_cli,  # backup, restore
+    db_cli,  # backup, restore, keys
 )
 COMMANDS = {name: handler for feature in FEATURES for name, handler in feature.COMMANDS.items()}
 
@@ -54,10 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version="headend " + __version__)
     parser.add_argument("--db", default="headend.db", help="SQLite database file (default headend.db)")
+    parser.add_argument("--master-key-file", metavar="PATH", help=MASTER_KEY_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for feature in FEATURES:
         feature.register(sub)
+    _everywhere(parser, "--master-key-file", metavar="PATH", default=argparse.SUPPRESS, help=MASTER_KEY_HELP)
     return parser
+
+
+MASTER_KEY_HELP = (
+    "the master key sealing the meter keys in the database (64 hex digits, mode 0600); default"
+    " $HEADEND_MASTER_KEY_FILE, else $HEADEND_MASTER_KEY (the hex itself), else DB-NAME.master-key"
+    " beside the database (created at first use)"
+)
+
+
+def _everywhere(parser: argparse.ArgumentParser, *flags, **kw) -> None:
+    """Add an option to every subcommand below parser (like --db: before or after the command)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                if not any(flags[0] in a.option_strings for a in sub._actions):
+                    sub.add_argument(*flags, **kw)
+                _everywhere(sub, *flags, **kw)
 
 
 def main(argv=None) -> int:

@@ -39,6 +39,14 @@ class UnknownMeter(StorageError):
     pass
 
 
+class KeystoreError(HeadendError):
+    """A secret could not be sealed or opened; the message names the value and the problem."""
+
+
+class MasterKeyError(KeystoreError):
+    """No master key, an unreadable one, or not the one the database was sealed with."""
+
+
 class BackupError(StorageError):
     """A backup or restore that cannot be made; the message says why."""
 

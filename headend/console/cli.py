@@ -35,7 +35,7 @@ def cmd_console(args) -> int:
     from headend.console.app import ConsoleApp
     from headend.db.storage import Storage
 
-    with Storage(args.db) as store:
+    with Storage(args.db, master_key_file=getattr(args, "master_key_file", None)) as store:
         app = ConsoleApp(
             store,
             args.broker,

@@ -17,6 +17,15 @@ top-up id counter is moved on (ADVANCE) so that commands queued after the restor
 number a meter has already taken. The head-end's migrations are applied on the next open, so an
 older backup restores into newer code.
 
+Secrets: the database keeps every meter key and the broker password sealed with the master key
+(``headend.db.keystore``), so a backup holds ciphertext only, and the master key is never in it: it
+must be backed up separately (docs/disaster-recovery.md). A database still holding clear values
+(never opened by this head-end since it began sealing) has them sealed in the copy, never copied
+in clear. ``restore`` checks that the master key of ``db`` (``master_key_file``, the
+environment, else the default key file beside ``db``) opens the backup's secrets before it puts
+the copy in place. Both summaries name the ``master_key_id`` the copy is sealed under. The
+backup, and the restored database, are mode 0600 from the moment they are created.
+
 Errors are ``BackupError`` (a ``StorageError``): the CLI prints them as ``error: ...``.
 docs/disaster-recovery.md is the procedure around these two calls.
 """
@@ -28,7 +37,9 @@ import sqlite3
 import time
 from pathlib import Path
 
-from headend.errors import BackupError  # noqa: F401
+from headend.db import keystore
+from headend.db.storage import create_private
+from headend.errors import BackupError, StorageError  # noqa: F401
 
 MARKER_TABLES = ("meters", "readings", "_sqlite_migrations")  # what makes a file a head-end database
 # Commands (and top-ups) sent after the backup are gone from the restored database, but the
@@ -85,14 +96,31 @@ def _check(conn: sqlite3.Connection, what: str) -> None:
         raise BackupError("%s is not a head-end database (no table %s)" % (what, ", ".join(missing)))
 
 
-def _copy(src: sqlite3.Connection, tmp: Path, what: str, advance_commands: int = 0) -> dict[str, int]:
-    """src's pages into a new file tmp (one step: one snapshot), made self-contained and checked;
-    with ``advance_commands``, every meter's command seq and top-up id moved on by that much."""
+def _copy(
+    src: sqlite3.Connection,
+    tmp: Path,
+    what: str,
+    vault: keystore.Vault,
+    advance_commands: int = 0,
+    check_key: bool = False,
+) -> tuple[dict[str, int], str | None]:
+    """src's pages into a new 0600 file tmp (one step: one snapshot), made self-contained and
+    checked; clear secrets sealed with the vault's master key (``check_key``: the master key
+    checked against sealed ones); with ``advance_commands``, every meter's command seq and top-up
+    id moved on by that much. (counts, the master key id the copy's secrets are sealed under)."""
     _remove(tmp)
+    create_private(tmp)  # before SQLite writes a page: the copy (and its -journal) are 0600
     dst = sqlite3.connect(str(tmp), isolation_level=None)
     try:
         src.backup(dst)  # pages=-1: the whole database inside one read transaction of src
         dst.execute("PRAGMA journal_mode=DELETE")
+        vault.conn = dst
+        if keystore.has_clear(dst):
+            dst.execute("BEGIN IMMEDIATE")
+            keystore.seal_clear(dst, vault)
+            dst.execute("COMMIT")
+        elif check_key and keystore.sealed_sample(dst) is not None:
+            vault.key()  # MasterKeyError: missing, or not the key the backup was sealed with
         if advance_commands and "command_counters" in _tables(dst):
             dst.execute(
                 "UPDATE command_counters SET seq = seq + ?, topup_id = topup_id + ?",
@@ -100,10 +128,13 @@ def _copy(src: sqlite3.Connection, tmp: Path, what: str, advance_commands: int =
             )
         _check(dst, what)
         counts = _counts(dst)
+        ids, _ = keystore.key_ids(dst)
     finally:
+        if dst.in_transaction:
+            dst.execute("ROLLBACK")
         dst.close()
     _fsync(tmp)
-    return counts
+    return counts, ",".join(sorted(ids)) or None
 
 
 def _open_existing(path: Path, what: str, read_only: bool) -> sqlite3.Connection:
@@ -133,8 +164,9 @@ def _open_existing(path: Path, what: str, read_only: bool) -> sqlite3.Connection
     raise BackupError("cannot open %s %s: %s" % (what, path, error))
 
 
-def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Copy the live database ``db`` to ``out`` (replaced atomically); a summary dict."""
+def backup(db: str | os.PathLike, out: str | os.PathLike, master_key_file: str | None = None) -> dict:
+    """Copy the live database ``db`` to ``out`` (replaced atomically); a summary dict. The master
+    key (``master_key_file``, else as ``Storage`` finds it) is needed only to seal clear values."""
     db, out = Path(db), Path(out)
     if out.exists() and db.exists() and os.path.samefile(db, out):
         raise BackupError("the backup file must not be the database itself (%s)" % db)
@@ -146,7 +178,8 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict:
     try:
         try:
             _check_source(src, db)
-            counts = _copy(src, tmp, "the backup of %s" % db)
+            vault = keystore.Vault(db, master_key_file=master_key_file)
+            counts, key_id = _copy(src, tmp, "the backup of %s" % db, vault)
             os.replace(tmp, out)
         except sqlite3.Error as e:
             raise BackupError("cannot back up %s to %s: %s" % (db, out, e))
@@ -162,6 +195,7 @@ def backup(db: str | os.PathLike, out: str | os.PathLike) -> dict:
         "bytes": out.stat().st_size,
         "integrity": "ok",
         "counts": counts,
+        "master_key_id": key_id,
         "taken_at": started,
         "seconds": round(time.time() - started, 3),
     }
@@ -195,10 +229,16 @@ def in_use(db: Path) -> bool | None:
 
 
 def restore(
-    src: str | os.PathLike, db: str | os.PathLike, force: bool = False, advance_commands: int = ADVANCE
+    src: str | os.PathLike,
+    db: str | os.PathLike,
+    force: bool = False,
+    advance_commands: int = ADVANCE,
+    master_key_file: str | None = None,
 ) -> dict:
     """Replace (or create) ``db`` with the backup ``src``; a summary dict. ``advance_commands``:
-    see ADVANCE (0: restore the counters exactly as backed up)."""
+    see ADVANCE (0: restore the counters exactly as backed up). The master key ``db`` will be
+    opened with (``master_key_file``, else as ``Storage`` finds it) must open the backup's
+    secrets: else KeystoreError, and ``db`` is left as it was."""
     if advance_commands < 0:
         raise BackupError("the command seq advance must be 0 or more, got %d" % advance_commands)
     src, db = Path(src), Path(db)
@@ -223,7 +263,10 @@ def restore(
                 )
         tmp = db.with_name(db.name + ".restore-tmp")
         try:
-            counts = _copy(backup_conn, tmp, "the restored copy of %s" % src, advance_commands)
+            vault = keystore.Vault(db, master_key_file=master_key_file, name="backup %s" % src)
+            counts, key_id = _copy(
+                backup_conn, tmp, "the restored copy of %s" % src, vault, advance_commands, check_key=True
+            )
             for suffix in ("-wal", "-shm", "-journal"):
                 _remove(Path(str(db) + suffix))
             os.replace(tmp, db)
@@ -242,5 +285,6 @@ def restore(
         "replaced": existed,
         "integrity": "ok",
         "counts": counts,
+        "master_key_id": key_id,
         "command_seqs_advanced_by": advance_commands,
     }

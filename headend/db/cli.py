@@ -1,5 +1,6 @@
-"""``headend backup`` and ``headend restore``: online backup of the live database and restore
-from a backup (``headend.db.backup``; procedure in docs/disaster-recovery.md).
+"""``headend backup``, ``headend restore`` and ``headend keys`` (``cli_keys``): online backup of
+the live database, restore from a backup (``headend.db.backup``; procedure in
+docs/disaster-recovery.md), and the master key that seals the meter keys in it.
 
 Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``. Errors
 are ``headend.db.backup.BackupError`` (a ``StorageError``) for the CLI's one error handler.
@@ -10,10 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from headend.db import cli_keys
 from headend.db.backup import ADVANCE, backup, restore
 
 
 def register(subparsers) -> None:
+    _register_backup(subparsers)
+    cli_keys.register(subparsers)
+
+
+def _register_backup(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     bk = subparsers.add_parser(
@@ -38,14 +45,21 @@ def register(subparsers) -> None:
 
 
 def cmd_backup(args) -> int:
-    print(json.dumps(backup(args.db, args.out), separators=(", ", ": ")))
+    summary = backup(args.db, args.out, master_key_file=getattr(args, "master_key_file", None))
+    print(json.dumps(summary, separators=(", ", ": ")))
     return 0
 
 
 def cmd_restore(args) -> int:
-    result = restore(args.source, args.db, force=args.force, advance_commands=args.advance_commands)
+    result = restore(
+        args.source,
+        args.db,
+        force=args.force,
+        advance_commands=args.advance_commands,
+        master_key_file=getattr(args, "master_key_file", None),
+    )
     print(json.dumps(result, separators=(", ", ": ")))
     return 0
 
 
-COMMANDS = {"backup": cmd_backup, "restore": cmd_restore}
+COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, **cli_keys.COMMANDS}

@@ -3,7 +3,8 @@
 Applied in order by ``Storage`` when it opens a database; a migration never
 changes once released: add a new one instead. Tables:
 
-  meters        one row per provisioned meter: key (hex), broker password hash
+  meters        one row per provisioned meter: key (64 hex digits, sealed with the
+                master key since m009: headend/db/keystore.py), broker password hash
                 (mosquitto ``$7$`` string; the clear password is never kept),
                 account, rating (VEE), online state, last status.
   readings      ``(meter_id, seq)``: every accepted reading once, with the raw
@@ -13,7 +14,7 @@ changes once released: add a new one instead. Tables:
                 ingest.store_quarantine.SAMPLE_PER_HOUR per meter per hour (m008);
   quarantine_hours  per (owner, hour, reason): refused frames kept and dropped (m008).
   counters      ``name -> value``: accepted, duplicates, rejected:<reason>, ...
-  settings      ``name -> value``: head-end broker credentials.
+  settings      ``name -> value``: head-end broker credentials (the password sealed, m009).
   vee_results, estimates, audit, load_profile: written by the VEE engine.
 
 Times: ``ts`` and interval bounds are the meters' integer epoch seconds;
@@ -24,6 +25,8 @@ seconds of the head-end's clock. Lists and maps are JSON text.
 import re
 
 from sqlite_utils import Database, Migrations
+
+from headend.db import keystore
 
 migrations = Migrations("headend")
 
@@ -632,3 +635,14 @@ def m008_quarantine_sample(db: Database) -> None:
         "INSERT INTO quarantine_hours (owner, hour, reason, kept, dropped) VALUES (?, ?, ?, ?, 0)",
         [k + (n,) for k, n in kept.items()],
     )
+
+
+@migrations()
+def m009_sealed_secrets(db: Database) -> None:
+    """Secrets at rest: ``meters.key`` and the secret ``settings`` (``broker.headend_password``)
+    are kept sealed with the head-end's master key, ``v1:<key id>:<base64>`` (AES-256-GCM, the
+    row's identity as associated data; headend/db/keystore.py). This seals the values an older
+    database holds in clear, with the master key ``Storage`` opened it with (its default key
+    file is created here if there is none); a new database has nothing to seal.
+    """
+    keystore.seal_clear(db.conn, keystore.migrating_vault())

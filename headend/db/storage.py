@@ -3,11 +3,16 @@
 ``Storage(path)`` opens (creating) the database, turns on WAL with ``synchronous=NORMAL`` (a
 commit is durable once the WAL is synced at checkpoint; a process crash loses nothing
 committed) and applies the migrations of ``headend.db.migrations`` (one ordered set for every
-feature). It holds no SQL of its own: each feature's queries live in that feature's ``store``
+feature). The database and its ``-wal`` and ``-shm`` are mode 0600: a new file is created 0600
+before SQLite opens it (SQLite gives the -wal and -shm the database file's mode), an existing
+one is tightened. Secrets are sealed at rest with the head-end's master key
+(``headend.db.keystore``: ``master_key_file``, ``$HEADEND_MASTER_KEY_FILE``,
+``$HEADEND_MASTER_KEY``, else ``<db name>.master-key`` beside it); ``store.secrets`` is the
+database's vault. It holds no SQL of its own: each feature's queries live in that feature's ``store``
 module, as a mixin over ``self.db`` (sqlite-utils) and ``self.conn`` (sqlite3), and ``Storage``
 is composed of them, so callers keep ``store.method(...)``:
 
-    meters/store.py    MeterStoreMixin       meters, their keys, settings
+    meters/store.py    MeterStoreMixin       meters, their keys (sealed), settings, key rotation
     ingest/store.py    IngestStoreMixin      batches, readings, events, acks, quarantine, counters
     vee/store.py       VeeStorageMixin       VEE states, results, estimates, audit, load profiles,
                                              manual readings
@@ -32,6 +37,7 @@ from sqlite_utils import Database
 from headend.alerts.store import AlertStorageMixin
 from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
+from headend.db import keystore
 from headend.db.migrations import migrations
 from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
 from headend.ingest.store import READING_COLUMNS, IngestBatch, IngestStoreMixin  # noqa: F401 (re-exported)
@@ -53,28 +59,50 @@ class Storage(
     AlertStorageMixin,
     WebStorageMixin,
 ):
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        timeout: float = 30.0,
+        master_key_file: str | None = None,
+        master_key: keystore.MasterKey | bytes | None = None,
+    ) -> None:
+        """master_key_file / master_key: the master key (headend.db.keystore), else from the
+        environment or the default file beside the database; loaded when a secret is first
+        sealed or opened."""
+        create_private(path)
         try:
             conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
         except sqlite3.Error as e:
             raise StorageError(_open_failure(path, e)) from e
         self.db = Database(conn)
         self.conn = conn
+        self.secrets = keystore.Vault(path, conn, master_key_file=master_key_file, master_key=master_key)
         try:
             self.db.enable_wal()  # the first read: opens (or creates) the -wal and -shm files
         except sqlite3.Error as e:
             conn.close()
             raise StorageError(_open_failure(path, e)) from e
+        tighten(path)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
         for attempt in range(3):  # two workers creating one new file: the loser retries
             try:
-                migrations.apply(self.db)
+                with keystore.migrating(self.secrets):  # m009 seals an older database's clear keys
+                    migrations.apply(self.db)
                 break
             except sqlite3.OperationalError:
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
+        self._scrub()
+
+    def _scrub(self) -> None:
+        """After secrets were rewritten in place (m009 sealing clear keys, a rotation): move the
+        WAL into the database file now and empty it, so the old values' pages are overwritten
+        (secure_delete zeroed their bytes) rather than kept until some later checkpoint."""
+        if self.secrets.scrub:
+            self.secrets.scrub = 0
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:
         self.db.close()
@@ -84,6 +112,33 @@ class Storage(
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def create_private(path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist (an empty file is an empty
+    SQLite database), so the database, and the -wal, -shm and -journal SQLite gives the
+    database's mode, are never readable by others. Any failure is left to SQLite to report."""
+    try:
+        fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return  # exists (or cannot be made: SQLite says why)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def tighten(path) -> None:
+    """Mode 0600 for the database and its -wal and -shm if group or others may read them (a
+    database made before the head-end created them 0600); not the owner, or read-only: left."""
+    for name in (str(path), str(path) + "-wal", str(path) + "-shm"):
+        try:
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            pass
 
 
 def _open_failure(path, e: sqlite3.Error) -> str:

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
 def _store(args):
     from headend.db.storage import Storage
 
-    return Storage(args.db)
+    return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
 def _print_json(obj) -> None:
@@ -82,6 +82,8 @@ def cmd_serve(args) -> int:
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
         common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        if args.master_key_file:
+            common += ["--master-key-file", args.master_key_file]
         common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
         serve = [sys.executable, "-m", "headend.cli", "serve", *common, "--client-id"]
         return run_workers(args.workers, lambda i: serve + ["%s-%d" % (args.client_id, i)])

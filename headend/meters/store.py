@@ -1,7 +1,11 @@
 """Meters' SQL (``MeterStoreMixin``, part of ``headend.db.storage.Storage``): registering a
 meter, reading meters and their keys, and the head-end's settings.
 
-``add_meter`` raises ``MeterExists`` when the id is taken.
+``add_meter``, ``meter``, ``meters``, ``meter_keys`` (the key comes back in clear as before:
+sealed in ``add_meter`` with the master key of ``self.secrets``, ``headend.db.keystore``,
+opened as it is read, each once), ``setting``/``set_setting`` (``keystore.SECRET_SETTINGS``
+sealed likewise), ``rotate_master_key`` (``headend keys rotate-master``). ``add_meter`` raises
+``MeterExists`` when the id is taken.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ import sqlite3
 import time
 from collections.abc import Mapping
 
+from headend.db import keystore
 from headend.errors import MeterExists
 
 
 class MeterStoreMixin:
     db: object
     conn: sqlite3.Connection
+    secrets: keystore.Vault
 
     def add_meter(
         self,
@@ -29,7 +35,7 @@ class MeterStoreMixin:
         """Register a meter; MeterExists if the id is taken. rating: ib_ma, imax_ma, un_mv, rates."""
         row = {
             "meter_id": meter_id,
-            "key": key_hex,
+            "key": self.secrets.seal(keystore.meter_key_id(meter_id), key_hex),
             "mqtt_password_hash": mqtt_password_hash,
             "account": account,
             "created_at": time.time() if now is None else now,
@@ -45,20 +51,54 @@ class MeterStoreMixin:
         return self.meter(meter_id)
 
     def meter(self, meter_id: str) -> dict | None:
+        """The meter's row, its key opened (64 hex digits), or None."""
         rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))
-        return rows[0] if rows else None
+        return self._opened(rows[0]) if rows else None
 
     def meters(self) -> list[dict]:
-        return list(self.db.query("SELECT * FROM meters ORDER BY meter_id"))
+        return [self._opened(r) for r in self.db.query("SELECT * FROM meters ORDER BY meter_id")]
+
+    def _opened(self, row: dict) -> dict:
+        row["key"] = self._meter_key(row["meter_id"], row["key"])
+        return row
+
+    def _meter_key(self, meter_id: str, stored: str) -> str:
+        return self.secrets.open(keystore.meter_key_id(meter_id), stored, "meter %r's key" % meter_id)
 
     def meter_keys(self) -> dict[str, bytes]:
-        """meter_id -> 32-byte key, for verifying frames."""
-        return {r[0]: bytes.fromhex(r[1]) for r in self.conn.execute("SELECT meter_id, key FROM meters")}
+        """meter_id -> 32-byte key, for verifying frames (each opened once per Storage: cached)."""
+        rows = self.conn.execute("SELECT meter_id, key FROM meters").fetchall()
+        return {m: bytes.fromhex(self._meter_key(m, k)) for m, k in rows}
 
     def setting(self, name: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()
-        return row[0] if row else None
+        if row is None or row[0] is None or name not in keystore.SECRET_SETTINGS:
+            return row[0] if row else None
+        return self.secrets.open(keystore.setting_id(name), row[0], "setting %r" % name)
 
     def set_setting(self, name: str, value: str) -> None:
+        if name in keystore.SECRET_SETTINGS and value is not None:
+            value = self.secrets.seal(keystore.setting_id(name), value)
         with self.db.atomic():
             self.conn.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", [name, value])
+
+    def rotate_master_key(self, new_key: keystore.MasterKey) -> dict:
+        """Re-seal every secret under ``new_key`` in one transaction (opened with the current
+        master key, which is checked first); values already under it are left alone, so a
+        rotation cut short is finished by running it again. Afterwards this Storage uses
+        ``new_key``; other processes need it as their master key (``headend keys rotate-master``).
+        {"old_key_id", "new_key_id", "resealed", "secrets"}."""
+        ids, clear = keystore.key_ids(self.conn)
+        old_ids = sorted(set(ids) - {new_key.id})
+        old = self.secrets.key() if old_ids else None  # MasterKeyError if it is not this database's
+        with self.db.atomic():
+            n = keystore.reseal(self.conn, self.secrets, new_key)
+        self.secrets.use(new_key)
+        self.secrets.scrub = n
+        self._scrub()
+        return {
+            "old_key_id": old.id if old is not None else None,
+            "new_key_id": new_key.id,
+            "resealed": n,
+            "secrets": sum(ids.values()) + clear,
+        }

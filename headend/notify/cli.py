@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 def _store(args):
     from headend.db.storage import Storage
 
-    return Storage(args.db)
+    return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
 def _print_json(obj) -> None:

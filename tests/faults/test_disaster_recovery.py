@@ -13,6 +13,7 @@ import json
 import os
 import time
 
+from headend.db import keystore
 from headend.db.storage import Storage
 from protocol import topics
 from tests.faults.support import Fleet, count, headend, rows, wait_for
@@ -72,13 +73,19 @@ def run_procedure(fleet: Fleet, tmp_path) -> None:
     summary = ok("backup", "--out", str(backup))
     assert summary["integrity"] == "ok" and summary["counts"]["readings"] == 120
 
-    # 2. Verify the backup: restore into a scratch path, look at it, delete it
-    verify = tmp_path / "verify.db"
+    # 2. Verify the backup: restore into a scratch path with the master key (kept apart from the
+    # backups), look at it, delete it
+    verify, master_key = tmp_path / "verify.db", str(tmp_path / "headend.master-key")
+    assert summary["master_key_id"] == keystore.read_key_file(master_key).id
     out = headend("--db", str(verify), "restore", "--from", str(backup))
+    assert out.returncode == 1 and "no master key" in out.stderr  # the backup alone opens nothing
+    out = headend("--db", str(verify), "--master-key-file", master_key, "restore", "--from", str(backup))
     assert out.returncode == 0, out.stderr
+    out = headend("--db", str(verify), "--master-key-file", master_key, "keys", "status", "--json")
+    assert out.returncode == 0 and json.loads(out.stdout)["opened"] == 4, out.stderr  # 3 keys, 1 password
     out = headend("--db", str(verify), "stats", "--json")
     assert json.loads(out.stdout)["accepted_by_kind"]["reading"] == 120
-    out = headend("--db", str(verify), "meter", "list", "--json")
+    out = headend("--db", str(verify), "--master-key-file", master_key, "meter", "list", "--json")
     assert [m["meter_id"] for m in json.loads(out.stdout)] == fleet.ids
     verify.unlink()
 

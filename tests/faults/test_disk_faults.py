@@ -87,7 +87,14 @@ def test_full_disk_commands_fail_clearly_and_write_nothing(fs):
     assert out.returncode == 0, out.stderr
     assert integrity(db) == "ok" and table_counts(db) == before
     holder.close()
-    assert set(os.listdir(fs.path)) <= {"filler", "headend.db", "headend.db-shm", "headend.db-wal"}
+    # headend.master-key: the master key sealing the meter keys, made with the database (populated)
+    assert set(os.listdir(fs.path)) <= {
+        "filler",
+        "headend.db",
+        "headend.db-shm",
+        "headend.db-wal",
+        "headend.master-key",
+    }
 
     # the service stopped (its -wal and -shm went away) and the space it freed was taken too:
     # SQLite cannot even size a new -shm file

@@ -36,6 +36,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m006_commands",
             "m007_web_users",
             "m008_quarantine_sample",
+            "m009_sealed_secrets",
         ]
         assert {
             "meters",
