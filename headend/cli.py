@@ -70,13 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
         "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
     )
     bc.add_argument("--out", required=True, metavar="DIR")
-    bc.add_argument("--port", required=True, type=int)
+    bc.add_argument("--port", required=True, type=int, help="the meters' listener")
+    bc.add_argument(
+        "--headend-port",
+        type=int,
+        metavar="M",
+        help="the head-end's listener, where headend_url points (default PORT + 1: a `--port N`"
+        " command line keeps working; meters need only PORT open)",
+    )
     bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
 
     serve = sub.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
     serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
     serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
-    serve.add_argument("--client-id", default="headend-ingest", help="stable id of the persistent session")
+    serve.add_argument(
+        "--client-id",
+        default="headend.ingest",
+        help="stable id of the persistent session (default headend.ingest; never a valid meter id)",
+    )
     serve.add_argument("--batch", type=int, default=500, help="messages per commit, at most (default 500)")
     serve.add_argument(
         "--batch-ms",
@@ -190,7 +201,8 @@ def cmd_broker_config(args) -> int:
     from headend import provision
 
     with _store(args) as store:
-        _print_json(provision.write_broker_config(store, args.out, args.port, args.persistence))
+        cfg = provision.write_broker_config(store, args.out, args.port, args.persistence, args.headend_port)
+    _print_json(cfg)
     return 0
 
 
@@ -202,9 +214,10 @@ def cmd_serve(args) -> int:
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
-        from headend.mqtt_service import parse_broker_url, run_workers
+        from headend.mqtt_service import check_service_client_id, parse_broker_url, run_workers
 
-        parse_broker_url(args.broker)  # a bad URL is one error, not N
+        parse_broker_url(args.broker)  # a bad URL or client id is one error, not N
+        check_service_client_id(args.client_id)
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
         common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]

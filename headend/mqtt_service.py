@@ -2,7 +2,8 @@
 
 Exactly-once into SQLite over an at-least-once broker:
 
-- a persistent session (stable client id; MQTT 3.1.1 ``clean_session=False``,
+- a persistent session (stable client id, ``headend.ingest`` by default, never one a
+  meter could have: ``check_service_client_id``; MQTT 3.1.1 ``clean_session=False``,
   which Mosquitto keeps until the client comes back, or with ``protocol="5"``
   clean_start False and session expiry "never"), so the broker keeps QoS 1
   messages while the head-end is away;
@@ -67,8 +68,32 @@ PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 _PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (also valid MQTT 5)
 
 
+INGEST_CLIENT_ID = "headend.ingest"  # the default persistent session of `headend serve`
+
+
 class ServiceError(Exception):
     """Bad broker URL, or the broker refused us; the message says which."""
+
+
+def check_service_client_id(client_id: str, flag: str = "--client-id") -> str:
+    """ServiceError for a head-end client id a meter could also have.
+
+    Mosquitto's client ids are one namespace across its listeners, and a login under an
+    id already connected takes that session over (a clean one discards it and its queue).
+    The meters' listener of `headend broker-config` gives each meter its username as
+    client id, a meter id (``[A-Za-z0-9_-]{1,32}``): a head-end session named like a
+    meter would be lost when that meter logs in. The defaults (``headend.ingest``,
+    ``headend.dispatch``, ``headend.console.<hex>``) carry a dot for that reason."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ServiceError("%s must not be empty" % flag)
+    if topics.meter_id_valid(client_id):
+        like = client_id.replace("-", ".", 1) if client_id.startswith("headend-") else "headend." + client_id
+        raise ServiceError(
+            "%s %r could be a meter's id, and the broker gives every meter its id as client id: that"
+            " meter's login would take this session over; use an id with a character meter ids cannot"
+            " have, such as a dot (e.g. %r)" % (flag, client_id, like)
+        )
+    return client_id
 
 
 def parse_broker_url(url: str) -> dict:
@@ -120,7 +145,7 @@ class IngestService:
         self,
         store: Storage,
         broker_url: str,
-        client_id: str = "headend-ingest",
+        client_id: str = INGEST_CLIENT_ID,
         shared: bool = False,
         batch_max: int = 500,
         batch_wait: float = 0.05,
@@ -129,6 +154,7 @@ class IngestService:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ServiceError("MQTT protocol must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol))
+        check_service_client_id(client_id)
         self.store = store
         self.broker = parse_broker_url(broker_url)
         self.shared = shared
