@@ -7,8 +7,8 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_a_short_span_end_to_end_and_cleans_up(tmp_path):
-    work = tmp_path / "demo"
+def test_demo_runs_a_short_span_end_to_end_and_cleans_up(broker_tmp):
+    work = broker_tmp / "demo"  # run as root, the demo's broker (user mosquitto) must reach its files
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "demo.py"), "--days", "1.2", "--work", str(work)],
         capture_output=True,

@@ -36,7 +36,6 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from headend.db.storage import Storage  # noqa: E402
 from headend.meters import provision  # noqa: E402
 from protocol import messages, topics  # noqa: E402
-from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
+from tools.mosquitto_broker import MosquittoBroker, broker_tmpdir, free_ports  # noqa: E402
 
 T0 = 1_700_000_100
 TARGET = 10_000  # readings/s (issue 5)
@@ -209,12 +208,14 @@ def machine() -> str:
 
 
 def run_once(args, run: int) -> dict:
-    work = tempfile.mkdtemp(prefix="bench_ingest_")
+    work = broker_tmpdir(prefix="bench_ingest_")  # run as root, the broker (user mosquitto) reads in here
     db = os.path.join(work, "headend.db")
     with Storage(db) as store:
         meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
-        port = free_port()
-        cfg = provision.write_broker_config(store, os.path.join(work, "broker"), port)
+        port, headend_port = free_ports(2)
+        cfg = provision.write_broker_config(
+            store, os.path.join(work, "broker"), port, headend_port=headend_port
+        )
     broker = MosquittoBroker.from_conf(cfg["conf"], port).start()
     serve_log = os.path.join(work, "serve.log")
     logf = open(serve_log, "w")

@@ -121,7 +121,8 @@ class Dispatcher:
 
     def __init__(self, db: str, url: str) -> None:
         cmd = [sys.executable, "-m", "headend.cli", "--db", db, "dispatch", "--broker", url]
-        cmd += ["--interval", "0.5", "--backoff", "2", "--backoff-max", "10", "--client-id", "demo-dispatch"]
+        cmd += ["--interval", "0.5", "--backoff", "2", "--backoff-max", "10"]
+        cmd += ["--client-id", "headend.demo-dispatch"]
         self.log = open(os.path.join(os.path.dirname(db), "dispatch.log"), "w")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -250,7 +251,9 @@ def main(argv=None) -> int:
     )
     try:
         with sim:
-            say("broker", "mosquitto with per-meter passwords and ACL at %s" % sim.headend_url.split("@")[-1])
+            b = sim.broker_info
+            say("broker", "mosquitto with per-meter passwords and ACL: meters at 127.0.0.1:%d, the head-end"
+                " at 127.0.0.1:%d" % (b["port"], b["headend_port"]))  # fmt: skip
             dispatcher = Dispatcher(db, sim.headend_url)
             for m in prepaid:
                 headend(db, "topup", m, FIRST_TOPUP, "--payment-id", "demo-%s-1" % m)

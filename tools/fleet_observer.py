@@ -1,7 +1,8 @@
 """The fleet simulator's window on the broker: counts what each meter published (tools/fleet_sim.py).
 
 ``Observer(url, keys, client_id)`` connects as the head-end's broker user
-(the ACL lets it read ``ami/v1/+/up/#``) with its own client id and a
+(the ACL lets it read ``ami/v1/+/up/#``) with its own client id (never one a
+meter could have: headend.mqtt.check_service_client_id) and a
 persistent session (so nothing published while it reconnects after a broker
 outage is missed: the simulator's broker keeps sessions on disk), verifies
 every frame with the meter's key (protocol.messages.open_frame) and counts
@@ -19,16 +20,16 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from headend.mqtt import parse_broker_url
+from headend.mqtt import check_service_client_id, parse_broker_url
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 
 
 class Observer:
-    def __init__(self, url: str, keys: dict[str, bytes], client_id: str = "fleet-sim-observer") -> None:
+    def __init__(self, url: str, keys: dict[str, bytes], client_id: str = "fleet-sim.observer") -> None:
         self.broker = parse_broker_url(url)
+        self.client_id = check_service_client_id(client_id)
         self.keys = keys
-        self.client_id = client_id
         self.lock = threading.Lock()
         self.counts = {m: self._empty() for m in keys}
         self.connected = threading.Event()

@@ -2,8 +2,9 @@
 
 Usage:
     python tools/fleet_sim.py --db headend.db --meters DIR --days D [--speed S] [--faults FILE]
-        [--broker mqtt://HOST:PORT] [--serve] [--start TS] [--seed N] [--poll-s 60] [--linger 30]
-        [--tariff FILE] [--opening-credit MILLI] [--work DIR] [--progress 2] [--timeout 3600] [--json]
+        [--broker mqtt://HOST:PORT [--headend-port P]] [--serve] [--start TS] [--seed N] [--poll-s 60]
+        [--linger 30] [--tariff FILE] [--opening-credit MILLI] [--work DIR] [--progress 2] [--timeout 3600]
+        [--json]
 
 DIR is what tools/provision_fleet.py wrote: DIR/<meter_id>/config.json. Each
 meter runs in its own flash directory, ``WORK/flash/<meter_id>`` (WORK
@@ -33,8 +34,12 @@ is one segment per hour of a seeded residential load profile
 Broker: without ``--broker`` the simulator writes the broker files for every
 meter in the database (``headend.meters.provision.write_broker_config``, the code of
 ``headend broker-config``, with persistence) into WORK/broker and runs
-Mosquitto on a free loopback port (tools/mosquitto_broker.MosquittoBroker.
-from_conf); it can then stop and restart it for a broker outage. ``--serve``
+Mosquitto on two free loopback ports, the meters' listener and the head-end's
+(tools/mosquitto_broker.MosquittoBroker.from_conf); it can then stop and
+restart it for a broker outage. Run as root, WORK must be reachable by user
+mosquitto (the broker runs as it). With ``--broker``, the head-end (observer,
+``--serve``) connects to ``--headend-port`` (default PORT + 1, as
+``headend broker-config`` writes it). ``--serve``
 also runs ``headend serve --db DB`` against it and, at the end, waits until
 the database holds every reading the broker carried.
 
@@ -79,7 +84,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tools import emulate, fleet_scenario  # noqa: E402
-from tools.mosquitto_broker import MosquittoBroker, free_port  # noqa: E402
+from tools.mosquitto_broker import MosquittoBroker, free_ports  # noqa: E402
 
 bench_mod = emulate.emulate_bench  # the module tools/emulate.Session checks scenarios against
 from firmware import meter_state, persist  # noqa: E402
@@ -339,6 +344,7 @@ class FleetSim:
         progress: float = 2.0,
         timeout: float = 3600.0,
         out=None,
+        headend_port: int | None = None,
     ) -> None:
         if not 0 < days <= 366:
             raise SimError("--days must be > 0 and <= 366, got %r" % (days,))
@@ -352,6 +358,7 @@ class FleetSim:
         self.speed = int(round(speed))  # the firmware divides ms by it (integers only)
         self.faults_in = faults if faults is not None else []
         self.broker_url = broker
+        self.headend_port = headend_port
         self.work = os.path.abspath(work or os.path.join(self.meters_dir, "sim"))
         self.start_ts = start
         self.seed = seed
@@ -482,15 +489,17 @@ class FleetSim:
 
     def start(self) -> None:
         if self.broker_url is None:
-            port = free_port()
+            port, headend_port = free_ports(2)
             with Storage(self.db) as store:
-                info = provision.write_broker_config(store, os.path.join(self.work, "broker"), port, True)
+                broker_dir = os.path.join(self.work, "broker")
+                info = provision.write_broker_config(store, broker_dir, port, True, headend_port)
             self.broker = MosquittoBroker.from_conf(info["conf"], port)
             self.broker.start()
             self.broker_up = True
             host = "127.0.0.1"
             self.headend_url = info["headend_url"]
-            self.broker_info = {"conf": info["conf"], "log": self.broker.log, "port": port, "own": True}
+            self.broker_info = {"conf": info["conf"], "log": self.broker.log, "port": port, "own": True,
+                                "headend_port": headend_port}  # fmt: skip
         else:
             u = urlsplit(self.broker_url)
             if u.scheme != "mqtt" or not u.hostname:
@@ -499,10 +508,11 @@ class FleetSim:
             self.broker_up = True
             with Storage(self.db) as store:
                 pw = store.setting(provision.HEADEND_PASSWORD_SETTING)
+            hport = self.headend_port or port + 1  # the head-end's listener (headend broker-config)
             if pw is not None:
                 user = provision.HEADEND_USER
-                self.headend_url = "mqtt://%s:%s@%s:%d" % (user, quote(pw, safe=""), host, port)
-            self.broker_info = {"host": host, "port": port, "own": False}
+                self.headend_url = "mqtt://%s:%s@%s:%d" % (user, quote(pw, safe=""), host, hport)
+            self.broker_info = {"host": host, "port": port, "own": False, "headend_port": hport}
         for m in self.meters:
             b = m["cfg"]["broker"]
             m["url"] = "mqtt://%s:%s@%s:%d" % (m["meter_id"], quote(b["password"], safe=""), host, port)
@@ -510,7 +520,7 @@ class FleetSim:
             from tools.fleet_observer import Observer
 
             keys = {m["meter_id"]: m["cfg"]["key"] for m in self.meters}
-            self.observer = Observer(self.headend_url, keys, "fleet-sim-observer-%d" % os.getpid())
+            self.observer = Observer(self.headend_url, keys, "fleet-sim.observer-%d" % os.getpid())
             self.observer.connected.wait(10)
         if self.serve:
             if self.headend_url is None:
@@ -775,6 +785,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=0, help="emulated s per real s (default 0: full speed)")
     p.add_argument("--faults", metavar="FILE", help="fault script (tools/fleet_scenario.py)")
     p.add_argument("--broker", metavar="URL", help="mqtt://HOST:PORT of a running broker (default: own)")
+    p.add_argument(
+        "--headend-port",
+        type=int,
+        metavar="P",
+        help="with --broker: the head-end's listener (default PORT + 1)",
+    )
     p.add_argument("--serve", action="store_true", help="also run `headend serve` and wait until stored")
     p.add_argument("--start", type=epoch_arg, help="emulated start (epoch s or ISO 8601; default: resume)")
     p.add_argument("--seed", type=int, default=1, help="load profile seed (default 1)")
@@ -814,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
             serve=args.serve,
             progress=args.progress,
             timeout=args.timeout,
+            headend_port=args.headend_port,
         )
         with sim:
             s = sim.run()

@@ -117,7 +117,11 @@ def register(subparsers) -> None:
     dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
     dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")
     dp.add_argument("--backoff-max", type=float, default=3600.0, help="longest resend delay (default 3600)")
-    dp.add_argument("--client-id", default="headend-dispatch")
+    dp.add_argument(
+        "--client-id",
+        default="headend.dispatch",
+        help="MQTT client id (default headend.dispatch; never a valid meter id)",
+    )
     dp.add_argument("--now", type=float, help=argparse.SUPPRESS)
 
 

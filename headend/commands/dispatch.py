@@ -20,10 +20,11 @@ import threading
 import time
 
 from headend.errors import ServiceError
-from headend.mqtt import make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, make_client, parse_broker_url
 from protocol import topics
 
 PUBLISH_TIMEOUT = 10.0  # s for the broker's PUBACK
+CLIENT_ID = "headend.dispatch"  # never a meter's id (check_service_client_id)
 
 
 def backoff_delay(attempts: int, backoff: float, backoff_max: float) -> float:
@@ -36,13 +37,14 @@ class Dispatcher:
         self,
         store,
         broker_url: str,
-        client_id: str = "headend-dispatch",
+        client_id: str = CLIENT_ID,
         backoff: float = 30.0,
         backoff_max: float = 3600.0,
         log=None,
     ) -> None:
         if backoff <= 0 or backoff_max < backoff:
             raise ServiceError("back-off must be > 0 and at most its maximum")
+        check_service_client_id(client_id)
         self.store = store
         self.broker = parse_broker_url(broker_url)
         self.backoff, self.backoff_max = backoff, backoff_max

@@ -1,7 +1,7 @@
 """The console's I/O loop: a paho client thread, an input thread, and the main thread drawing.
 
 ``ConsoleApp(store, broker_url, meter=None, client_id=None, out=sys.stdout, inp=sys.stdin,
-live=None).run() -> 0`` connects with its own client id (``headend-console-<random>``, a clean
+live=None).run() -> 0`` connects with its own client id (``headend.console.<random>``, a clean
 session: a viewer keeps nothing at the broker), subscribes to ``ami/v1/+/up/#`` QoS 1 and
 shows every message decoded (``headend.console.decode``) with the keys from the database
 (reloaded every ``KEY_RELOAD_S``), plus the active alerts (re-read every ``alerts_every`` s).
@@ -43,7 +43,7 @@ from headend.console.decode import decode
 from headend.console.state import ConsoleState
 from headend.console.view import help_lines, plain_alert, plain_note, plain_row, screen
 from headend.errors import ConsoleError, HeadendError, ServiceError
-from headend.mqtt import make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, make_client, parse_broker_url
 from protocol import topics
 
 KEY_RELOAD_S = 5.0  # meters provisioned while the console runs become verifiable within this
@@ -74,7 +74,8 @@ class ConsoleApp:
         self.store = store
         self.url = broker_url
         self.broker = parse_broker_url(broker_url)
-        self.client_id = client_id or "headend-console-" + secrets.token_hex(4)
+        self.client_id = client_id or "headend.console." + secrets.token_hex(4)
+        check_service_client_id(self.client_id)
         self.out = out or sys.stdout
         self.inp = inp or sys.stdin
         self.live = self.out.isatty() if live is None else live

@@ -24,7 +24,9 @@ def register(subparsers) -> None:
     )
     c.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
     c.add_argument("--meter", metavar="ID", help="show only this meter (the `filter` command changes it)")
-    c.add_argument("--client-id", help="MQTT client id (default headend-console-<random>)")
+    c.add_argument(
+        "--client-id", help="MQTT client id (default headend.console.<random>; never a valid meter id)"
+    )
     c.add_argument(
         "--alerts-every", type=float, default=5.0, metavar="S", help="s between alert refreshes (default 5)"
     )

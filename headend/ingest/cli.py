@@ -22,7 +22,11 @@ def register(subparsers) -> None:
     serve = subparsers.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
     serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
     serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
-    serve.add_argument("--client-id", default="headend-ingest", help="stable id of the persistent session")
+    serve.add_argument(
+        "--client-id",
+        default="headend.ingest",
+        help="stable id of the persistent session (default headend.ingest; never a valid meter id)",
+    )
     serve.add_argument("--batch", type=int, default=500, help="messages per commit, at most (default 500)")
     serve.add_argument(
         "--batch-ms",
@@ -76,9 +80,10 @@ def cmd_serve(args) -> int:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
         from headend.ingest.service import run_workers
-        from headend.mqtt import parse_broker_url
+        from headend.mqtt import check_service_client_id, parse_broker_url
 
-        parse_broker_url(args.broker)  # a bad URL is one error, not N
+        parse_broker_url(args.broker)  # a bad URL or client id is one error, not N
+        check_service_client_id(args.client_id)
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
         common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]

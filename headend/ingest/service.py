@@ -2,7 +2,8 @@
 
 Exactly-once into SQLite over an at-least-once broker:
 
-- a persistent session (stable client id; MQTT 3.1.1 ``clean_session=False``,
+- a persistent session (stable client id, ``headend.ingest`` by default, never one a
+  meter could have: ``headend.mqtt.check_service_client_id``; MQTT 3.1.1 ``clean_session=False``,
   which Mosquitto keeps until the client comes back, or with ``protocol="5"``
   clean_start False and session expiry "never"), so the broker keeps QoS 1
   messages while the head-end is away;
@@ -57,7 +58,7 @@ from headend.db.storage import Storage
 from headend.errors import ServiceError
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
-from headend.mqtt import make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, make_client, parse_broker_url
 from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)
@@ -67,6 +68,9 @@ IDLE_WAIT = 0.1  # s: how often an idle loop looks at stop() and the keepalive
 SEEN_EVERY = 1.0  # s: meters' last_seen is written at most this often (and at stop)
 PROTOCOLS = {"3.1.1": mqtt.MQTTv311, "5": mqtt.MQTTv5}
 _PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (also valid MQTT 5)
+
+
+INGEST_CLIENT_ID = "headend.ingest"  # the default persistent session of `headend serve`
 
 
 class _Client(mqtt.Client):
@@ -101,7 +105,7 @@ class IngestService:
         self,
         store: Storage,
         broker_url: str,
-        client_id: str = "headend-ingest",
+        client_id: str = INGEST_CLIENT_ID,
         shared: bool = False,
         batch_max: int = 500,
         batch_wait: float = 0.05,
@@ -110,6 +114,7 @@ class IngestService:
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ServiceError("MQTT protocol must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol))
+        check_service_client_id(client_id)
         self.store = store
         self.broker = parse_broker_url(broker_url)
         self.shared = shared

@@ -36,7 +36,14 @@ def register(subparsers) -> None:
         "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
     )
     bc.add_argument("--out", required=True, metavar="DIR")
-    bc.add_argument("--port", required=True, type=int)
+    bc.add_argument("--port", required=True, type=int, help="the meters' listener")
+    bc.add_argument(
+        "--headend-port",
+        type=int,
+        metavar="M",
+        help="the head-end's listener, where headend_url points (default PORT + 1: a `--port N`"
+        " command line keeps working; meters need only PORT open)",
+    )
     bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
 
 
@@ -78,7 +85,8 @@ def cmd_broker_config(args) -> int:
     from headend.meters import provision
 
     with _store(args) as store:
-        _print_json(provision.write_broker_config(store, args.out, args.port, args.persistence))
+        cfg = provision.write_broker_config(store, args.out, args.port, args.persistence, args.headend_port)
+    _print_json(cfg)
     return 0
 
 

@@ -4,7 +4,8 @@ config.json, broker files.
 Usage (``python tools/provision_fleet.py`` takes the same arguments):
     headend meter provision --db headend.db --count N --out DIR [--prefix m-] [--first 1]
         [--frontend atm90e26|adc|mixed] [--prepaid-share 0.5]
-        [--broker-host 127.0.0.1 --broker-port 1883] [--broker-dir DIR/broker] [--broker-persistence]
+        [--broker-host 127.0.0.1 --broker-port 1883] [--broker-headend-port PORT+1]
+        [--broker-dir DIR/broker] [--broker-persistence]
         [--wifi-ssid S --wifi-password P] [--json]
 
 What it does, in this order (nothing half-written):
@@ -20,9 +21,12 @@ What it does, in this order (nothing half-written):
    checked with ``protocol.board_config.validate`` and written (mode 0600: it holds
    the key) to ``DIR/<id>/config.json`` before the transaction commits; any
    failure rolls the database back and removes the files written.
-3. The broker's password file, ACL and mosquitto.conf are rewritten for every
+3. The broker's password files, ACLs and mosquitto.conf are rewritten for every
    registered meter by ``headend.meters.provision.write_broker_config`` (the code of
-   ``headend broker-config``) into ``--broker-dir`` (default ``DIR/broker``).
+   ``headend broker-config``) into ``--broker-dir`` (default ``DIR/broker``): the
+   meters' listener on ``--broker-port`` (the boards' port), the head-end's on
+   ``--broker-headend-port`` (default the boards' port + 1). Run as root, that
+   directory must be reachable by user mosquitto (the broker runs as it).
 
 config.json contract (protocol/board_config.py; only these keys are written, the
 firmware fills in its defaults):
@@ -74,7 +78,7 @@ def meter_ids(prefix: str, count: int, first: int = 1) -> list[str]:
     ids = ["%s%04d" % (prefix, n) for n in range(first, first + count)]  # m-0007 whatever the batch
     for meter_id in (ids[0], ids[-1]):
         try:
-            provision.check_meter_id(meter_id)
+            provision.check_not_reserved(provision.check_meter_id(meter_id))
         except provision.ProvisionError as e:
             raise FleetError("--prefix %r: %s" % (prefix, e)) from None
     return ids
@@ -146,6 +150,7 @@ def provision_fleet(
     broker_persistence: bool = False,
     wifi: dict | None = None,
     quiet: bool = False,
+    broker_headend_port: int | None = None,
 ) -> dict:
     """Provision ``count`` meters; the summary dict (see the module docstring). FleetError on bad input."""
     if frontend not in FRONTENDS:
@@ -169,6 +174,10 @@ def provision_fleet(
             "%d config file(s) already exist in %s (%s%s): remove them or choose another --prefix/--first"
             % (len(clash), out, ", ".join(clash[:5]), ", ..." if len(clash) > 5 else "")
         )
+    try:
+        provision.check_broker_dir(broker_dir)  # run as root: one the broker can reach, or say so now
+    except provision.ProvisionError as e:
+        raise FleetError("--broker-dir: %s" % e) from None
     t0 = time.monotonic()
     meters = []
     from headend.db.storage import Storage
@@ -220,7 +229,9 @@ def provision_fleet(
         finally:
             shutil.rmtree(stage, ignore_errors=True)
         try:
-            broker = provision.write_broker_config(store, broker_dir, broker_port, broker_persistence)
+            broker = provision.write_broker_config(
+                store, broker_dir, broker_port, broker_persistence, broker_headend_port
+            )
         except (provision.ProvisionError, OSError) as e:
             raise FleetError(
                 "%d meters provisioned and their configs written, but the broker files were not: %s"
@@ -242,7 +253,10 @@ def provision_fleet(
             "conf": conf,
             "passwd": os.path.join(broker_dir, "passwd"),
             "acl": os.path.join(broker_dir, "acl"),
+            "headend_passwd": os.path.join(broker_dir, "headend-passwd"),
+            "headend_acl": os.path.join(broker_dir, "headend-acl"),
             "port": broker_port,
+            "headend_port": broker["headend_port"],
             "meters": registered,
             "run": "mosquitto -c %s" % conf,
         },
@@ -260,9 +274,10 @@ def summary_text(s: dict) -> str:
             % (s["count"], s["first"], s["last"], s["db"], fe, s["prepaid"], s["seconds"]),
             "board configs: %s/<meter_id>/config.json (mode 0600: key and broker password)" % s["out"],
             "broker files for %d registered meter(s) + the head-end user:" % b["meters"],
-            "  passwd %s" % b["passwd"],
-            "  acl    %s" % b["acl"],
-            "  conf   %s (listener 127.0.0.1:%d)" % (b["conf"], b["port"]),
+            "  passwd %s (meters; the head-end's: %s)" % (b["passwd"], b["headend_passwd"]),
+            "  acl    %s (meters; the head-end's: %s)" % (b["acl"], b["headend_acl"]),
+            "  conf   %s (meters' listener 127.0.0.1:%d, the head-end's 127.0.0.1:%d)"
+            % (b["conf"], b["port"], b["headend_port"]),
             "  start: %s   (a running broker: reload with SIGHUP)" % b["run"],
         ]
     )
@@ -278,6 +293,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prepaid-share", type=float, default=0.0, help="share of prepaid meters 0..1")
     p.add_argument("--broker-host", default="127.0.0.1", help="broker host the boards connect to")
     p.add_argument("--broker-port", type=int, default=1883, help="broker port (default 1883)")
+    p.add_argument(
+        "--broker-headend-port", type=int, help="the head-end's listener (default the broker port + 1)"
+    )
     p.add_argument("--broker-dir", metavar="DIR", help="broker files (default OUT/broker)")
     p.add_argument("--broker-persistence", action="store_true", help="mosquitto.conf keeps state in DIR")
     p.add_argument("--wifi-ssid")
@@ -305,6 +323,7 @@ def run(args) -> int:
         broker_dir=args.broker_dir,
         broker_persistence=args.broker_persistence,
         wifi=wifi,
+        broker_headend_port=args.broker_headend_port,
     )
     print(json.dumps(s) if args.json else summary_text(s))
     return 0

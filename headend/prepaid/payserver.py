@@ -6,8 +6,9 @@
   queued, and again for a replayed ``payment_id`` (nothing changes: the platform retries
   until it sees SUCCESS, so a replay must succeed);
 - 401 ``{"code": "FAIL", "message": ...}`` for a bad signature, 400 for bad input (not JSON,
-  a missing field, a bad amount, an unknown or postpaid account, a payment id reused for
-  another payment); nothing is recorded;
+  a missing field, a name or value holding '&', '=' or a control character, a bad amount, a
+  paid_at that is no RFC 3339 date-time, an unknown or postpaid account, a payment id reused
+  for another payment); nothing is recorded;
 - 503 ``{"code": "FAIL", "message": ...}`` when the database cannot record it now (disk full,
   read-only): nothing is recorded, and the platform's retry succeeds once it can;
 - 404 for any other path, 405 for other methods.
@@ -38,6 +39,7 @@ TIMEOUT_S = 10.0  # a connection idle this long mid-request is dropped
 class PayServer(ThreadingHTTPServer):
     allow_reuse_address = True
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: socketserver's 5 reset a platform's retry burst
 
     def __init__(self, address, store, secret: bytes, ttl: int = DEFAULT_TTL, clock=time.time, log=None):
         super().__init__(address, _Handler)

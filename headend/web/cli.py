@@ -1,6 +1,11 @@
 """``headend web``: the operators' web dashboard, and its users.
 
-``headend web --port N [--host 127.0.0.1]`` serves the dashboard until SIGTERM/SIGINT.
+``headend web --port N [--host 127.0.0.1] [--trusted-proxy ADDR]... [--behind-tls]`` serves the
+dashboard until SIGTERM/SIGINT. ``--trusted-proxy`` (repeatable, or a comma list; addresses or
+networks): requests whose TCP peer is one of them are attributed to the client address in
+their ``X-Forwarded-For``, and their ``X-Forwarded-Proto: https`` marks cookies ``Secure``;
+from any other peer both headers are ignored. ``--behind-tls``: the browser reaches the
+dashboard over TLS (a terminating proxy), so cookies are always ``Secure``.
 ``headend web user add NAME --role operator|viewer [--password-stdin]`` adds a login (the
 password from the first line of stdin, else asked twice with getpass); ``headend web user
 list [--json]`` lists them. Registered with ``headend.cli`` by ``register(subparsers)``
@@ -27,6 +32,16 @@ def register(subparsers) -> None:
     web = subparsers.add_parser("web", help="the operators' web dashboard (login required)", parents=[db])
     web.add_argument("--port", type=int, help="TCP port to listen on (0: any free port)")
     web.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    web.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDR",
+        help="a reverse proxy whose X-Forwarded-For/-Proto are believed (repeatable, or a comma list)",
+    )
+    web.add_argument(
+        "--behind-tls", action="store_true", help="served to browsers over TLS: Secure cookies always"
+    )
     wsub = web.add_subparsers(dest="web_command", metavar="SUBCOMMAND")
     user = wsub.add_parser("user", help="dashboard logins", parents=[db])
     usub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND", required=True)
@@ -78,14 +93,22 @@ def cmd_web(args) -> int:
         raise CLIError("--port is required: headend web --port N")
     if not 0 <= args.port <= 65535:
         raise CLIError("--port must be 0..65535, got %d" % args.port)
+    from headend.web.request import trusted_networks
     from headend.web.server import make_server
 
+    try:
+        proxies = trusted_networks(args.trusted_proxy)
+    except ValueError as e:
+        raise CLIError("--trusted-proxy: %s" % e)
     with _store(args) as store:
-        server = make_server(store, args.host, args.port)
+        server = make_server(store, args.host, args.port, trusted_proxies=proxies, behind_tls=args.behind_tls)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
         host, port = server.server_address[:2]
         print("headend web: listening on http://%s:%d/" % (host, port), file=sys.stderr, flush=True)
+        if proxies:
+            print("headend web: X-Forwarded-For and -Proto believed from %s"
+                  % ", ".join(map(str, proxies)), file=sys.stderr, flush=True)  # fmt: skip
         if not store.web_users():
             print("headend web: no users yet: add one with `headend web user add NAME --role operator`",
                   file=sys.stderr, flush=True)  # fmt: skip

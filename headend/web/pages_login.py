@@ -2,15 +2,19 @@
 
 ``GET /login`` shows the form with a one-time login token, also set as the short-lived
 ``headend_login`` cookie (HttpOnly, SameSite=Strict): ``POST /login`` needs both to match
-(compare_digest), so no other site can sign a browser in. After too many failures for the
-user name or the address it answers 429 without checking the password. A good password
-starts a server-side session (``auth.start_session``): the ``headend_session`` cookie is
-HttpOnly, SameSite=Strict, Path=/, with the session's lifetime. ``POST /logout`` (CSRF
-checked like every POST) deletes the session and the cookie.
+(compare_digest), so no other site can sign a browser in. Each password check is counted
+before it runs (``auth.RateLimiter.begin``); when the user name must wait (the progressive
+delay after 5 failures) or the address has failed too often it answers 429 with
+``Retry-After`` without checking the password. A good password starts a server-side session
+(``auth.start_session``): the ``headend_session`` cookie is HttpOnly, SameSite=Strict, Path=/,
+with the session's lifetime, and ``Secure`` when the dashboard is served over TLS
+(``req.secure``: ``headend web --behind-tls``, or ``X-Forwarded-Proto: https`` from a trusted
+proxy). ``POST /logout`` (CSRF checked like every POST) deletes the session and the cookie.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 from headend.web import auth
@@ -29,8 +33,13 @@ def safe_next(target: str | None) -> str:
     return target if target and _LOCAL.match(target) else "/"
 
 
-def cookie(name: str, value: str, max_age: int) -> tuple[str, str]:
-    return ("Set-Cookie", "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d" % (name, value, max_age))
+def cookie(name: str, value: str, max_age: int, secure: bool = False) -> tuple[str, str]:
+    attrs = "Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s" % (max_age, "; Secure" if secure else "")
+    return ("Set-Cookie", "%s=%s; %s" % (name, value, attrs))
+
+
+def _later(wait: float) -> str:
+    return "%d seconds" % math.ceil(wait) if wait < 120 else "%d minutes" % math.ceil(wait / 60)
 
 
 def _form(req: Request, next_path: str, error: str = "", status: int = 200, user: str = "") -> Response:
@@ -49,7 +58,7 @@ def _form(req: Request, next_path: str, error: str = "", status: int = 200, user
         % ('<p class="error">%s</p>' % esc(error) if error else "", esc(token), esc(next_path), esc(user))
     )
     resp = page("Sign in", body, status)
-    resp.headers.append(cookie(LOGIN_COOKIE, token, LOGIN_TTL))
+    resp.headers.append(cookie(LOGIN_COOKIE, token, LOGIN_TTL, req.secure))
     return resp
 
 
@@ -65,24 +74,24 @@ def login(req: Request) -> Response:
     if not auth.csrf_ok(req.cookies.get(LOGIN_COOKIE), req.form.get("csrf")):
         return _form(req, next_path, "The sign-in form expired; please try again.", 403)
     name, password = req.form.get("user", "").strip(), req.form.get("password", "")
-    wait = app.limiter.retry_after(name, req.ip, req.now)
+    wait = app.limiter.begin(name, req.ip, req.now)  # counted as a failure until it succeeds
     if wait > 0:
-        resp = _form(
-            req, next_path, "Too many failed sign-ins; try again in %d minutes." % -(-wait // 60), 429, name
-        )
-        resp.headers.append(("Retry-After", str(int(-(-wait // 1)))))
+        resp = _form(req, next_path, "Too many failed sign-ins; try again in %s." % _later(wait), 429, name)
+        resp.headers.append(("Retry-After", str(math.ceil(wait))))
         return resp
     with app.lock:
         user = req.store.web_user(name) if name else None
     if not auth.verify_password(user, password):
-        app.limiter.failed(name, req.ip, req.now)
         app.log("failed sign-in for %r from %s" % (name, req.ip))
         return _form(req, next_path, "Wrong user name or password.", 401, name)
-    app.limiter.succeeded(name)
+    app.limiter.succeeded(name, req.ip, req.now)
     with app.lock:
         token = auth.start_session(req.store, user["name"], req.ip, req.now, app.session_ttl)
     resp = redirect(next_path)
-    resp.headers += [cookie(SESSION_COOKIE, token, int(app.session_ttl)), cookie(LOGIN_COOKIE, "", 0)]
+    resp.headers += [
+        cookie(SESSION_COOKIE, token, int(app.session_ttl), req.secure),
+        cookie(LOGIN_COOKIE, "", 0, req.secure),
+    ]
     return resp
 
 
@@ -90,5 +99,5 @@ def logout(req: Request) -> Response:
     with req.app.lock:
         req.store.delete_web_session(req.session["token_hash"])
     resp = redirect("/login")
-    resp.headers.append(cookie(SESSION_COOKIE, "", 0))
+    resp.headers.append(cookie(SESSION_COOKIE, "", 0, req.secure))
     return resp

@@ -13,6 +13,12 @@ Every request goes through ``Handler._handle``, in this order:
    ``HTTPError``, and the billing, alert and prepaid errors naming bad input, become 4xx
    pages or JSON; anything else a 500 that shows no detail (logged).
 
+The client's address (``req.ip``, for the login limiter, the session row and the log) is the
+TCP peer; only when the peer is one of ``trusted_proxies`` (``headend web --trusted-proxy``)
+is ``X-Forwarded-For`` read (``request.client_ip``). ``req.secure`` (cookies marked
+``Secure``) when ``behind_tls`` (``--behind-tls``) or a trusted proxy sends
+``X-Forwarded-Proto: https``.
+
 Responses carry ``Cache-Control: no-store``, a Content-Security-Policy allowing only the
 page's own nonce-tagged style (no scripts), ``X-Frame-Options: DENY`` and ``nosniff``.
 """
@@ -32,7 +38,16 @@ from headend.errors import AlertError, BillingError, CommandError, PrepaidError
 from headend.web import auth, routes
 from headend.web.layout import Markup, esc, layout
 from headend.web.pages_login import SESSION_COOKIE
-from headend.web.request import HTTPError, Request, Response, json_response, page
+from headend.web.request import (
+    HTTPError,
+    Request,
+    Response,
+    client_ip,
+    forwarded_https,
+    json_response,
+    page,
+    trusted_networks,
+)
 
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 50
@@ -50,20 +65,37 @@ REASONS = {
 
 
 class WebApp:
-    """What the handlers share: the store (behind ``lock``), the clock, the login limiter."""
+    """What the handlers share: the store (behind ``lock``), the clock, the login limiter, the
+    proxies whose X-Forwarded-For/-Proto are believed, whether the browser's side is TLS."""
 
     def __init__(
-        self, store, clock=time.time, session_ttl: float = auth.SESSION_TTL, limiter=None, log=None
+        self,
+        store,
+        clock=time.time,
+        session_ttl: float = auth.SESSION_TTL,
+        limiter=None,
+        log=None,
+        trusted_proxies=(),
+        behind_tls: bool = False,
     ) -> None:
         self.store, self.clock, self.session_ttl = store, clock, session_ttl
         self.limiter = limiter or auth.RateLimiter()
+        self.trusted_proxies = trusted_networks(trusted_proxies)
+        self.behind_tls = behind_tls
         self.lock = threading.RLock()
-        self.log = log or (lambda text: print("headend web: " + text, file=sys.stderr, flush=True))
+        self.log = log or _log
+
+
+def _log(text: str) -> None:
+    # one write per line: print() writes the newline apart, so threads' lines interleaved
+    sys.stderr.write("headend web: %s\n" % text)
+    sys.stderr.flush()
 
 
 class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog (socketserver's 5 reset a burst of 50 connections)
 
     def __init__(self, address, app: WebApp) -> None:
         super().__init__(address, Handler)
@@ -132,7 +164,11 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         split = urlsplit(self.path)
         path, api = split.path or "/", routes.is_api(split.path)
-        req = Request(method, path, app.store, app.clock(), ip=self.client_address[0], app=app)
+        peer, trusted = self.client_address[0], app.trusted_proxies
+        forwarded = ",".join(self.headers.get_all("X-Forwarded-For") or ())
+        proto = ",".join(self.headers.get_all("X-Forwarded-Proto") or ())
+        req = Request(method, path, app.store, app.clock(), ip=client_ip(peer, forwarded, trusted), app=app)
+        req.secure = app.behind_tls or forwarded_https(peer, proto, trusted)
         try:
             if not path.startswith("/"):
                 raise HTTPError(400, "bad path")

@@ -43,10 +43,10 @@ def _acks(db: str) -> list[tuple[int, int]]:
         return [(a["cmd_seq"], a["result"]) for a in store.acks(METER)]
 
 
-def test_commands_reach_the_emulated_meter_once_or_wait_for_it_or_expire(tmp_path, capsys):
+def test_commands_reach_the_emulated_meter_once_or_wait_for_it_or_expire(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
     meter = cli_json(capsys, "--db", db, "meter", "add", METER)
-    broker, url = start_broker(capsys, db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, db, str(broker_tmp / "broker"))
     serve = Serve(db, url)
     flash = _flash_for(tmp_path, meter)
     meter_url = "mqtt://%s:%s@127.0.0.1:%d" % (METER, meter["mqtt_password"], broker.port)
@@ -60,7 +60,7 @@ def test_commands_reach_the_emulated_meter_once_or_wait_for_it_or_expire(tmp_pat
         t.start()
         wait_for(lambda: _online(db), 30, "the meter's status (online)")
         relay = cli_json(capsys, "--db", db, "command", "relay", METER, "--open", "--json")
-        dispatch = ["--db", db, "dispatch", "--broker", url, "--once", "--client-id", "dispatch-test"]
+        dispatch = ["--db", db, "dispatch", "--broker", url, "--once", "--client-id", "headend.dispatch-test"]
         assert cli_json(capsys, *dispatch)["sent"] == 1
         wait_for(lambda: (relay["seq"], 0) in _acks(db), 30, "the meter's ack of the relay command")
         t.join()

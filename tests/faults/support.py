@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +24,7 @@ import paho.mqtt.client as mqtt
 from headend.db.storage import Storage
 from headend.meters import provision
 from tests.headend.broker_support import Serve, wait_for
-from tests.mosquitto_broker import MosquittoBroker, free_port
+from tests.mosquitto_broker import MosquittoBroker, broker_tmpdir, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 HEADEND = [sys.executable, "-m", "headend.cli"]
@@ -96,7 +97,9 @@ class Broker:
 
 
 class Fleet:
-    """``n`` meters provisioned in a head-end database and a broker that knows them."""
+    """``n`` meters provisioned in a head-end database and a broker that knows them. The broker's
+    files are in a directory of their own that the broker can reach (run as root it reads them as
+    user mosquitto, which cannot traverse ``tmp``); ``close()`` removes it."""
 
     def __init__(
         self, tmp: Path, n: int, persistence: bool = True, prefix: str = "m", db: str | None = None
@@ -105,9 +108,10 @@ class Fleet:
         self.ids = ["%s%02d" % (prefix, i) for i in range(n)]
         with Storage(self.db) as st:
             self.meters = {m: provision.add_meter(st, m) for m in self.ids}
-            port = free_port()
-            out = str(tmp / "broker")
-            cfg = provision.write_broker_config(st, out, port, persistence)
+            port, headend_port = free_ports(2)
+            self.broker_dir = broker_tmpdir()
+            out = os.path.join(self.broker_dir, "broker")
+            cfg = provision.write_broker_config(st, out, port, persistence, headend_port)
         self.url = cfg["headend_url"]
         self.broker = Broker(cfg["conf"], port, out)
         self.serves: list[Serve] = []
@@ -132,6 +136,7 @@ class Fleet:
         for c in self.clients:
             c.close()
         self.broker.stop()
+        shutil.rmtree(self.broker_dir, ignore_errors=True)
 
 
 class MeterClient:

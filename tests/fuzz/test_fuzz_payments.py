@@ -9,19 +9,22 @@ Documented errors: ``BadNotification`` (HTTP 400) and ``BadSignature`` (HTTP 401
 ``PrepaidError``. Properties: nothing else is raised; each call time-bounded; without the
 secret no edit changes who is credited or how much (an accepted edited body carries the
 seed's payment_id, account_id, amount and paid_at); a signed notification round-trips to
-its values.
+its values; a name or value holding '&', '=' or a control character (which could re-split
+the signed string into other fields) is refused naming that field, signed or not; a paid_at
+that is not an RFC 3339 date-time with an offset is refused naming paid_at.
 """
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from headend.errors import BadNotification, BadSignature
 from headend.prepaid.ledger import parse_amount
-from headend.prepaid.payments import check_notification, sign
+from headend.prepaid.payments import check_notification, is_date_time, sign
 from tests.fuzz.support import bounded, fuzz, mutated, mutated_tree
 
 SECRET = b"merchant-secret-0123456789"
@@ -95,20 +98,37 @@ def test_edited_fields_re_signed_reach_every_check():
     assert "ok" in seen and len(seen) >= 9, seen
 
 
+# what a name or value may hold: no lone surrogate (no UTF-8 form), no '&' or '=' (they would
+# make the signed string ambiguous) and no control character
+SIGNABLE = st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="&=")
+FORBIDDEN = st.sampled_from("&=\x00\n\r\t\x1f\x7f\x85")
+
+
+def signable(min_size: int, max_size: int):
+    return st.text(SIGNABLE, min_size=min_size, max_size=max_size)
+
+
+@st.composite
+def date_times(draw) -> str:
+    """RFC 3339 date-times with an offset: Z or z, +-hh:mm, with or without a fraction."""
+    dt = draw(st.datetimes()).isoformat(timespec="seconds")
+    dt = dt[:10] + draw(st.sampled_from("Tt")) + dt[11:]
+    frac = draw(st.sampled_from(["", ".5", ".123456789"]))
+    minutes = draw(st.integers(-(23 * 60 + 59), 23 * 60 + 59))
+    sign = "-" if minutes < 0 else "+"
+    offset = draw(st.sampled_from(["Z", "z", "%s%02d:%02d" % ((sign,) + divmod(abs(minutes), 60))]))
+    return dt + frac + offset
+
+
 @fuzz(300)
 @given(
-    st.text(min_size=1, max_size=128),
-    st.text(min_size=1, max_size=128),
+    signable(1, 128),
+    signable(1, 128),
     st.integers(1, 10**9),
-    st.text(min_size=1, max_size=40),
-    st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=3),
+    date_times(),
+    st.dictionaries(signable(1, 10), signable(0, 20), max_size=3),
 )
 def test_signed_notifications_round_trip(payment_id, account_id, milli, paid_at, extra):
-    try:
-        for s in (payment_id, account_id, paid_at, *extra, *extra.values()):
-            s.encode("utf-8")
-    except UnicodeEncodeError:
-        return  # lone surrogates: no UTF-8 body can carry them
     fields = {**extra, "payment_id": payment_id, "account_id": account_id, "paid_at": paid_at}
     fields["amount"] = "%d.%03d" % divmod(milli, 1000)
     n = bounded(check_notification, signed(fields), SECRET)
@@ -116,6 +136,62 @@ def test_signed_notifications_round_trip(payment_id, account_id, milli, paid_at,
     assert n.body == "&".join(
         "%s=%s" % (k, fields[k]) for k in sorted(fields) if k != "sign" and fields[k] != ""
     )
+
+
+@fuzz(300)
+@given(
+    st.sampled_from([*FIELDS, "extra"]),
+    signable(0, 20),
+    FORBIDDEN,
+    signable(0, 20),
+    st.booleans(),
+)
+def test_a_separator_or_control_character_is_refused_naming_the_field(name, head, bad, tail, in_name):
+    """Signed or not: such a value could be re-split into other fields under the same sign."""
+    fields = {**FIELDS, "extra": "x"}
+    if in_name:
+        name = head + bad + tail
+        fields[name] = "x"
+    else:
+        fields[name] = head + bad + tail
+    try:
+        bounded(check_notification, signed(fields), SECRET)
+    except BadNotification as e:
+        assert e.field == name and "must not contain" in str(e)
+        return
+    raise AssertionError("accepted %r" % fields)
+
+
+@fuzz(300)
+@given(st.one_of(signable(1, 40), date_times().map(lambda t: t[:-1]), date_times().map(lambda t: " " + t)))
+def test_a_paid_at_that_is_no_rfc3339_date_time_is_refused(paid_at):
+    try:
+        bounded(check_notification, signed({**FIELDS, "paid_at": paid_at}), SECRET)
+    except BadNotification as e:
+        assert e.field == "paid_at" and "paid_at" in str(e)
+        return
+    assert is_date_time(paid_at), paid_at  # a random text can still be a date-time
+
+
+def test_paid_at_edges():
+    for good in ("2024-02-29T23:59:60Z", "0000-02-29t00:00:00.1z", "2024-03-01T09:00:00-23:59"):
+        assert check_notification(signed({**FIELDS, "paid_at": good}), SECRET).paid_at == good
+    for bad in (
+        "not a date",
+        "2024-03-01",
+        "2024-03-01T09:00:00",  # no offset
+        "2024-03-01 09:00:00Z",
+        "2023-02-29T00:00:00Z",
+        "2024-04-31T00:00:00Z",
+        "2024-03-01T24:00:00Z",
+        "2024-03-01T09:00:61Z",
+        "2024-03-01T09:00:00+24:00",
+        "2024-03-01T09:00:00+0800",
+        "\uff12024-03-01T09:00:00Z",
+        "1709280000",
+    ):
+        with pytest.raises(BadNotification, match="paid_at"):
+            check_notification(signed({**FIELDS, "paid_at": bad}), SECRET)
 
 
 def test_seeds_of_the_bugs_found_are_bad_notifications():

@@ -17,7 +17,7 @@ import paho.mqtt.client as mqtt
 from cwt import COSE, COSEKey
 
 from headend.cli import main as headend_main
-from tests.mosquitto_broker import MosquittoBroker, free_port
+from tests.mosquitto_broker import MosquittoBroker, free_ports
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -41,14 +41,21 @@ def cli_json(capsys, *argv):
 
 
 def Broker(conf: str, port: int) -> MosquittoBroker:
-    """`mosquitto -c CONF` from broker-config output, listening on ``port``."""
+    """`mosquitto -c CONF` from broker-config output: ``port`` (the meters' listener) and every
+    other listener of CONF (the head-end's) accept connections when it returns."""
     return MosquittoBroker.from_conf(conf, port).start()
 
 
 def start_broker(capsys, db: str, out_dir: str) -> tuple[MosquittoBroker, str]:
-    port = free_port()
-    cfg = cli_json(capsys, "broker-config", "--db", db, "--out", out_dir, "--port", str(port))
-    return Broker(cfg["conf"], port), cfg["headend_url"]
+    """Mosquitto from `headend broker-config` on two free ports: ``.port`` is the meters'
+    listener, ``.headend_port`` the head-end's (where the returned headend_url points). out_dir
+    must be reachable by the broker's user (the ``broker_tmp`` fixture) when run as root."""
+    port, headend_port = free_ports(2)
+    argv = ["broker-config", "--db", db, "--out", out_dir, "--port", str(port)]
+    cfg = cli_json(capsys, *argv, "--headend-port", str(headend_port))
+    broker = Broker(cfg["conf"], port)
+    broker.headend_port = headend_port
+    return broker, cfg["headend_url"]
 
 
 class Serve:
@@ -85,10 +92,14 @@ class Serve:
 
 
 class MeterClient:
-    """A meter's broker connection (paho, MQTT 3.1.1 like the firmware)."""
+    """A meter's broker connection (paho, MQTT 3.1.1 like the firmware). ``client_id`` (default
+    the meter id) is what the client sends: on the meters' listener the broker replaces it with
+    the username; a head-end-user client (on the head-end's listener) needs its own, not serve's."""
 
-    def __init__(self, meter_id: str, password: str, port: int, will: bytes | None = None) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=meter_id)
+    def __init__(
+        self, meter_id: str, password: str, port: int, will: bytes | None = None, client_id: str | None = None
+    ) -> None:
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or meter_id)
         self.client.username_pw_set(meter_id, password)
         self.client.max_inflight_messages_set(200)
         self.client.max_queued_messages_set(0)

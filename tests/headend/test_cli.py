@@ -10,6 +10,8 @@ from headend.cli import main
 from headend.db.storage import Storage
 from tests.headend.broker_support import ROOT
 
+URL = "mqtt://headend.ingest:pw@127.0.0.1:9"  # never reached
+
 
 def run(capsys, *argv):
     capsys.readouterr()
@@ -36,6 +38,21 @@ def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
         (["meter", "add", "m2", "--key", "00"], "error: key must be 64 hex digits"),
         (["readings", "nope", "--json"], "error: unknown meter 'nope'"),
         (["serve", "--broker", "http://x"], "error: broker URL must look like mqtt://"),
+        (["meter", "add", "headend-ingest"], "error: meter id 'headend-ingest' is reserved"),
+        # a head-end session under a meter-shaped client id is refused before it connects anywhere
+        (
+            ["serve", "--broker", URL, "--client-id", "m-0001"],
+            "error: --client-id 'm-0001' could be a meter's",
+        ),
+        (
+            ["serve", "--broker", URL, "--workers", "2", "--client-id", "headend-ingest"],
+            "error: --client-id 'head",
+        ),
+        (
+            ["dispatch", "--broker", URL, "--once", "--client-id", "headend-dispatch"],
+            "error: --client-id 'head",
+        ),
+        (["console", "--broker", URL, "--plain", "--client-id", "ops"], "error: --client-id 'ops' could be"),
     ],
 )
 def test_errors_name_what_was_wrong(tmp_path, capsys, argv, message):
@@ -88,12 +105,20 @@ def test_readings_and_stats_json(tmp_path, capsys):
     assert (s["accepted"], s["duplicates"], s["rejected"], s["rejected_total"]) == (3, 1, {"tag": 1}, 1)
 
 
-def test_broker_config_prints_conf_and_url(tmp_path, capsys):
+def test_broker_config_prints_conf_and_url(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
-    rc, out, _ = run(capsys, "broker-config", "--out", str(tmp_path / "b"), "--port", "18999", "--db", db)
+    rc, out, _ = run(capsys, "broker-config", "--out", str(broker_tmp / "b"), "--port", "18999", "--db", db)
     cfg = json.loads(out)
-    assert rc == 0 and set(cfg) == {"conf", "headend_url"} and cfg["headend_url"].endswith("@127.0.0.1:18999")
-    assert "listener 18999 127.0.0.1" in open(cfg["conf"]).read()
+    assert rc == 0 and set(cfg) == {"conf", "headend_url", "meter_port", "headend_port"}
+    assert cfg["headend_url"].endswith("@127.0.0.1:19000") and (cfg["meter_port"], cfg["headend_port"]) == (
+        18999,
+        19000,
+    ), "headend_url points at the head-end's listener, by default the meters' port + 1"
+    conf = open(cfg["conf"]).read()
+    assert "listener 18999 127.0.0.1" in conf and "listener 19000 127.0.0.1" in conf
+    argv = ["broker-config", "--out", str(broker_tmp / "b"), "--port", "18999", "--headend-port", "18100"]
+    rc, out, _ = run(capsys, *argv, "--db", db)
+    assert rc == 0 and json.loads(out)["headend_url"].endswith("@127.0.0.1:18100")
 
 
 def test_vee_run_without_the_engine_or_with_a_bad_meter(tmp_path, capsys, monkeypatch):

@@ -15,10 +15,10 @@ from tests.headend.broker_support import MeterClient, Serve, cli_json, cwt_frame
 
 
 @pytest.fixture
-def rig(tmp_path, capsys):
+def rig(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
     meter = cli_json(capsys, "--db", db, "meter", "add", "m1")
-    broker, url = start_broker(capsys, db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, db, str(broker_tmp / "broker"))
     serve = Serve(db, url)
     sub = MeterClient("m1", meter["mqtt_password"], broker.port)
     sub.client.subscribe(topics.meter_down_filter("m1"), qos=1)
@@ -33,7 +33,8 @@ def rig(tmp_path, capsys):
 
 
 def dispatch(capsys, rig, now: float | None = None) -> dict:
-    argv = ["--db", rig["db"], "dispatch", "--broker", rig["url"], "--once", "--client-id", "dispatch-test"]
+    argv = ["--db", rig["db"], "dispatch", "--broker", rig["url"], "--once"]
+    argv += ["--client-id", "headend.dispatch-test"]
     return cli_json(capsys, *argv, *(["--now", str(now)] if now is not None else []))
 
 

@@ -36,19 +36,20 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>78]")
 
 
 @pytest.fixture
-def rig(tmp_path, capsys):
+def rig(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
     meter = cli_json(capsys, "--db", db, "meter", "add", "m1")
     with Storage(db) as store:
         store.insert_alert({"rule": "tamper", "meter_id": "m1", "key": "cover", "severity": "critical",
                             "state": "open", "summary": "terminal cover opened", "action": "inspect",
                             "evidence": {}, "first_seen": TS, "last_seen": TS, "updated_at": TS})  # fmt: skip
-    broker, url = start_broker(capsys, db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, db, str(broker_tmp / "broker"))
     m1 = MeterClient("m1", meter["mqtt_password"], broker.port)
     m1.client.subscribe(topics.meter_down_filter("m1"), qos=1)
     wait_for(lambda: m1.subacks, 10, "the meter's SUBACK")
     try:
-        yield {"db": db, "url": url, "key": bytes.fromhex(meter["key"]), "meter": m1, "port": broker.port}
+        yield {"db": db, "url": url, "key": bytes.fromhex(meter["key"]), "meter": m1,
+               "headend_port": broker.headend_port}  # fmt: skip
     finally:
         m1.close()
         broker.stop()
@@ -136,7 +137,7 @@ def test_line_mode_shows_the_stream_and_sends_commands(rig):
 
 
 def test_a_refusing_broker_is_an_error(rig):
-    url = "mqtt://headend.ingest:wrong@127.0.0.1:%d" % rig["port"]
+    url = "mqtt://headend.ingest:wrong@127.0.0.1:%d" % rig["headend_port"]
     p = subprocess.run([sys.executable, "-m", "headend.cli", "console", "--broker", url, "--db", rig["db"]],
                        cwd=ROOT, input="", capture_output=True, text=True, timeout=30)  # fmt: skip
     assert p.returncode == 1

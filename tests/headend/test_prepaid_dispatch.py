@@ -17,16 +17,18 @@ T0 = 1709280000.0
 
 
 @pytest.fixture
-def setup(tmp_path, capsys):
+def setup(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
     meter = cli_json(capsys, "--db", db, "meter", "add", "m1")
     store = Storage(db)
     add_prepaid(store, "m1", "P1", key=bytes.fromhex(meter["key"]))
-    broker, url = start_broker(capsys, db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, db, str(broker_tmp / "broker"))
     sub = MeterClient("m1", meter["mqtt_password"], broker.port)
     sub.client.subscribe(topics.meter_down_filter("m1"), qos=1)
     wait_for(lambda: sub.subacks, 10, "the meter's SUBACK")
-    d = Dispatcher(store, url, client_id="dispatch-test", backoff=30, backoff_max=100, log=lambda text: None)
+    d = Dispatcher(
+        store, url, client_id="headend.dispatch-test", backoff=30, backoff_max=100, log=lambda text: None
+    )
     d.connect()
     yield store, d, sub, bytes.fromhex(meter["key"]), db, url
     d.close()

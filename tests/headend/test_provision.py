@@ -11,7 +11,7 @@ from headend.db.storage import Storage
 from headend.errors import MeterExists, ProvisionError
 from headend.meters import provision
 from tests.headend.broker_support import Broker, wait_for
-from tests.mosquitto_broker import free_port
+from tests.mosquitto_broker import free_ports
 
 
 @pytest.fixture
@@ -40,6 +40,11 @@ def test_add_meter_generates_key_and_password_and_keeps_only_the_hash(store):
         ("m", "abc", None, "key must be 64 hex digits"),
         ("m", "zz" * 32, None, "key must be 64 hex digits"),
         ("m", None, "  ", "account must not be empty"),
+        # the head-end's services' client ids, old and new: never a meter's username (= client id)
+        ("headend-ingest", None, None, "meter id 'headend-ingest' is reserved"),
+        ("headend-dispatch", None, None, "is reserved"),
+        ("headend", None, None, "is reserved"),
+        ("HeadEnd_console-1", None, None, "is reserved"),
     ],
 )
 def test_bad_input_is_refused_by_name_and_nothing_is_stored(store, meter_id, key, account, match):
@@ -67,31 +72,65 @@ def test_hash_format_matches_mosquitto_passwd(tmp_path):
     assert ours.split("$")[:3] == ["", "7", "101"] and len(ours) == len(theirs)
 
 
-def test_broker_config_files(store, tmp_path):
+def test_broker_config_files(store, broker_tmp):
     provision.add_meter(store, "m1")
-    out = provision.write_broker_config(store, str(tmp_path / "b"), 1884)
+    out_dir = broker_tmp / "b"
+    out = provision.write_broker_config(store, str(out_dir), 1884)
     conf = open(out["conf"]).read().splitlines()
-    assert "listener 1884 127.0.0.1" in conf and "allow_anonymous false" in conf
+    assert (out["meter_port"], out["headend_port"]) == (1884, 1885), "the head-end listener: port + 1"
     assert out["headend_url"].startswith("mqtt://headend.ingest:") and out["headend_url"].endswith(
-        "@127.0.0.1:1884"
+        "@127.0.0.1:1885"
     )
-    acl = open(tmp_path / "b" / "acl").read()
+    # per_listener_settings first (Mosquitto refuses it after a password_file), then the limits,
+    # then the meters' listener (username as client id) and the head-end's, each with its files
+    assert conf[1] == "per_listener_settings true"
+    meters_at, headend_at = conf.index("listener 1884 127.0.0.1"), conf.index("listener 1885 127.0.0.1")
+    meters, headend = conf[meters_at:headend_at], conf[headend_at:]
+    assert meters[1:] == [
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        "password_file %s" % (out_dir / "passwd"),
+        "acl_file %s" % (out_dir / "acl"),
+        "max_qos 1",
+        "",
+        "# the head-end's services (headend_url): only the head-end user, with the client ids it chooses",
+    ]
+    assert headend[1:] == [
+        "allow_anonymous false",
+        "password_file %s" % (out_dir / "headend-passwd"),
+        "acl_file %s" % (out_dir / "headend-acl"),
+    ]
     for line in (
+        "max_inflight_messages %d" % provision.MAX_INFLIGHT,
+        "max_queued_messages %d" % provision.MAX_QUEUED,
+        "max_queued_bytes %d" % provision.MAX_QUEUED_BYTES,
+        "max_packet_size %d" % provision.MAX_PACKET,
+        "max_keepalive %d" % provision.MAX_KEEPALIVE,
+    ):
+        assert conf.index(line) < meters_at, line + ": global (Mosquitto 2.0 has no per-listener limits)"
+    assert 0 < provision.MAX_QUEUED_BYTES <= 1 << 30, "a bounded queue"
+    assert open(out_dir / "acl").read().splitlines()[1:] == [
         "pattern write ami/v1/%u/up/#",
         "pattern read ami/v1/%u/down/#",
+    ]
+    assert open(out_dir / "headend-acl").read().splitlines()[1:] == [
         "user headend.ingest",
         "topic read ami/v1/+/up/#",
         "topic write ami/v1/+/down/#",
-    ):
-        assert line in acl.splitlines()
-    users = [line.split(":")[0] for line in open(tmp_path / "b" / "passwd")]
-    assert users == ["headend.ingest", "m1"]
+    ]
+    assert [line.split(":")[0] for line in open(out_dir / "passwd")] == ["m1"], "meters only"
+    assert [line.split(":")[0] for line in open(out_dir / "headend-passwd")] == ["headend.ingest"]
     # the head-end password is made once: a second run prints the same URL
-    assert (
-        provision.write_broker_config(store, str(tmp_path / "b"), 1884)["headend_url"] == out["headend_url"]
-    )
-    with pytest.raises(ProvisionError, match="port"):
-        provision.write_broker_config(store, str(tmp_path / "b"), 70000)
+    again = provision.write_broker_config(store, str(out_dir), 1884, headend_port=2000)
+    assert again["headend_url"] == out["headend_url"].replace(":1885", ":2000")
+    for port, headend_port, match in (
+        (70000, None, "port"),
+        (1884, 0, "head-end port"),
+        (1884, 1884, "must differ"),
+        (65535, None, "give the head-end port"),
+    ):
+        with pytest.raises(ProvisionError, match=match):
+            provision.write_broker_config(store, str(out_dir), port, headend_port=headend_port)
 
 
 def _connect(port, user, password):
@@ -113,16 +152,19 @@ def _connect(port, user, password):
     return not result["rc"].is_failure
 
 
-def test_the_real_broker_accepts_our_hashes_and_refuses_others(store, tmp_path):
+def test_the_real_broker_accepts_our_hashes_and_refuses_others(store, broker_tmp):
     m = provision.add_meter(store, "m1")
-    port = free_port()
-    out = provision.write_broker_config(store, str(tmp_path / "b"), port)
+    port, headend_port = free_ports(2)
+    out = provision.write_broker_config(store, str(broker_tmp / "b"), port, headend_port=headend_port)
     broker = Broker(out["conf"], port)
     try:
         assert _connect(port, "m1", m["mqtt_password"])
         assert not _connect(port, "m1", m["mqtt_password"] + "x")
         assert not _connect(port, "nobody", "")
         user, password = out["headend_url"][len("mqtt://") :].split("@")[0].split(":")
-        assert _connect(port, user, password)
+        assert _connect(headend_port, user, password)
+        # each listener knows only its own: no head-end login for meters, no meter login for the head-end
+        assert not _connect(headend_port, "m1", m["mqtt_password"])
+        assert not _connect(port, user, password)
     finally:
         broker.stop()

@@ -26,7 +26,7 @@ T0 = 1_700_000_100  # an interval end (multiple of 900)
 
 
 @pytest.fixture
-def fleet(tmp_path, capsys):
+def fleet(tmp_path, broker_tmp, capsys):
     """Meters A and B in the head-end's db; the broker also knows 'ghost', which
     the head-end does not (a meter the broker admits but the head-end never provisioned)."""
     db, broker_db = str(tmp_path / "headend.db"), str(tmp_path / "broker.db")
@@ -36,14 +36,15 @@ def fleet(tmp_path, capsys):
         cli_json(capsys, "meter", "add", mid, "--db", db, "--key", m["key"])
         meters[mid] = m
     meters["ghost"] = cli_json(capsys, "meter", "add", "ghost", "--db", broker_db)
-    broker, url = start_broker(capsys, broker_db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, broker_db, str(broker_tmp / "broker"))
     started = []
 
     def serve(*extra, subscribed=1):
         started.append(Serve(db, url, *extra, subscribed=subscribed))
         return started[-1]
 
-    yield {"db": db, "url": url, "port": broker.port, "meters": meters, "serve": serve}
+    ports = {"port": broker.port, "headend_port": broker.headend_port}
+    yield {"db": db, "url": url, **ports, "meters": meters, "serve": serve}
     for s in started:  # a failed test must not leave its `headend serve` running
         if s.proc.poll() is None:
             s.kill()
@@ -184,8 +185,8 @@ def test_acl_a_meter_cannot_publish_or_subscribe_as_another(fleet):
     wait_for(lambda: len(intruder.subacks) == 2, 10, "two SUBACKs")
     url = fleet["url"].split("//")[1]
     user, password = url.split("@")[0].split(":")
-    headend = MeterClient.__new__(MeterClient)  # the head-end user, publishing commands
-    MeterClient.__init__(headend, user, password, fleet["port"])
+    # the head-end user, publishing commands on the head-end's listener
+    headend = MeterClient(user, password, fleet["headend_port"], client_id="headend.test-commands")
     headend.publish_all([(topics.down_cmd("B"), b"for B"), (topics.down_cmd("A"), b"for A")])
     wait_for(lambda: intruder.received, 10, "A's own command")
     assert intruder.received == [(topics.down_cmd("A"), b"for A")]
@@ -239,7 +240,7 @@ def readings(key_bytes, meter_id, seqs):
 
 def test_workers_share_the_load_and_store_each_reading_once(fleet):
     """`--workers 2`: two processes, each its own persistent session on $share/headend/..."""
-    serve = fleet["serve"]("--workers", "2", "--client-id", "w", "--batch", "20", subscribed=2)
+    serve = fleet["serve"]("--workers", "2", "--client-id", "headend.w", "--batch", "20", subscribed=2)
     subscribed = [line for line in serve.lines if "subscribed" in line]
     assert len(subscribed) == 2 and all("$share/headend/ami/v1/+/up/#" in line for line in subscribed)
     pubs = {m: MeterClient(m, fleet["meters"][m]["mqtt_password"], fleet["port"]) for m in ("A", "B")}

@@ -1,15 +1,19 @@
 """Who gets in, and what they may do: every route without a session gets nothing, login and
-its rate limit, hardened cookies, sessions that end, CSRF on every POST, viewers read only,
+its rate limit (counted before the check, a progressive per-user delay, X-Forwarded-For only
+from a trusted proxy), hardened cookies, sessions that end, CSRF on every POST, viewers read only,
 HTML escaping, password keys."""
 
+import bisect
 import hashlib
 import json
+import threading
 
 import pytest
 
 from headend.errors import WebUserError
 from headend.web import auth
 from headend.web.pages_login import safe_next
+from headend.web.request import client_ip, forwarded_https, trusted_networks
 from headend.web.routes import ROUTES
 from tests.headend.web_support import (
     OPERATOR,
@@ -19,6 +23,7 @@ from tests.headend.web_support import (
     Clock,
     add_user,
     build_fleet,
+    csrf_of,
     new_store,
     serving,
 )
@@ -112,6 +117,113 @@ def test_repeated_failures_lock_the_user_then_the_address(fleet):
     for i in range(auth.MAX_IP_FAILURES):
         assert Client(base).login("user%d" % i, "nope")[0] == 401
     assert Client(base).login(VIEWER, PASSWORD)[0] == 429  # the address is locked for everyone
+
+
+def test_the_real_user_gets_in_once_the_delay_passes(fleet):
+    """After 5 failures each further check waits 30 s, 1, 2, 4, 8 min after the last failure
+    (429 with Retry-After, password unchecked); the right password works as soon as it passed."""
+    _, _, base, clock = fleet
+    c = Client(base)
+    for _ in range(auth.MAX_USER_FAILURES):
+        assert c.login(OPERATOR, "guess")[0] == 401
+    delays = []
+    for delay in (30, 60, 120, 240, 480):
+        status, headers, body = c.login(OPERATOR, PASSWORD)
+        assert status == 429 and int(headers["Retry-After"]) == delay and b"Too many" in body
+        delays.append(delay)
+        clock.now += delay - 1
+        status, headers, _ = c.login(OPERATOR, PASSWORD)
+        assert status == 429 and headers["Retry-After"] == "1"
+        clock.now += 1
+        assert c.login(OPERATOR, "guess")[0] == 401  # the attacker takes this one: checked, wrong
+    # 10 failures in a row: the next step (16 min) is past the window, which forgets them first
+    status, headers, _ = c.login(OPERATOR, PASSWORD)
+    assert status == 429 and int(headers["Retry-After"]) == auth.WINDOW
+    clock.now += auth.WINDOW - 1
+    assert c.login(OPERATOR, PASSWORD)[0] == 429
+    clock.now += 1
+    status, headers, _ = c.login(OPERATOR, PASSWORD)
+    assert status == 303 and "headend_session" in c.cookies
+    # a sign-in forgets the failures: the next 5 wrong passwords are checked at once again
+    for _ in range(auth.MAX_USER_FAILURES):
+        assert Client(base).login(OPERATOR, "guess")[0] == 401
+    status, headers, _ = Client(base).login(OPERATOR, PASSWORD)
+    assert status == 429 and headers["Retry-After"] == "30"
+    clock.now += 30
+    assert Client(base).login(OPERATOR, PASSWORD)[0] == 303
+
+
+def test_parallel_logins_are_counted_before_the_password_is_checked(fleet, monkeypatch):
+    _, _, base, _ = fleet
+    checks, lock = [], threading.Lock()
+    verify = auth.verify_password
+
+    def counted(user, password):
+        with lock:
+            checks.append(password)
+        return verify(user, password)
+
+    monkeypatch.setattr(auth, "verify_password", counted)
+    clients = [Client(base) for _ in range(50)]
+    tokens = [csrf_of(c.get("/login")[2]) for c in clients]
+    gate, replies = threading.Barrier(50), []
+
+    def attempt(c, token):
+        gate.wait(10)
+        replies.append(c.post("/login", {"csrf": token, "user": OPERATOR, "password": "guess", "next": "/"}))
+
+    threads = [threading.Thread(target=attempt, args=a) for a in zip(clients, tokens, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(checks) == auth.MAX_USER_FAILURES  # the hook: password checks that ran
+    assert sorted(r[0] for r in replies) == [401] * auth.MAX_USER_FAILURES + [429] * 45
+
+
+def test_at_most_max_user_checks_per_window_whatever_the_attacker_does():
+    """A simulated attacker on one user name (the address limit out of the way), trying every
+    `step` seconds for 4 hours or exactly when allowed: never more than MAX_USER_CHECKS password
+    checks in any WINDOW, and the schedule is the documented one."""
+    for step in (None, 0.5, 1, 7, 29.5, 31, 61, 450):
+        limiter, now, checks = auth.RateLimiter(per_ip=10**9), 0.0, []
+        while now < 4 * 3600:
+            wait = limiter.begin("olga", "192.0.2.1", now)
+            if wait == 0:
+                checks.append(now)
+            now += step or wait
+        most = max(bisect.bisect_right(checks, t + auth.WINDOW) - i for i, t in enumerate(checks))
+        assert most <= auth.MAX_USER_CHECKS, (step, most)
+        if step is None:
+            assert most == auth.MAX_USER_CHECKS
+            assert checks[:11] == [0, 0, 0, 0, 0, 30, 90, 210, 450, 930, 1830]
+    limiter = auth.RateLimiter()
+    for _ in range(auth.MAX_USER_FAILURES):
+        assert limiter.begin("olga", "192.0.2.1", 100.0) == 0
+    assert limiter.begin("OLGA", "192.0.2.2", 100.0) == 30  # names are case-folded
+    assert limiter.begin("olga", "192.0.2.1", 90.0) == 30  # a request that began earlier
+    limiter.succeeded("olga", "192.0.2.1", 100.0)
+    assert limiter.begin("olga", "192.0.2.1", 100.0) == 0
+
+
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_a_trusted_proxy():
+    trusted = trusted_networks(["10.0.0.9, 10.1.0.0/16", "::1"])
+    xff = "192.0.2.1, 198.51.100.7"
+    assert client_ip("203.0.113.5", xff, trusted) == "203.0.113.5"  # not a proxy: ignored
+    assert client_ip("203.0.113.5", xff, ()) == "203.0.113.5"
+    assert client_ip("10.0.0.9", xff, trusted) == "198.51.100.7"  # the entry the proxy appended
+    assert client_ip("10.0.0.9", xff + ", 10.1.2.3", trusted) == "198.51.100.7"  # two proxies
+    assert client_ip("::1", "2001:db8::5", trusted) == "2001:db8::5"
+    assert client_ip("::ffff:10.0.0.9", xff, trusted) == "198.51.100.7"
+    assert client_ip("10.0.0.9", "192.0.2.1, junk", trusted) == "10.0.0.9"  # no address: the proxy
+    assert client_ip("10.0.0.9", "10.1.0.1", trusted) == "10.1.0.1"  # only proxies: the farthest
+    assert client_ip("10.0.0.9", "", trusted) == "10.0.0.9"
+    assert forwarded_https("10.0.0.9", "https", trusted) and not forwarded_https(
+        "203.0.113.5", "https", trusted
+    )
+    assert not forwarded_https("10.0.0.9", "https, http", trusted)
+    with pytest.raises(ValueError, match="not an IP address or network: 'proxy.example'"):
+        trusted_networks(["10.0.0.9,proxy.example"])
 
 
 def test_sessions_expire_and_logout_ends_them(fleet):

@@ -10,10 +10,10 @@ from tests.headend.broker_support import Serve, cli_json, start_broker
 
 
 @pytest.fixture
-def fleet(tmp_path, capsys):
+def fleet(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "headend.db")
     meters = {m: cli_json(capsys, "meter", "add", m, "--db", db) for m in ("A", "B")}
-    broker, url = start_broker(capsys, db, str(tmp_path / "broker"))
+    broker, url = start_broker(capsys, db, str(broker_tmp / "broker"))
     user, password = url.split("//")[1].split("@")[0].split(":")
     started: list[Serve] = []
 
@@ -25,6 +25,7 @@ def fleet(tmp_path, capsys):
         "db": db,
         "url": url,
         "port": broker.port,
+        "headend_port": broker.headend_port,
         "meters": meters,
         "key": {m: bytes.fromhex(v["key"]) for m, v in meters.items()},
         "password": {m: v["mqtt_password"] for m, v in meters.items()},

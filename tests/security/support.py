@@ -21,8 +21,11 @@ def total(c: dict) -> int:
     )
 
 
-def listener(user: str, password: str, port: int, topic_filter: str) -> MeterClient:
-    """A broker client (any user) subscribed to ``topic_filter``; ``.received`` fills up."""
-    c = MeterClient(user, password, port)
+def listener(
+    user: str, password: str, port: int, topic_filter: str, client_id: str | None = None
+) -> MeterClient:
+    """A broker client (any user) subscribed to ``topic_filter``; ``.received`` fills up. A
+    head-end-user listener needs a ``client_id`` of its own (not serve's ``headend.ingest``)."""
+    c = MeterClient(user, password, port, client_id=client_id)
     c.client.subscribe(topic_filter, qos=1)
     return c

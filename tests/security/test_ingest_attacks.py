@@ -115,7 +115,8 @@ def test_forged_readings_are_quarantined_verbatim_counted_and_not_stored(fleet):
 def test_a_meter_cannot_publish_read_or_log_in_as_another(fleet):
     ka = fleet["key"]["A"]
     user, password = fleet["headend_user"]
-    spy = listener(user, password, fleet["port"], "ami/v1/+/up/#")  # what reaches the head-end side
+    # what reaches the head-end side (its own listener)
+    spy = listener(user, password, fleet["headend_port"], "ami/v1/+/up/#", client_id="headend.spy")
     wait_for(lambda: spy.subacks, 10, "the spy's SUBACK")
     serve = fleet["serve"]()
     b = MeterClient("B", fleet["password"]["B"], fleet["port"])

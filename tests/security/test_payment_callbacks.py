@@ -6,6 +6,11 @@
 - A replayed payment id is credited once: replayed in sequence and 20 times concurrently, it
   answers SUCCESS every time (the platform retries until it does) with one ledger entry and
   one top-up command; the same id with another amount or account is refused (400).
+- A signed value carrying ``&payment_id=...`` cannot be re-split into another payment under the
+  same sign (the signed string has no escaping): every name or value holding '&', '=' or a
+  control character is 400 naming the field, and nothing is credited, once or twice.
+- A paid_at that is not an RFC 3339 date-time with an offset is 400 naming paid_at; a valid
+  one is stored as sent.
 - Bodies that used to escape as undocumented exceptions (nested 15000 deep, lone surrogates)
   are 400.
 - A client that stalls mid-body does not block other callbacks (it used to hold the
@@ -23,7 +28,7 @@ import time
 import pytest
 
 from headend.prepaid import payserver
-from headend.prepaid.payments import sign
+from headend.prepaid.payments import canonical, sign
 from headend.prepaid.payserver import PayServer
 from tests.headend.prepaid_support import SECRET, add_prepaid, notification, prepaid_store
 
@@ -111,6 +116,66 @@ def test_a_replayed_payment_id_is_credited_once(server):
         status, reply = post(server, other)
         assert status == 400 and "already used" in reply["message"], reply
     assert server.store.ledger_balance("P1") == 30000 and server.store.ledger("P2") == []
+
+
+def test_a_signed_value_cannot_be_re_split_into_a_second_payment(server):
+    paid_at = "2024-03-01T09:00:00+08:00"
+    base = {"account_id": "P1", "amount": "30.00", "paid_at": paid_at}
+    # signed by the platform: payment PAY-1 with two extra fields, one carrying "&payment_id=PAY-2"
+    signed = {**base, "pay": "x", "payment_id": "PAY-1", "q": "1&payment_id=PAY-2"}
+    signed["sign"] = sign(signed, SECRET)
+    # the same signed string split at other '&': payment PAY-2, the rest folded into "pay"
+    resplit = {**base, "pay": "x&payment_id=PAY-1&q=1", "payment_id": "PAY-2", "sign": signed["sign"]}
+    assert canonical(resplit) == canonical(signed)  # why it worked: one string, two payments
+    assert sign(resplit, SECRET) == signed["sign"]
+    for body, field in ((signed, "q"), (resplit, "pay")):
+        status, reply = post(server, dumps(body))
+        assert (status, reply["code"]) == (400, "FAIL"), reply
+        assert reply["message"].startswith(field + ": ") and "'&', '='" in reply["message"], reply
+    assert recorded(server.store) == ([], [], [], [], [])
+    # the platform's own notification of PAY-1 is credited once; the re-split one still is not
+    assert post(server, notification())[0] == 200
+    assert post(server, dumps(resplit))[0] == 400
+    assert [(t["payment_id"], t["amount"]) for t in server.store.topups()] == [("PAY-1", 30000)]
+    assert server.store.ledger_balance("P1") == 30000 and len(server.store.commands("m1")) == 1
+
+
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"payment_id": "PAY=1"}, "payment_id"),
+        ({"account_id": "P1&"}, "account_id"),
+        ({"amount": "30.00\n"}, "amount"),
+        ({"note": "a\x00b"}, "note"),
+        ({"note": "\x7f"}, "note"),
+        ({"note": "\x85"}, "note"),
+        ({"n&ote": "x"}, "'n&ote'"),  # a bad name is shown quoted
+        ({"n=te": "x"}, "'n=te'"),
+    ],
+)
+def test_separators_and_control_characters_are_400_naming_the_field(server, over, field):
+    status, reply = post(server, notification(**over))  # signed with the right secret
+    assert (status, reply["code"]) == (400, "FAIL") and reply["message"].startswith(field + ": "), reply
+    assert recorded(server.store) == ([], [], [], [], [])
+
+
+@pytest.mark.parametrize(
+    "paid_at",
+    ["not a date", "2024-03-01", "2024-03-01T09:00:00", "2024-02-30T09:00:00Z", "2024-03-01T25:00:00Z",
+     "1709280000", "2024-03-01 09:00:00+08:00"],
+)  # fmt: skip
+def test_a_paid_at_that_is_no_rfc3339_date_time_is_400(server, paid_at):
+    status, reply = post(server, notification(paid_at=paid_at))  # signed with the right secret
+    assert (status, reply["code"]) == (400, "FAIL") and reply["message"].startswith("paid_at: "), reply
+    assert recorded(server.store) == ([], [], [], [], [])
+
+
+def test_a_valid_paid_at_is_stored_as_sent(server):
+    for i, paid_at in enumerate(
+        ("2024-03-01T01:00:00Z", "2024-03-01T09:00:00.25+08:00", "2024-02-29t23:59:60z")
+    ):
+        assert post(server, notification(payment_id="PAY-%d" % i, paid_at=paid_at))[0] == 200
+        assert server.store.topup("PAY-%d" % i)["paid_at"] == paid_at
 
 
 def test_concurrent_first_deliveries_of_one_payment_credit_once(server):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import unicodedata
 
 import pytest
 
@@ -22,7 +23,7 @@ from headend.db.storage import Storage
 from headend.errors import PrepaidError
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
-from headend.prepaid.payments import check_notification
+from headend.prepaid.payments import BadNotification, check_notification
 from headend.prepaid.service import credit
 from protocol import messages as M
 from protocol import topics
@@ -41,6 +42,12 @@ INJECTIONS = [
 ]
 ALL = " | ".join(INJECTIONS[:4])  # for fields that take one value per run (notes, findings)
 KEY = bytes(range(32))
+PAY_SECRET = b"merchant-secret-0123456789"
+
+
+def signable(text: str) -> bool:
+    """Text a payment callback may carry: no '&', '=' or control character (see payments.py)."""
+    return not any(c in "&=" or unicodedata.category(c) == "Cc" for c in text)
 
 
 def cli(capsys, db, *argv, stdin=None, monkeypatch=None):
@@ -261,9 +268,18 @@ def test_meter_supplied_text_and_payment_fields_are_stored_verbatim(db, capsys):
         topics_seen = [q["topic"] for q in s.quarantined("topic")]
         assert topics_seen == ["ami/v1/%s/up/reading" % p for p in INJECTIONS[:5]]
 
-        # payment callbacks: an unknown account named by an injection, then a real one
+        # payment callbacks: an unknown account named by an injection, then a real one. The
+        # callback refuses a name or value holding '&', '=' or a control character (400 naming
+        # the field: it could re-split the signed string) and a paid_at that is no RFC 3339
+        # date-time; those injections reach storage directly (as `headend topup` would).
         for p in INJECTIONS:
-            n = check_notification(notification(account_id=p, payment_id=p), b"merchant-secret-0123456789")
+            body = notification(account_id=p, payment_id=p)
+            if not signable(p):
+                with pytest.raises(BadNotification) as e:
+                    check_notification(body, PAY_SECRET)
+                assert e.value.field in ("account_id", "payment_id") and e.value.field in str(e.value)
+                continue
+            n = check_notification(body, PAY_SECRET)
             with pytest.raises(PrepaidError, match="account"):
                 credit(s, n.payment_id, n.amount, 1e9, account_id=n.account_id, source="online", body=n.body)
         s.add_account(
@@ -278,20 +294,14 @@ def test_meter_supplied_text_and_payment_fields_are_stored_verbatim(db, capsys):
             0,
         )
         for p in INJECTIONS:
-            n = check_notification(
-                notification(account_id=INJECTIONS[0], payment_id=p, paid_at=p), b"merchant-secret-0123456789"
-            )
-            credit(
-                s,
-                n.payment_id,
-                n.amount,
-                1e9,
-                account_id=n.account_id,
-                source="online",
-                paid_at=n.paid_at,
-                body=n.body,
-            )
-        got = [(t["payment_id"], t["account_id"]) for t in s.topups()]
-        assert sorted(got) == sorted((p, INJECTIONS[0]) for p in INJECTIONS)
+            with pytest.raises(BadNotification) as e:
+                check_notification(notification(account_id=INJECTIONS[0], paid_at=p), PAY_SECRET)
+            assert e.value.field == "paid_at" and "paid_at" in str(e.value)
+            if signable(p):
+                n = check_notification(notification(account_id=INJECTIONS[0], payment_id=p), PAY_SECRET)
+                assert (n.payment_id, n.account_id) == (p, INJECTIONS[0])
+            credit(s, p, 30000, 1e9, account_id=INJECTIONS[0], source="online", paid_at=p, body=p)
+        got = [(t["payment_id"], t["account_id"], t["paid_at"]) for t in s.topups()]
+        assert sorted(got) == sorted((p, INJECTIONS[0], p) for p in INJECTIONS)
         assert s.ledger_balance(INJECTIONS[0]) == 30000 * len(INJECTIONS)
     assert_intact(db, before)

@@ -25,10 +25,11 @@ ARCH_INDEX = {name: i for i, name in enumerate(mpy_build.ARCHS) if name}
 
 
 @pytest.fixture
-def board_config(tmp_path):
+def board_config(tmp_path, broker_tmp):
     s = provision_fleet.provision_fleet(
-        str(tmp_path / "h.db"), 1, str(tmp_path / "fleet"), wifi={"ssid": "lab", "password": "pw"}
-    )
+        str(tmp_path / "h.db"), 1, str(tmp_path / "fleet"), wifi={"ssid": "lab", "password": "pw"},
+        broker_dir=str(broker_tmp / "broker"),
+    )  # fmt: skip
     return s["meters"][0]["config"]
 
 

@@ -39,8 +39,8 @@ def _stored(db: str) -> dict[str, tuple[list, list]]:
         return {m: (store.readings(m), store.events(m)) for m in ("m-0001", "m-0002", "m-0003")}
 
 
-def test_fleet_with_outage_power_cut_tamper_and_theft_stores_every_reading_once(tmp_path):
-    db, out = str(tmp_path / "h.db"), tmp_path / "fleet"
+def test_fleet_with_outage_power_cut_tamper_and_theft_stores_every_reading_once(tmp_path, broker_tmp):
+    db, out = str(tmp_path / "h.db"), broker_tmp / "fleet"  # run as root, the broker reads WORK/broker
     provision_fleet.provision_fleet(db, 3, str(out))
     faults = tmp_path / "faults.json"
     faults.write_text(json.dumps(FAULTS))
@@ -168,8 +168,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_cli_stops_every_process_on_sigterm_and_a_rerun_resumes_without_gaps(tmp_path):
-    db, out = str(tmp_path / "h.db"), tmp_path / "fleet"
+def test_cli_stops_every_process_on_sigterm_and_a_rerun_resumes_without_gaps(tmp_path, broker_tmp):
+    db, out = str(tmp_path / "h.db"), broker_tmp / "fleet"
     provision_fleet.provision_fleet(db, 2, str(out), frontend="mixed", prepaid_share=0.5)
     cmd = [sys.executable, str(ROOT / "tools" / "fleet_sim.py"), "--db", db, "--meters", str(out)]
     slow = cmd + ["--days", "1", "--speed", "7200", "--serve", "--start", str(START)]

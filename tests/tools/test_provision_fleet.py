@@ -19,8 +19,8 @@ def _meters(db) -> dict[str, dict]:
         return {m["meter_id"]: m for m in store.meters()}
 
 
-def test_fleet_is_registered_with_matching_configs_and_broker_files(tmp_path):
-    db, out = tmp_path / "h.db", tmp_path / "fleet"
+def test_fleet_is_registered_with_matching_configs_and_broker_files(broker_tmp):
+    db, out = broker_tmp / "h.db", broker_tmp / "fleet"
     wifi = {"ssid": "lab-net", "password": "pw-123456"}
     s = pf.provision_fleet(
         str(db), 4, str(out), frontend="mixed", prepaid_share=0.5, broker_host="10.0.0.2", broker_port=8883,
@@ -49,21 +49,23 @@ def test_fleet_is_registered_with_matching_configs_and_broker_files(tmp_path):
     b = s["broker"]
     passwd = open(b["passwd"]).read().splitlines()
     users = [line.split(":", 1)[0] for line in passwd]
-    assert sorted(users) == sorted(ids + [provision.HEADEND_USER])
+    assert sorted(users) == ids, "the meters' listener knows the meters only"
+    assert [line.split(":", 1)[0] for line in open(b["headend_passwd"])] == [provision.HEADEND_USER]
+    assert (b["port"], b["headend_port"]) == (8883, 8884)
     acl = open(b["acl"]).read()
     assert "pattern write ami/v1/%u/up/#" in acl and "pattern read ami/v1/%u/down/#" in acl
     assert "password_file %s" % b["passwd"] in open(b["conf"]).read()
     assert s["frontends"] == {"atm90e26": 2, "adc": 2} and s["prepaid"] == 2
 
 
-def test_ids_already_registered_are_refused_and_nothing_changes(tmp_path):
-    db, out = tmp_path / "h.db", tmp_path / "fleet"
+def test_ids_already_registered_are_refused_and_nothing_changes(broker_tmp):
+    db, out = broker_tmp / "h.db", broker_tmp / "fleet"
     pf.provision_fleet(str(db), 2, str(out))
     before = {m: v["key"] for m, v in _meters(db).items()}
     with pytest.raises(pf.FleetError, match=r"already registered .*m-0001, m-0002.*--first"):
-        pf.provision_fleet(str(db), 3, str(tmp_path / "other"))
+        pf.provision_fleet(str(db), 3, str(broker_tmp / "other"))
     assert {m: v["key"] for m, v in _meters(db).items()} == before
-    assert not (tmp_path / "other" / "m-0003").exists()
+    assert not (broker_tmp / "other" / "m-0003").exists()
     s = pf.provision_fleet(str(db), 3, str(out), first=3)  # extending the fleet is fine
     assert (s["first"], s["last"]) == ("m-0003", "m-0005") and len(_meters(db)) == 5
     assert s["broker"]["meters"] == 5, "the broker files cover the whole fleet"
@@ -78,8 +80,8 @@ def test_existing_config_files_are_refused_before_the_database_is_touched(tmp_pa
     assert _meters(db) == {}
 
 
-def test_a_failure_midway_rolls_back_the_database_and_removes_the_files(tmp_path, monkeypatch):
-    db, out = tmp_path / "h.db", tmp_path / "fleet"
+def test_a_failure_midway_rolls_back_the_database_and_removes_the_files(broker_tmp, monkeypatch):
+    db, out = broker_tmp / "h.db", broker_tmp / "fleet"
     real = pf.board_config
 
     def failing(meter, *args):
@@ -99,14 +101,16 @@ def test_bad_prefix_and_arguments_are_named(tmp_path):
         pf.meter_ids("bad prefix/", 2)
     with pytest.raises(pf.FleetError, match="--prefix"):
         pf.meter_ids("x" * 29, 2)  # 29 + 4 digits > 32
+    with pytest.raises(pf.FleetError, match="--prefix 'headend-': meter id 'headend-0001' is reserved"):
+        pf.meter_ids("headend-", 2)
     with pytest.raises(pf.FleetError, match="--prepaid-share"):
         pf.provision_fleet(str(tmp_path / "h.db"), 1, str(tmp_path), prepaid_share=1.5)
     assert pf.meter_ids("a-", 3, first=9998) == ["a-9998", "a-9999", "a-10000"]
     assert [pf.is_prepaid(i, 0.25) for i in range(8)] == [False, False, False, True] * 2
 
 
-def test_cli_prints_json_summary_and_exits_1_on_conflict(tmp_path, capsys):
-    db, out = str(tmp_path / "h.db"), str(tmp_path / "fleet")
+def test_cli_prints_json_summary_and_exits_1_on_conflict(broker_tmp, capsys):
+    db, out = str(broker_tmp / "h.db"), str(broker_tmp / "fleet")
     assert pf.main(["--db", db, "--count", "2", "--out", out, "--prefix", "lab-", "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert [m["meter_id"] for m in s["meters"]] == ["lab-0001", "lab-0002"]
@@ -116,3 +120,11 @@ def test_cli_prints_json_summary_and_exits_1_on_conflict(tmp_path, capsys):
     assert "error: 1 config file(s) already exist" in capsys.readouterr().err
     assert pf.main(["--db", db, "--count", "1", "--out", out + "2", "--prefix", "lab-"]) == 1
     assert "already registered" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the broker runs as another user only when started as root")
+def test_as_root_a_broker_dir_the_broker_cannot_reach_is_refused_before_anything_is_written(tmp_path):
+    db, out = tmp_path / "h.db", tmp_path / "fleet"  # under /tmp/pytest-of-root, mode 0700
+    with pytest.raises(pf.FleetError, match="--broker-dir: .* user 'mosquitto', which cannot reach"):
+        pf.provision_fleet(str(db), 2, str(out))
+    assert _meters(db) == {} and not out.exists()
