@@ -32,7 +32,7 @@ from headend import (
 )
 from headend.billing import BillingError
 from headend.keystore import KeystoreError
-from headend.mqtt_service import ServiceError
+from headend.mqtt_service import BROKER_HELP, PASSWORD_HELP, ServiceError
 from headend.prepaid import PrepaidError
 from headend.provision import ProvisionError
 from headend.storage import StorageError
@@ -81,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
 
     serve = sub.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
-    serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    serve.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help=BROKER_HELP,
+    )
+    serve.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
     serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
     serve.add_argument(
         "--client-id",
@@ -207,20 +213,36 @@ def cmd_broker_config(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from headend.mqtt_service import IngestService
+    from headend.mqtt_service import IngestService, broker_url_with_password
 
     if args.batch < 1 or args.batch_ms <= 0:
         raise CLIError("--batch must be >= 1 and --batch-ms > 0")
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
-        from headend.mqtt_service import check_service_client_id, parse_broker_url, run_workers
+        from headend.mqtt_service import (
+            PASSWORD_ENV,
+            broker_url_without_password,
+            check_service_client_id,
+            parse_broker_url,
+            run_workers,
+        )
 
-        parse_broker_url(args.broker)  # a bad URL or client id is one error, not N
+        url = broker_url_with_password(args.broker, args.password_file)  # one error, not N
         check_service_client_id(args.client_id)
+        if parse_broker_url(url)["password"] is not None:  # to the workers by environment, not argv (ps)
+            os.environ[PASSWORD_ENV] = parse_broker_url(url)["password"]
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
-        common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        common = [
+            "--db",
+            args.db,
+            "--broker",
+            broker_url_without_password(url),
+            "--shared",
+            "--batch",
+            str(args.batch),
+        ]
         if args.master_key_file:
             common += ["--master-key-file", args.master_key_file]
         common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
@@ -229,7 +251,7 @@ def cmd_serve(args) -> int:
     with _store(args) as store:
         service = IngestService(
             store,
-            args.broker,
+            broker_url_with_password(args.broker, args.password_file),
             client_id=args.client_id,
             shared=args.shared,
             batch_max=args.batch,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from headend.mqtt_service import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
 from headend.prepaid import PrepaidError
 from headend.prepaid.ledger import parse_amount, units
 from headend.prepaid.service import DEFAULT_THRESHOLD, DEFAULT_TTL, credit, sync
@@ -49,7 +50,13 @@ def add_prepaid_commands(subparsers) -> None:
     cl.add_argument("--json", action="store_true")
 
     dp = subparsers.add_parser("dispatch", help="deliver queued commands to meters until acked", parents=[db])
-    dp.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    dp.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help=BROKER_HELP,
+    )
+    dp.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
     dp.add_argument("--once", action="store_true", help="one round (acks, expiry, sends), then exit")
     dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
     dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")
@@ -184,7 +191,13 @@ def cmd_dispatch(args) -> int:
     if args.interval <= 0:
         raise PrepaidError("--interval must be > 0")
     with _store(args) as store:
-        d = Dispatcher(store, args.broker, args.client_id, args.backoff, args.backoff_max)
+        d = Dispatcher(
+            store,
+            broker_url_with_password(args.broker, args.password_file),
+            args.client_id,
+            args.backoff,
+            args.backoff_max,
+        )
         d.connect()
         try:
             if args.once:

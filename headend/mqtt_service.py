@@ -42,6 +42,7 @@ single-worker mode (the default) has no such hole: the kill test
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import struct
@@ -49,7 +50,7 @@ import subprocess
 import sys
 import threading
 import time
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -111,6 +112,57 @@ def parse_broker_url(url: str) -> dict:
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
     }
+
+
+PASSWORD_ENV = "HEADEND_BROKER_PASSWORD"
+BROKER_HELP = "mqtt://USER[:PASS]@HOST:PORT (better without PASS: see --password-file)"
+PASSWORD_HELP = (
+    "read the broker password from FILE's first line instead of the URL (which `ps` shows);"
+    " without either, $%s is used" % PASSWORD_ENV
+)
+
+
+def broker_url_with_password(url: str, password_file: str | None = None, environ=None) -> str:
+    """The broker URL carrying its password, for this process only.
+
+    The password comes from the URL (``mqtt://USER:PASS@HOST:PORT``, visible in ``ps``),
+    else from ``password_file``'s first line (``--password-file``), else from
+    ``$HEADEND_BROKER_PASSWORD``. Giving it in the URL and in a file is refused."""
+    environ = os.environ if environ is None else environ
+    broker = parse_broker_url(url)
+    password = None
+    if password_file is not None:
+        if broker["password"] is not None:
+            raise ServiceError("the broker password is in the URL and in --password-file: give it once")
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                password = f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise ServiceError("cannot read --password-file %s: %s" % (password_file, e.strerror))
+        if not password:
+            raise ServiceError("--password-file %s is empty: its first line is the password" % password_file)
+    elif broker["password"] is None and environ.get(PASSWORD_ENV):
+        password = environ[PASSWORD_ENV]
+    if password is None:
+        return url
+    if broker["username"] is None:
+        raise ServiceError("a broker password needs a user name in the URL: mqtt://USER@HOST:PORT")
+    parts = urlsplit(url)
+    netloc = "%s:%s@%s" % (
+        quote(broker["username"], safe=""),
+        quote(password, safe=""),
+        parts.netloc.rsplit("@", 1)[-1],
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def broker_url_without_password(url: str) -> str:
+    """The URL with its password removed (for child processes' command lines)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = "%s@%s" % (parts.username, parts.netloc.rsplit("@", 1)[-1])
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class _Client(mqtt.Client):
