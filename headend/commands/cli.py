@@ -30,6 +30,7 @@ from headend.commands import build
 from headend.commands import tariff as tariff_file
 from headend.commands.queue import DEFAULT_TTL, describe, queue
 from headend.errors import CommandError
+from headend.mqtt import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
 from protocol import messages
 
 TYPES = {
@@ -112,7 +113,13 @@ def register(subparsers) -> None:
     cl.add_argument("--json", action="store_true")
 
     dp = subparsers.add_parser("dispatch", help="deliver queued commands to meters until acked", parents=[db])
-    dp.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    dp.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help=BROKER_HELP,
+    )
+    dp.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
     dp.add_argument("--once", action="store_true", help="one round (acks, expiry, sends), then exit")
     dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
     dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")
@@ -257,7 +264,13 @@ def cmd_dispatch(args) -> int:
     if args.interval <= 0:
         raise CommandError("--interval must be > 0")
     with _store(args) as store:
-        d = Dispatcher(store, args.broker, args.client_id, args.backoff, args.backoff_max)
+        d = Dispatcher(
+            store,
+            broker_url_with_password(args.broker, args.password_file),
+            args.client_id,
+            args.backoff,
+            args.backoff_max,
+        )
         d.connect()
         try:
             if args.once:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from headend.mqtt import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
+
 
 def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
@@ -22,7 +24,13 @@ def register(subparsers) -> None:
         " time-sync, topup, config, tariff, filter, quit). Full screen on a terminal, one line"
         " per message otherwise.",
     )
-    c.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    c.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help=BROKER_HELP,
+    )
+    c.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
     c.add_argument("--meter", metavar="ID", help="show only this meter (the `filter` command changes it)")
     c.add_argument(
         "--client-id", help="MQTT client id (default headend.console.<random>; never a valid meter id)"
@@ -40,7 +48,7 @@ def cmd_console(args) -> int:
     with Storage(args.db, master_key_file=getattr(args, "master_key_file", None)) as store:
         app = ConsoleApp(
             store,
-            args.broker,
+            broker_url_with_password(args.broker, args.password_file),
             meter=args.meter,
             client_id=args.client_id,
             live=False if args.plain else None,

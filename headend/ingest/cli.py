@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from datetime import UTC, datetime
 
 from headend.errors import CLIError
+from headend.mqtt import BROKER_HELP, PASSWORD_HELP
 from headend.timearg import epoch_arg as _ts
 
 
@@ -20,7 +22,13 @@ def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     serve = subparsers.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
-    serve.add_argument("--broker", required=True, metavar="URL", help="mqtt://USER:PASS@HOST:PORT")
+    serve.add_argument(
+        "--broker",
+        required=True,
+        metavar="URL",
+        help=BROKER_HELP,
+    )
+    serve.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
     serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
     serve.add_argument(
         "--client-id",
@@ -73,6 +81,7 @@ def _print_json(obj) -> None:
 
 def cmd_serve(args) -> int:
     from headend.ingest.service import IngestService
+    from headend.mqtt import broker_url_with_password
 
     if args.batch < 1 or args.batch_ms <= 0:
         raise CLIError("--batch must be >= 1 and --batch-ms > 0")
@@ -80,13 +89,28 @@ def cmd_serve(args) -> int:
         raise CLIError("--workers must be >= 1")
     if args.workers > 1:
         from headend.ingest.service import run_workers
-        from headend.mqtt import check_service_client_id, parse_broker_url
+        from headend.mqtt import (
+            PASSWORD_ENV,
+            broker_url_without_password,
+            check_service_client_id,
+            parse_broker_url,
+        )
 
-        parse_broker_url(args.broker)  # a bad URL or client id is one error, not N
+        url = broker_url_with_password(args.broker, args.password_file)  # one error, not N
         check_service_client_id(args.client_id)
+        if parse_broker_url(url)["password"] is not None:  # to the workers by environment, not argv (ps)
+            os.environ[PASSWORD_ENV] = parse_broker_url(url)["password"]
         with _store(args):
             pass  # create and migrate the database once, before the workers race to
-        common = ["--db", args.db, "--broker", args.broker, "--shared", "--batch", str(args.batch)]
+        common = [
+            "--db",
+            args.db,
+            "--broker",
+            broker_url_without_password(url),
+            "--shared",
+            "--batch",
+            str(args.batch),
+        ]
         if args.master_key_file:
             common += ["--master-key-file", args.master_key_file]
         common += ["--batch-ms", str(args.batch_ms), "--mqtt", args.mqtt]
@@ -95,7 +119,7 @@ def cmd_serve(args) -> int:
     with _store(args) as store:
         service = IngestService(
             store,
-            args.broker,
+            broker_url_with_password(args.broker, args.password_file),
             client_id=args.client_id,
             shared=args.shared,
             batch_max=args.batch,

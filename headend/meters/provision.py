@@ -20,8 +20,8 @@
 
 The head-end's broker user is ``HEADEND_USER`` ("headend.ingest": the dot keeps it
 out of the meter id alphabet, so no meter can be provisioned under that name).
-Its clear password lives in the database settings, like the meter keys, because
-``headend_url`` must carry it.
+Its password is kept in the database settings, sealed with the master key like the
+meter keys (headend/db/keystore.py), because ``headend_url`` must carry it.
 
 The head-end's client ids contain a dot too (``headend.ingest``, ``headend.dispatch``,
 ``headend.console.<hex>``) and ``headend.mqtt.check_service_client_id``
@@ -296,7 +296,7 @@ def write_broker_config(
         "# written by `headend broker-config`; run: mosquitto -c %s" % conf,
         # before any password_file or acl_file: each listener below has its own
         "per_listener_settings true",
-        # per client, every listener alike (see MAX_QUEUED in headend/provision.py for the trade-off)
+        # per client, every listener alike (see MAX_QUEUED in headend/meters/provision.py for the trade-off)
         "max_inflight_messages %d" % MAX_INFLIGHT,
         "max_queued_messages %d" % MAX_QUEUED,
         "max_queued_bytes %d" % MAX_QUEUED_BYTES,
@@ -335,9 +335,13 @@ def write_broker_config(
     ]
     conf_owner = None if account is None else (0, account.pw_gid)
     _write_private(conf, "\n".join(conf_lines) + "\n", conf_owner, 0o600 if account is None else 0o640)
+    # the head-end's services read it with --password-file, so the password stays out of `ps`
+    password_file = os.path.join(out_dir, "headend.password")
+    _write_private(password_file, password + "\n")
     return {
         "conf": conf,
         "headend_url": "mqtt://%s:%s@127.0.0.1:%d" % (HEADEND_USER, password, headend_port),
         "meter_port": port,
         "headend_port": headend_port,
+        "headend_password_file": password_file,
     }

@@ -109,7 +109,13 @@ def test_broker_config_prints_conf_and_url(tmp_path, broker_tmp, capsys):
     db = str(tmp_path / "h.db")
     rc, out, _ = run(capsys, "broker-config", "--out", str(broker_tmp / "b"), "--port", "18999", "--db", db)
     cfg = json.loads(out)
-    assert rc == 0 and set(cfg) == {"conf", "headend_url", "meter_port", "headend_port"}
+    assert rc == 0 and set(cfg) == {
+        "conf",
+        "headend_url",
+        "meter_port",
+        "headend_port",
+        "headend_password_file",
+    }
     assert cfg["headend_url"].endswith("@127.0.0.1:19000") and (cfg["meter_port"], cfg["headend_port"]) == (
         18999,
         19000,
