@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto chromium firmware firmware-bare test test-micropython lint format demo bench mpy clean
+.PHONY: venv mosquitto chromium firmware test test-micropython lint format demo bench mpy clean
 
 # The emulator's runtime: MicroPython 1.28.0's unix port compiled 32-bit (gcc -m32, Debian's
 # gcc-multilib, installed when missing) with the firmware frozen in from emulator/manifest.py
@@ -18,7 +18,6 @@ export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 # a checkout) when set, else ../shared/vendor/micropython-1.28.0.tar.gz, else a clone of tag
 # v1.28.0 from GitHub (tools/build_micropython.py). Rebuilt when a frozen file changes.
 UNIX32 := build/micropython-unix32/micropython
-UNIX32_BARE := build/micropython-unix32-bare/micropython
 FROZEN_SOURCES := $(wildcard firmware/*.py firmware/boards/*.py protocol/*.py emulator/*.py)
 BUILD_PYTHON := $(or $(PYTHON),python3)
 
@@ -43,13 +42,6 @@ firmware: $(UNIX32)
 $(UNIX32): $(FROZEN_SOURCES) tools/build_micropython.py
 	@sh tools/ensure_gcc_m32.sh
 	$(BUILD_PYTHON) tools/build_micropython.py --jobs 2
-
-# the same port with nothing frozen: the baseline of the frozen image size (make bench)
-firmware-bare: $(UNIX32_BARE)
-
-$(UNIX32_BARE): tools/build_micropython.py
-	@sh tools/ensure_gcc_m32.sh
-	$(BUILD_PYTHON) tools/build_micropython.py --bare --jobs 2
 
 test: venv mosquitto chromium firmware
 	$(BIN)/pytest
@@ -79,8 +71,10 @@ format: venv
 demo: venv mosquitto firmware
 	$(BIN)/python tools/demo.py
 
-# benchmarks (never part of make test): prints tables, writes bench/results.json
-bench: venv mosquitto firmware firmware-bare
+# benchmarks (never part of make test): prints tables, writes bench/results.json; the firmware's
+# image sizes build the same port with nothing and with only firmware/manifest.py frozen (kept in
+# build/micropython-unix32-bare and -board; a few minutes the first time)
+bench: venv mosquitto firmware
 	$(BIN)/python tools/bench.py
 
 mpy: venv

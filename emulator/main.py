@@ -16,7 +16,9 @@ seq, clock, storage recoveries so far; the kill test reads it).
 
 Heap: ``heap_peak`` in the report is the largest live heap (bytes in use
 right after a collection) seen at the high-water points: end of boot, the
-first saves and every 1024th, and the report itself; ``heap_size`` is the
+first saves and every 1024th, the report itself and, with the MQTT link,
+every step of the asyncio loop (the link's tasks parked mid-work, their
+buffers live: UnixBoard.asleep_ms); ``heap_size`` is the
 heap's total size (micropython -X heapsize). With EMULATE_TRACE_HEAP=1 in
 the bench's environment each sample goes to stderr with the loaded modules.
 """
@@ -33,19 +35,24 @@ RECONNECT_MAX_MS = 2000  # the emulator retries a lost broker quickly (boards: 3
 
 
 class HeapProbe:
+    """Samples the live heap (after a collection): the first 8 boot/save samples and every 1024th
+    save after them, the report, and with the MQTT link every step of the asyncio loop ("link")."""
+
     def __init__(self):
         self.peak = 0
         self.calls = 0
         self.trace = False
+        self.log = sys.stderr.write
 
     def __call__(self, where):
-        self.calls += 1
-        if self.calls > 8 and self.calls & 1023:
-            return
+        if where != "link":
+            self.calls += 1
+            if self.calls > 8 and self.calls & 1023:
+                return
         gc.collect()
         a = gc.mem_alloc()
         if self.trace:
-            sys.stderr.write("heap %s %d %r\n" % (where, a, sorted(sys.modules)))
+            self.log("heap %s %d %r\n" % (where, a, sorted(sys.modules)))
         if a > self.peak:
             self.peak = a
 
@@ -102,16 +109,26 @@ def result(app, steps, wall_ms, probe):
     }
 
 
-def main():
+def main(link=None, prepare=None, log=None):
+    """Run the meter on the bench's link: by default stdin/stdout, text to stderr. The qemu-arm
+    runtime (emulator/qemu_main.py) passes its UART ``link``, ``prepare(setup)`` (mounts its flash,
+    points setup["flash"] at it) and ``log`` (text to qemu's stderr through semihosting)."""
     from firmware import compat
 
-    link = BenchLink(sys.stdin.buffer, sys.stdout.buffer)
+    if link is None:
+        link = BenchLink(sys.stdin.buffer, sys.stdout.buffer)
     setup = link.hello()
+    if prepare is not None:
+        prepare(setup)
+    log = log or sys.stderr.write
     probe = HeapProbe()
+    probe.log = log
     probe.trace = setup.get("trace_heap", False)
-    app = app_mod.App(UnixBoard(link, setup["flash"]), setup.get("poll_ms"), probe, setup.get("comms", False))
+    board = UnixBoard(link, setup["flash"])
+    board.probe = probe
+    app = app_mod.App(board, setup.get("poll_ms"), probe, setup.get("comms", False))
     m = app.boot()
-    sys.stderr.write(
+    log(
         "boot %d restored %d seq %d ts %d rec %d\n"
         % (m.boot_count, app.restored, app.store.seq, app.boot_ts, m.storage_recoveries)
     )

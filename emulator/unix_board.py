@@ -24,6 +24,7 @@ class UnixBoard:
         self._dt = 0
         self.feeds = 0
         self.speed_permille = 0  # emulated ms per real s for asleep_ms (tools/emulate.py --speed x 1000)
+        self.probe = None  # the heap probe (emulator/main.py): sampled at every step of the asyncio loop
 
     def reset_cause(self):
         return self.link.reset
@@ -49,6 +50,8 @@ class UnixBoard:
 
         d = self.link.sleep(ms)
         self._dt += d
+        if self.probe is not None:  # the link's tasks are parked mid-work here: their buffers are live
+            self.probe("link")
         await asyncio.sleep_ms(d * 1000 // self.speed_permille if self.speed_permille else 0)
 
     def wdt_start(self, ms):

@@ -1,17 +1,25 @@
-"""Firmware benchmarks: .mpy size, heap under the emulator, step cost, a simulated year.
+"""Firmware benchmarks: the footprint on the 32-bit frozen runtime, image sizes, step cost, a simulated year.
 
-    .venv/bin/python tools/bench_firmware.py
+    .venv/bin/python tools/bench_firmware.py        (make bench runs it, after make firmware)
 
-- .mpy size: tools/mpy_build.py output for what a board gets (firmware/
-  without firmware/emulator/, and protocol/).
-- Heap: tools/emulate.py runs the real firmware on the unix port for an
-  hour of each front end and reports the firmware process's heap peak
-  (sampled after collections) and the heap it was given.
-- Step cost: micropython times Meter.step (the measurement loop's work per
-  poll, front-end read excluded) over many steps, per front end.
-- Simulated year: the ATM90E26 path over 365 days with hourly polls and a
-  4-rate tariff through tools/emulate.py, wall time.
-Prints a table and merges figures into bench/results.json under "firmware".
+- Heap (the footprint target: <= 40 KiB peak with the link online, goal 32 KiB): the real
+  firmware under tools/emulate.py on the unix32 runtime (MicroPython 1.28.0, 32-bit, firmware
+  frozen in: ``make firmware``) with ``-X heapsize=64K``; ``heap_peak`` is the largest live heap
+  (after a collection) at the firmware's high-water points (emulator/main.py), for:
+  metering only (a day, each front end); the link online to a real Mosquitto through a day of
+  readings; a 7-day outage (link configured, broker down) and then the backlog flush; a burst of
+  commands over MQTT. Also the smallest heap the link-online day runs in (1 KiB steps), and
+  the link-online day on unix64 (pip's 64-bit port, bytecode in the heap) for comparison.
+- Image: the frozen image size, as the text growth of the unix32 port with firmware/manifest.py
+  frozen (build/micropython-unix32-board: the firmware, protocol and asyncio a board image
+  freezes) over the same port with nothing frozen (build/micropython-unix32-bare), both built
+  once and kept; the same for the emulator's runtime (make firmware: + emulator/); and the .mpy
+  total of what tools/deploy.py puts on a board without ``--frozen`` (firmware/manifest.py's
+  modules) for xtensawin (ESP32) and armv6m (RP2040).
+- Step cost: Meter.step per front end (front-end read excluded), unix32 vs unix64.
+- Simulated year: the ATM90E26 path over 365 days with hourly polls and a 4-rate tariff, wall
+  time, unix32 vs unix64.
+Prints each figure beside its target and merges them into bench/results.json under "firmware".
 """
 
 import json
@@ -21,12 +29,22 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import mpy_build  # noqa: E402
+from tools import build_micropython, deploy, emulate, mpy_build  # noqa: E402
+
+eb = emulate.emulate_bench
+HEAP = "64K"
+HEAP_TARGET = 40 * 1024
+HEAP_GOAL = 32 * 1024
+START = 1710115200  # Monday 2024-03-11 00:00 UTC
+DAY = 86400
+LOAD = {"urms": 230, "irms": 4, "phase_deg": 10}
+BURST = 32  # commands published back to back
 
 STEP_SCRIPT = """
 import sys, time, gc
@@ -56,78 +74,327 @@ TARIFF = {"0": 1, "1": 0, "2": [1200, 950, 620, 310],
           "4": [[0, 0, 0, 0, 0, 1, 1]], "7": 480}  # fmt: skip
 
 
-def micropython():
-    return os.path.join(os.path.dirname(sys.executable), "micropython")
+def _scenario(tmp, name, **sc):
+    path = os.path.join(tmp, name + ".json")
+    with open(path, "w") as f:
+        json.dump(sc, f)
+    return path
 
 
-def emulate(scenario, poll_ms=None):
+def _url(port):
+    return "mqtt://%s:x@127.0.0.1:%d" % (eb.METER_ID, port)
+
+
+def _heap_verdict(peak):
+    if peak is None:
+        return "n/a"
+    if peak <= HEAP_GOAL:
+        return "met (goal too)"
+    return "met" if peak <= HEAP_TARGET else "ABOVE"
+
+
+class Figures:
+    def __init__(self):
+        self.rows = []
+
+    def __call__(self, name, value, target="", verdict="", command=""):
+        self.rows.append(
+            {"name": name, "value": value, "target": target, "verdict": verdict, "command": command}
+        )
+        print("%-52s %12s %22s  %s" % (name, value, target, verdict))
+        sys.stdout.flush()
+
+
+# -- sizes ------------------------------------------------------------------------------------------
+
+
+def sizes(fig):
+    exe = build_micropython.ensure(quiet=True)
+    bare = build_micropython.build_bare(quiet=True)
+    board = build_micropython.build_board(quiet=True)
+    text, image = build_micropython.text_size(exe), build_micropython.image_size(exe)
+    cmd = "size build/micropython-unix32{-bare,-board,}/micropython"
+    fig("frozen image, board manifest: text growth, bytes", board["text"] - bare["text"], "", "",
+        cmd + ": text of -board minus -bare")  # fmt: skip
+    fig("frozen image, board manifest: text+data growth", board["image"] - bare["image"], "", "",
+        cmd + ": text+data (.data.rel.ro: constant objects with pointers; flash on a board)")  # fmt: skip
+    fig("frozen image, emulator runtime: text growth, bytes", text - bare["text"], "", "",
+        cmd + ": text of unix32 (firmware + emulator/) minus -bare")  # fmt: skip
+    fig("frozen image, emulator runtime: text+data growth", image - bare["image"], "", "", cmd)
+    fig("unix32 text with nothing frozen, bytes", bare["text"], "", "", cmd)
     with tempfile.TemporaryDirectory() as tmp:
-        sc = os.path.join(tmp, "sc.json")
-        with open(sc, "w") as f:
-            json.dump(scenario, f)
+        for board, arch in sorted(deploy.BOARDS.items()):
+            r = deploy.compile_tree(os.path.join(tmp, board), arch)
+            fig(
+                ".mpy total for a board, %s (%d files), bytes" % (arch, r["files"]),
+                r["bytes"],
+                "",
+                "",
+                "mpy-cross -march=%s over firmware/manifest.py's modules (tools/deploy.py)" % arch,
+            )
+
+
+# -- heap -------------------------------------------------------------------------------------------
+
+
+def _run(sc, flash, heap=HEAP, runtime="unix32", **kw):
+    state, _err = emulate.run(sc, flash, heap=heap, runtime_name=runtime, **kw)
+    return state
+
+
+class Listener:
+    """A paho client on the meter's topics: counts acks, publishes commands."""
+
+    def __init__(self, port):
+        import paho.mqtt.client as mqtt
+
+        self.got = []
+        self.lock = threading.Lock()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-listener")
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe("ami/v1/+/up/#", 1)
+        self.c.loop_start()
+
+    def _on_message(self, client, userdata, msg):
+        with self.lock:
+            self.got.append(msg.topic.rsplit("/", 1)[-1])
+
+    def count(self, kind):
+        with self.lock:
+            return self.got.count(kind)
+
+    def wait(self, pred, timeout):
         t0 = time.monotonic()
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "tools" / "emulate.py"), "--scenario", sc, "--flash",
-             os.path.join(tmp, "flash"), "--json"],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        return json.loads(out.stdout), time.monotonic() - t0
+        while time.monotonic() - t0 < timeout:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def publish(self, topic, payload):
+        return self.c.publish(topic, payload, qos=1)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def _burst(tmp, broker, fig):
+    """BURST commands over MQTT while the meter is online; heap_peak of that run."""
+    from protocol import messages as M
+    from protocol import topics
+
+    key = bytes.fromhex(eb.KEY_HEX)
+    flash = os.path.join(tmp, "burst-flash")
+    sc = _scenario(tmp, "burst", start=START, segments=[{"seconds": 7200, **LOAD}])
+    lis = Listener(broker.port)
+    s = emulate.Session(
+        sc, flash, HEAP, broker=_url(broker.port), speed=240, linger=30, runtime_name="unix32"
+    )
+    done = []
+    t = threading.Thread(target=lambda: done.append(s.wait(300)))
+    t.start()
+    try:
+        if not lis.wait(lambda: lis.count("status") > 0, 60):
+            raise RuntimeError("the meter did not come online")
+        cmds = []
+        for i in range(BURST):  # read-now and relay close/open, alternating
+            if i % 2:
+                cmd = M.command(i + 1, START, M.CMD_RELAY, {0: (i // 2) % 2, 1: 0})
+            else:
+                cmd = M.command(i + 1, START, M.CMD_READ_NOW, {})
+            cmds.append(M.seal(key, eb.METER_ID, cmd))
+        topic = topics.down_cmd(eb.METER_ID)
+        for frame in cmds:
+            lis.publish(topic, frame)
+        acked = lis.wait(lambda: lis.count("ack") >= BURST, 60)
+    finally:
+        t.join()
+        lis.close()
+    state, err, rc = done[0]
+    if state is None or rc != 0:
+        raise RuntimeError("burst run failed (exit %s): %s" % (rc, err[-2000:]))
+    peak = state["heap_peak"]
+    fig(
+        "heap peak, burst of %d commands over MQTT, bytes" % BURST,
+        peak,
+        "<= 40960 (goal 32768)",
+        _heap_verdict(peak) + ("" if acked else " (not all acked!)"),
+        "tools/bench_firmware.py: emulate.py --runtime unix32 --heap 64K --broker, %d commands" % BURST,
+    )
+
+
+def smallest_heap(tmp, broker, lo_k=24, hi_k=64):
+    """The smallest -X heapsize (KiB) the link-online day completes in, by bisection."""
+    sc = _scenario(tmp, "day-min", start=START, segments=[{"seconds": DAY, **LOAD}])
+
+    def runs(k):
+        flash = os.path.join(tmp, "min-%d" % k)
+        try:
+            state = _run(sc, flash, heap="%dK" % k, broker=_url(broker.port), linger=30)
+        except emulate.EmulatorError:
+            return False
+        return state["comms"]["pending"] == 0
+
+    if not runs(hi_k):
+        return None
+    while hi_k - lo_k > 1:
+        mid = (lo_k + hi_k) // 2
+        if runs(mid):
+            hi_k = mid
+        else:
+            lo_k = mid
+    return hi_k
+
+
+def heap(fig):
+    from tools.mosquitto_broker import MosquittoBroker, free_port
+
+    cmd_base = "python tools/emulate.py --runtime unix32 --heap 64K --json --scenario S --flash D"
+    with tempfile.TemporaryDirectory() as tmp:
+        for fe in ("atm90e26", "adc"):
+            sc = _scenario(
+                tmp,
+                "meter-" + fe,
+                frontend=fe,
+                start=START,
+                tariff=TARIFF,
+                segments=[{"seconds": DAY, "urms": 230, "irms": 5, "phase_deg": 30, "noise_lsb": 1}],
+            )
+            state = _run(sc, os.path.join(tmp, "meter-" + fe))
+            fig(
+                "heap peak, metering only, %s, a day, bytes" % fe,
+                state["heap_peak"],
+                "<= 40960 (goal 32768)",
+                _heap_verdict(state["heap_peak"]),
+                cmd_base + " (a day, 4-rate tariff)",
+            )
+
+        day = _scenario(tmp, "day", start=START, segments=[{"seconds": DAY, **LOAD}])
+        week = _scenario(tmp, "week", start=START, segments=[{"seconds": 7 * DAY, **LOAD}])
+        flush = _scenario(tmp, "flush", start=START, segments=[{"seconds": 7 * DAY + 3600, **LOAD}])
+        port = free_port()
+        # the 7-day outage first: link configured, nothing listening on the port
+        out = _run(week, os.path.join(tmp, "backlog"), broker=_url(port))
+        fig(
+            "heap peak, 7-day outage (broker down), bytes",
+            out["heap_peak"],
+            "<= 40960 (goal 32768)",
+            _heap_verdict(out["heap_peak"]),
+            cmd_base + " --broker mqtt://...:<closed port> (7 days)",
+        )
+        with MosquittoBroker(tmp, port=port) as broker:
+            state = _run(day, os.path.join(tmp, "online"), broker=_url(port), linger=30)
+            assert state["comms"]["pending"] == 0, state["comms"]
+            fig(
+                "heap peak, link online, a day of readings, bytes",
+                state["heap_peak"],
+                "<= 40960 (goal 32768)",
+                _heap_verdict(state["heap_peak"]),
+                cmd_base + " --broker mqtt://emu-0001:x@<mosquitto> (a day)",
+            )
+            state = _run(flush, os.path.join(tmp, "backlog"), broker=_url(port), linger=60)
+            fig(
+                "heap peak, backlog flush of %d messages, bytes" % out["comms"]["pending"],
+                state["heap_peak"],
+                "<= 40960 (goal 32768)",
+                _heap_verdict(state["heap_peak"])
+                + ("" if state["comms"]["pending"] == 0 else " (not flushed!)"),
+                cmd_base + " --broker ... (the same flash after the outage, + 1 h)",
+            )
+            _burst(tmp, broker, fig)
+            k = smallest_heap(tmp, broker)
+            fig(
+                "smallest heap running the link-online day, KiB",
+                k,
+                "<= 64",
+                "met" if k and k <= 64 else "ABOVE",
+                "emulate.py --runtime unix32 --heap NK --broker ..., bisection in 1 KiB steps",
+            )
+            state = _run(
+                day, os.path.join(tmp, "online64"), heap=None, runtime="unix64", broker=_url(port), linger=30
+            )
+            fig(
+                "unix64 (bytecode in heap): link online day, heap peak",
+                state["heap_peak"],
+                "(comparison)",
+                "",
+                "python tools/emulate.py --runtime unix64 --heap 256K --broker ... (a day)",
+            )
+
+
+# -- speed ------------------------------------------------------------------------------------------
+
+
+def step_cost(fig):
+    exe32 = build_micropython.ensure(quiet=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        tree64 = os.path.join(tmp, "mpy")
+        mpy_build.build(tree64)
+        empty = os.path.join(tmp, "frozen")  # nothing to import from: the frozen modules run
+        os.makedirs(empty)
+        for fe, dt in (("atm90e26", 1000), ("adc", 10000)):
+            code = STEP_SCRIPT % (fe, dt, 20000, dt)
+            for rt, exe, cwd in (("unix32", exe32, empty), ("unix64", emulate.micropython_exe(), tree64)):
+                out = subprocess.run(
+                    [exe, "-X", "heapsize=64K", "-c", code],
+                    cwd=cwd,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                fig(
+                    "Meter.step cost, %s, %s, us" % (fe, rt),
+                    round(float(out.stdout.strip()), 2),
+                    "",
+                    "",
+                    "micropython -X heapsize=64K: 20000 x Meter.step(%d ms) (tools/bench_firmware.py)" % dt,
+                )
+
+
+def year(fig):
+    sc = {
+        "frontend": "atm90e26",
+        "start": 1767196800,
+        "mains_hz": 50,
+        "poll_ms": 3600000,
+        "segments": [{"seconds": 365 * DAY, "urms": 230, "irms": 8, "phase_deg": 20}],
+        "tariff": TARIFF,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _scenario(tmp, "year", **sc)
+        for rt in ("unix32", "unix64"):
+            print("simulating a year of the ATM90E26 path on %s ..." % rt, file=sys.stderr)
+            t0 = time.monotonic()
+            state = _run(path, os.path.join(tmp, "flash-" + rt), heap=None, runtime=rt)
+            wall = time.monotonic() - t0
+            fig(
+                "simulated year, ATM90E26 path, %s, wall s" % rt,
+                round(wall, 1),
+                "",
+                "",
+                "python tools/emulate.py --runtime %s (365 days, hourly polls)" % rt,
+            )
+        fig("simulated year, registered import kWh", round(sum(state["imp_mwh"]) / 1e6, 3))
 
 
 def main():
-    figures = []
-
-    def fig(name, value, target="", verdict=""):
-        figures.append({"name": name, "value": value, "target": target, "verdict": verdict})
-        print("%-46s %14s %12s  %s" % (name, value, target, verdict))
-        sys.stdout.flush()
-
-    print("%-46s %14s %12s" % ("figure", "value", "target"))
-    with tempfile.TemporaryDirectory() as tmp:
-        mpy_build.build(tmp)
-        board = sum(
-            os.path.getsize(os.path.join(d, f))
-            for d, _, fs in os.walk(os.path.join(tmp, "firmware"))
-            if "emulator" not in d
-            for f in fs
-            if f.endswith(".mpy")
-        )
-        proto = sum(
-            os.path.getsize(os.path.join(tmp, "protocol", f))
-            for f in os.listdir(os.path.join(tmp, "protocol"))
-            if f.endswith(".mpy")
-        )
-        fig(".mpy bytes, firmware for a board", board)
-        fig(".mpy bytes, protocol", proto)
-        for fe, dt in (("atm90e26", 1000), ("adc", 10000)):
-            code = STEP_SCRIPT % (fe, dt, 20000, dt)
-            out = subprocess.run([micropython(), "-X", "heapsize=64K", "-c", code], cwd=tmp,
-                                 capture_output=True, text=True, check=True)  # fmt: skip
-            fig("Meter.step cost, %s, us (unix port)" % fe, round(float(out.stdout.strip()), 2))
-
-    for fe in ("atm90e26", "adc"):
-        seg = {"seconds": 3600, "urms": 230, "irms": 5, "phase_deg": 30, "harmonics": [], "noise_lsb": 1}
-        state, wall = emulate({"frontend": fe, "start": 1767225600, "mains_hz": 50, "segments": [seg],
-                               "tariff": TARIFF})  # fmt: skip
-        fig("firmware heap peak, %s, bytes" % fe, state.get("heap_peak"), "<= 65536",
-            "met" if (state.get("heap_peak") or 1 << 30) <= 65536 else "ABOVE")  # fmt: skip
-        fig("firmware heap given, %s" % fe, state.get("heap_size"))
-
-    year = {"frontend": "atm90e26", "start": 1767196800, "mains_hz": 50, "poll_ms": 3600000,
-            "segments": [{"seconds": 365 * 86400, "urms": 230, "irms": 8, "phase_deg": 20}],
-            "tariff": TARIFF}  # fmt: skip
-    print("simulating a year of the ATM90E26 path ...", file=sys.stderr)
-    state, wall = emulate(year)
-    fig("simulated year, ATM90E26 path, wall s", round(wall, 1))
-    fig("simulated year, registered import kWh", round(sum(state["imp_mwh"]) / 1e6, 3))
-
+    fig = Figures()
+    print("%-52s %12s %22s" % ("figure", "value", "target"))
+    emulate.ensure_built("unix64")
+    sizes(fig)
+    heap(fig)
+    step_cost(fig)
+    year(fig)
     path = ROOT / "bench" / "results.json"
     path.parent.mkdir(exist_ok=True)
     results = json.loads(path.read_text()) if path.exists() else {}
-    machine = "%s, %d CPUs" % (platform.machine(), os.cpu_count())
     results["firmware"] = {
-        "figures": figures,
-        "machine": machine,
+        "figures": fig.rows,
+        "machine": "%s, %d CPUs" % (platform.machine(), os.cpu_count()),
+        "runtime": "unix32: MicroPython %s unix port, gcc -m32, firmware frozen; heap %s"
+        % (build_micropython.VERSION, HEAP),
         "command": "python tools/bench_firmware.py",
     }
     path.write_text(json.dumps(results, indent=2) + "\n")

@@ -2,7 +2,7 @@
 
 Usage:
     python tools/build_micropython.py [--manifest emulator/manifest.py] [--out build/micropython-unix32]
-        [--bare] [--jobs 2] [--check]
+        [--bare | --board] [--jobs 2] [--check]
 
 The emulator's runtime: MicroPython's unix port compiled with ``CC="gcc -m32"`` (a 32-bit
 VM like the boards': 4-byte objects and small ints, so heap figures are a board's), with
@@ -10,7 +10,9 @@ the firmware frozen into the binary as on a production board (bytecode and qstrs
 image, not in the heap). Writes ``OUT/micropython`` and ``OUT/frozen.json`` (the frozen
 source files and their sha256: ``--check`` and tools/emulate.py compare it with the tree).
 ``--bare`` builds the same port with an empty manifest (nothing frozen) into
-build/micropython-unix32-bare: the baseline of the frozen image size (tools/bench_firmware.py).
+build/micropython-unix32-bare, ``--board`` with only firmware/manifest.py (what a board image
+freezes) into build/micropython-unix32-board: their text sizes give the frozen image size
+(tools/bench_firmware.py). Both are kept and rebuilt only when stale.
 
 MicroPython's source: ``$MICROPY_SRC`` (a tarball or a checkout) when set; else
 ../shared/vendor/micropython-1.28.0.tar.gz beside the project when present; else a shallow
@@ -142,6 +144,7 @@ def prepare_source() -> str:
     shutil.rmtree(SRC, ignore_errors=True)
     shutil.rmtree(OUT, ignore_errors=True)  # objects of another source
     shutil.rmtree(OUT_BARE, ignore_errors=True)
+    shutil.rmtree(OUT_BOARD, ignore_errors=True)
     os.makedirs(BUILD, exist_ok=True)
     t0 = time.monotonic()
     tmp = SRC + ".tmp"
@@ -271,7 +274,7 @@ def build(manifest: str = MANIFEST, out: str = OUT, jobs: int = 2, quiet: bool =
         src = prepare_source()
         if patch_source(src):
             log("patched %s/tools/mpy-tool.py: frozen float constants with 17 digits" % src)
-            for d in (OUT, OUT_BARE):  # frozen content written by the unpatched tool
+            for d in (OUT, OUT_BARE, OUT_BOARD):  # frozen content written by the unpatched tool
                 for name in ("frozen_content.c", "frozen_mpy"):
                     p = os.path.join(d, "obj", name)
                     if os.path.isdir(p):
@@ -302,8 +305,13 @@ def build(manifest: str = MANIFEST, out: str = OUT, jobs: int = 2, quiet: bool =
             json.dump(info, f, indent=1, sort_keys=True)
         info["seconds"] = round(time.monotonic() - t0, 1)
         info["text"] = text_size(exe)
+        info["image"] = image_size(exe)
         log("%s ready: text %d bytes (%.1f s)" % (exe, info["text"], info["seconds"]))
         return info
+
+
+BOARD_MANIFEST = os.path.join(ROOT, "firmware", "manifest.py")
+OUT_BOARD = os.path.join(BUILD, "micropython-unix32-board")
 
 
 def build_bare(jobs: int = 2, quiet: bool = False) -> dict:
@@ -313,16 +321,37 @@ def build_bare(jobs: int = 2, quiet: bool = False) -> dict:
     if not os.path.exists(manifest):
         with open(manifest, "w") as f:
             f.write("# nothing frozen: the baseline of the frozen image size (tools/bench_firmware.py)\n")
-    exe = os.path.join(OUT_BARE, "micropython")
-    if os.path.isfile(exe):
-        return {"seconds": 0.0, "text": text_size(exe), "cached": True}
-    return build(manifest, OUT_BARE, jobs, quiet)
+    return _cached(manifest, OUT_BARE, jobs, quiet)
+
+
+def build_board(jobs: int = 2, quiet: bool = False) -> dict:
+    """The same port with only firmware/manifest.py frozen (what a board image gets, without the
+    emulator's host modules): its text growth over build_bare is the board's frozen image size."""
+    return _cached(BOARD_MANIFEST, OUT_BOARD, jobs, quiet)
+
+
+def _cached(manifest: str, out: str, jobs: int, quiet: bool) -> dict:
+    exe = os.path.join(out, "micropython")
+    if stale(out) is None:
+        return {"seconds": 0.0, "text": text_size(exe), "image": image_size(exe), "cached": True}
+    return build(manifest, out, jobs, quiet)
+
+
+def _size(exe: str) -> list[int]:
+    out = subprocess.run(["size", exe], capture_output=True, text=True, check=True).stdout
+    return [int(x) for x in out.splitlines()[1].split()[:3]]
 
 
 def text_size(exe: str) -> int:
     """The text segment of an ELF binary (``size``, Berkeley format), bytes."""
-    out = subprocess.run(["size", exe], capture_output=True, text=True, check=True).stdout
-    return int(out.splitlines()[1].split()[0])
+    return _size(exe)[0]
+
+
+def image_size(exe: str) -> int:
+    """text + data (``size``): on this position-independent executable the frozen modules' constant
+    objects holding pointers land in .data.rel.ro (counted in data); on a board all of it is flash."""
+    text, data, _bss = _size(exe)
+    return text + data
 
 
 def ensure(quiet: bool = True) -> str:
@@ -337,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--manifest", default=MANIFEST, help="frozen manifest (default emulator/manifest.py)")
     p.add_argument("--out", default=None, help="output directory (default build/micropython-unix32)")
     p.add_argument("--bare", action="store_true", help="build the baseline with nothing frozen")
+    p.add_argument("--board", action="store_true", help="build with only firmware/manifest.py frozen")
     p.add_argument("--jobs", "-j", type=int, default=2)
     p.add_argument("--check", action="store_true", help="exit 1 when the runtime is missing or stale")
     p.add_argument("--quiet", action="store_true", help="show MicroPython's build output only on failure")
@@ -348,6 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if why else 0
         if args.bare:
             build_bare(args.jobs, args.quiet)
+        elif args.board:
+            build_board(args.jobs, args.quiet)
         else:
             build(args.manifest, args.out or OUT, args.jobs, args.quiet)
     except BuildError as e:

@@ -116,19 +116,22 @@ class Runtime:
     """One MicroPython build the firmware process can run on: how to get it and start it.
 
     ``ensure()`` builds what it needs (True when it did); ``command(heap)`` is the argv of the
-    firmware process, run with ``cwd`` and its stdin/stdout piped to the bench.
+    firmware process, run with ``cwd`` and its stdin/stdout piped to the bench; ``exe()`` the
+    micropython binary (other firmware tests run their scripts on it). A new runtime (another
+    port, an emulated board) is one more entry in RUNTIMES, overriding ``command`` if its process
+    is not started as a micropython command line.
     """
 
     def __init__(self, name, about, heap, exe, cwd, ensure):
         self.name = name
         self.about = about
         self.heap = heap
-        self._exe = exe
+        self.exe = exe  # () -> path of the micropython binary
         self.cwd = cwd
         self.ensure = ensure
 
     def command(self, heap=None):
-        return [self._exe(), "-X", "heapsize=" + (heap or self.heap), "-m", "emulator.main"]
+        return [self.exe(), "-X", "heapsize=" + (heap or self.heap), "-m", "emulator.main"]
 
 
 RUNTIMES = {

@@ -1,5 +1,9 @@
 """The emulator target: the real firmware on the MicroPython unix port, served by tools/emulate.py's bench.
 
+The firmware runs on tools/emulate.py's default runtime: unix32, MicroPython 1.28.0's unix port
+compiled 32-bit with the firmware frozen in (``make firmware``), in a 64 KiB heap, as on a board
+(EMULATE_RUNTIME=unix64 runs pip's 64-bit port instead).
+
 Every operation runs ``tools/emulate.Session`` (one firmware process) on a fresh
 flash directory under the suite's work dir, whose config.json is the factory
 default (tools/emulate_bench.default_config: meter "emu-0001", a fixed key, the

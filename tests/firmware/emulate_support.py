@@ -16,6 +16,20 @@ def _load_emulate():
 
 emulate = _load_emulate()
 
+# Code run with micropython_exe() from the project root imports the frozen firmware (unix32) only
+# with '.frozen' ahead of '' (the root, where firmware/ holds the sources) on sys.path; on a runtime
+# with nothing frozen (unix64) the sources import, as before.
+FROZEN_FIRST = "import sys; sys.path.insert(0, '.frozen')\n"
+
+
+def micropython_exe():
+    """The default runtime's micropython (tools/emulate.py: unix32, the firmware frozen in and
+    rebuilt first when a frozen source changed; EMULATE_RUNTIME=unix64 for pip's port)."""
+    rt = emulate.runtime()
+    rt.ensure()
+    return rt.exe()
+
+
 # Monday-first week; a 4-rate tariff in the PROTOCOL.md set-tariff shape with JSON string keys
 TARIFF_4 = {
     "0": 41,

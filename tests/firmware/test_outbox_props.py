@@ -13,7 +13,8 @@
   bytes, remove, rename): after reopening, the state must be exactly that
   before the interrupted call, or after it (an append possibly without its
   capacity drop), never a mix (e.g. a segment deleted but its drop uncounted).
-- A kill test runs the outbox under the real ``micropython`` in a child that
+- A kill test runs the outbox under the real ``micropython`` (the default runtime: unix32,
+  with the outbox frozen in, as on a board) in a child that
   appends (and acks some) in a loop, SIGKILLs it ~50 times at random moments
   and checks after each kill that the flash holds a gap-free, uncorrupted
   run of the appended sequence: every seq the child reported durable is
@@ -25,7 +26,6 @@ import os
 import random
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from firmware.outbox import ACK_PERSIST_EVERY, HEADER, Outbox, encode_record, seg_name
+from tests.firmware import emulate_support
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEG = 200
@@ -434,14 +435,12 @@ def _payload(seq):
 
 
 def _micropython():
-    exe = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
-    assert os.path.exists(exe), "micropython not found: `make venv` installs it"
-    return exe
+    return emulate_support.micropython_exe()  # unix32: the outbox as frozen into the runtime
 
 
 def _run_killed(flash, delay):
     """One child killed after ``delay`` s; the complete lines it wrote."""
-    code = CHILD % (flash, KILL_MAX, KILL_SEG)
+    code = emulate_support.FROZEN_FIRST + CHILD % (flash, KILL_MAX, KILL_SEG)
     proc = subprocess.Popen(
         [_micropython(), "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
