@@ -20,7 +20,7 @@ process's stdin and stdout), answered at once. A request is 8 bytes:
     0xA7  INPUTS                         1: bit 0 cover open, bit 1 magnet
     0xA8  REPORT arg32 = n; then n bytes (the final state JSON); no reply
     0xA9  CMD                            4: u32 n; then n bytes: the next command frame due
-                                         (the scenario's scripted commands, PROTOCOL.md type 10)
+                                         (the scenario's scripted commands, docs/protocol.md type 10)
 
 SLEEP's reply byte 5 is the number of scripted command frames due and not
 yet fetched (the bench cuts a sleep at a command's instant); the firmware

@@ -2,7 +2,7 @@
 
 Used by the emulator's firmware process (emulator/main.py) and the HIL agent on
 a board (hil_tests/targets/board_agent.py). ``setup`` may hold ``tariff`` (set-tariff
-args, PROTOCOL.md command 3, keys as JSON strings), installed unless the meter already
+args, docs/protocol.md command 3, keys as JSON strings), installed unless the meter already
 has that tariff id in force or pending, and ``prepaid`` ({"balance": milli-units}), the
 opening balance of a meter that is not prepaid yet (its settings from config "prepaid").
 """

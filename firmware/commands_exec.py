@@ -1,7 +1,7 @@
-"""Authenticated command execution on the meter (PROTOCOL.md, command type 10).
+"""Authenticated command execution on the meter (docs/protocol.md, command type 10).
 
 ``CommandExec(app)``; ``handle(frame) -> result or None``. Checks, in the
-order PROTOCOL.md gives: the COSE_Mac0 structure, alg, kid (= this meter),
+order docs/protocol.md gives: the COSE_Mac0 structure, alg, kid (= this meter),
 the tag (constant time), then the message (type 10). A frame that fails any
 of them is dropped and counted (``forged`` / ``malformed``), never acked
 (the sender cannot be trusted), and reported by event 19 at most once per

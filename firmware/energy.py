@@ -1,7 +1,7 @@
 """Energy registers with exact remainders, and the ADC-path power integrator.
 
 ``Registers(n_rates, units_per_wh, units_per_varh=None)`` holds the four-quadrant
-energy of PROTOCOL.md: import and export active energy per tariff rate T1..Tn,
+energy of docs/protocol.md: import and export active energy per tariff rate T1..Tn,
 and reactive energy per quadrant Q1..Q4, each as whole Wh (varh) plus a
 carried remainder in the front end's fine unit ("units"):
 

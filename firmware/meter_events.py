@@ -8,7 +8,7 @@ Irms mA) and the meter's relative clock; never reads hardware or time.
 in three preallocated lists, so ``push`` allocates nothing (while detail is a
 small int); when full it drops the OLDEST and counts it in ``dropped``. ``sec``
 is the meter's seconds since its epoch; ``detail`` is one int (the value of
-detail key 0 of PROTOCOL.md, e.g. the relay reason or the tariff id) or
+detail key 0 of docs/protocol.md, e.g. the relay reason or the tariff id) or
 NO_DETAIL (-1).
 
 ``Detector(cfg, has_neutral)`` raises, once per crossing, with hysteresis:
@@ -29,7 +29,7 @@ below 2**30.
 
 from micropython import const
 
-# PROTOCOL.md event codes
+# docs/protocol.md event codes
 EV_POWER_DOWN = const(1)
 EV_POWER_UP = const(2)
 EV_COVER = const(3)

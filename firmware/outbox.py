@@ -59,7 +59,7 @@ Power-loss argument (a cut at any instruction):
 - ``ack`` saves meta only every ACK_PERSIST_EVERY acks (or when it deletes a
   segment, or on ``sync``): after a cut the unsaved acks are undone and those
   records are sent again under the same seq; the head-end stores each
-  ``(meter_id, seq)`` once (PROTOCOL.md), so a duplicate costs only airtime.
+  ``(meter_id, seq)`` once (docs/protocol.md), so a duplicate costs only airtime.
 - CRC-32 catches every error burst up to 32 bits, so any single damaged byte
   in a record is found; a bad record ends its segment (what follows it there
   cannot be trusted to start at a record boundary).

@@ -1,7 +1,7 @@
 """What the meter reports: sealed reading, event, ack and status messages, appended to the outbox.
 
 ``Reporter(meter, cfg, outbox, board_name)`` turns the meter's state into
-PROTOCOL.md messages, seals them (COSE_Mac0 with the meter's key, kid =
+docs/protocol.md messages, seals them (COSE_Mac0 with the meter's key, kid =
 meter_id) and appends each to the flash outbox (firmware/outbox.py) BEFORE
 anything is published: the append is what makes a ``seq`` used. So
 
@@ -52,7 +52,7 @@ BACKLOG_RECORDS = const(16)  # more records than this waiting (or no link): the 
 
 
 def _inst(out):
-    """PROTOCOL.md reading key 7 from the meter's ``out`` layout (firmware/meter.py)."""
+    """docs/protocol.md reading key 7 from the meter's ``out`` layout (firmware/meter.py)."""
     return {0: out[4] * 10, 1: out[5], 2: out[6], 3: out[7], 4: out[8], 5: out[9] * 10, 6: out[10]}
 
 

@@ -1,4 +1,4 @@
-"""Command authentication on the meter (PROTOCOL.md command rules; firmware/commands_exec.py).
+"""Command authentication on the meter (docs/protocol.md command rules; firmware/commands_exec.py).
 
 Forged frames (another key, another meter's kid) and malformed ones are dropped unacked and
 counted, reported by one event 19 (reason 7); a replayed frame is answered "duplicate" and

@@ -1,4 +1,4 @@
-"""Command arguments (PROTOCOL.md, command table): checks and builders.
+"""Command arguments (docs/protocol.md, command table): checks and builders.
 
 Command codes are ``CMD_*`` in ``protocol.messages`` (imported here too);
 ``ARGS`` holds the checks per code.

@@ -1,4 +1,4 @@
-"""COSE_Mac0 (RFC 9052) with HMAC 256/256, exactly as PROTOCOL.md "Envelope".
+"""COSE_Mac0 (RFC 9052) with HMAC 256/256, exactly as docs/protocol.md "Envelope".
 
 A frame is ``17([h'a10105', {4: kid}, payload, tag])``: the protected header
 ``{1: 5}`` (alg HMAC 256/256) as a byte string, the unprotected header with
@@ -14,7 +14,7 @@ Contract:
   ``mac0_kid(data) -> bytes``                the kid of a structurally valid
       frame, NOT verified: only for looking up the key to verify with.
 
-``mac0_decode`` checks in the order PROTOCOL.md fixes and raises
+``mac0_decode`` checks in the order docs/protocol.md fixes and raises
 ``COSEError`` whose ``field`` is the first check that failed:
 ``"structure"`` (not CBOR, not Tag 17, not an array of 4, protected not a
 byte string holding a map (``h''`` is the empty map), unprotected not a map

@@ -1,4 +1,4 @@
-"""The message maps of PROTOCOL.md "Messages": codes, builders, parser, sealing.
+"""The message maps of docs/protocol.md "Messages": codes, builders, parser, sealing.
 
 Contract:
   Builders return the INT-keyed wire map, unvalidated (``seal`` validates):
@@ -9,7 +9,7 @@ Contract:
     args, expires=None)``. ``inst`` may be keyed by int or by INST_NAMES;
     an argument left None is left out of the map.
   ``parse(msg) -> dict`` validates a decoded map and returns it keyed by the
-    PROTOCOL.md names (``SCHEMA`` lists the keys, names and checks per type);
+    docs/protocol.md names (``SCHEMA`` lists the keys, names and checks per type);
     ``"type"`` stays the int code. Optional keys absent on the wire are
     ABSENT from the result (no None, no defaults). ``inst`` is renamed by
     INST_NAMES; ``detail`` and ``args`` keep their int keys. Unknown keys
@@ -24,7 +24,7 @@ Errors are ``ProtocolError`` (``COSEError`` from the envelope) whose field is
 ``type``/``seq``/``ts`` for common keys, ``<type>.<name>[i]`` for the rest
 (``reading.imp[2]``, ``reading.inst.p_w``, ``event.detail[1]``), ``payload``,
 ``will``, ``message`` (not a map) or ``meter_id``. Wire keys appear as
-literals here and in ``SCHEMA`` (3 interval, 4 imp, ...), as in PROTOCOL.md.
+literals here and in ``SCHEMA`` (3 interval, 4 imp, ...), as in docs/protocol.md.
 """
 
 from protocol import cbor, cose
@@ -228,7 +228,7 @@ def check_rows(m, out, schema, t=0):
 
 
 def parse(msg):
-    """Validate a decoded message map; return it keyed by PROTOCOL.md names."""
+    """Validate a decoded message map; return it keyed by docs/protocol.md names."""
     if type(msg) is not dict:
         fail("message", "must be a map")
     t = msg.get(0)

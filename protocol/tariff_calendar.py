@@ -1,4 +1,4 @@
-# Tariff calendar: which rate of a set-tariff (PROTOCOL.md command 3) is in force when.
+# Tariff calendar: which rate of a set-tariff (docs/protocol.md command 3) is in force when.
 #
 # Pure functions over ints, lists and dicts, shared by meter firmware (MicroPython)
 # and head-end (CPython) so both agree, to the minute, on the rate that applies.

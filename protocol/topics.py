@@ -1,4 +1,4 @@
-"""MQTT topics of PROTOCOL.md "Transport": the one place they are built and parsed.
+"""MQTT topics of docs/protocol.md "Transport": the one place they are built and parsed.
 
   ``ami/v1/<meter_id>/up/<kind>``   kind in reading, event, ack, status
   ``ami/v1/<meter_id>/down/cmd``

@@ -188,7 +188,8 @@ def accounts(work: str, db: str, meters: list[dict]) -> None:
 
 
 def meter_tariff(path: str) -> dict:
-    """The tariff as the meters get it (set-tariff args, PROTOCOL.md command 3), in force from the start."""
+    """The tariff as the meters get it (set-tariff args, docs/protocol.md command 3), in force from
+    the start."""
     from headend.commands.tariff import load
 
     tariff, _single = load(path)

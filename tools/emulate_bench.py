@@ -81,7 +81,7 @@ def _num(where, v, lo, hi):
 
 
 def _int_keys(v):
-    """JSON objects with digit-string keys -> int-keyed maps (PROTOCOL.md maps), recursively."""
+    """JSON objects with digit-string keys -> int-keyed maps (docs/protocol.md maps), recursively."""
     if isinstance(v, dict):
         return {int(k) if isinstance(k, str) and k.isdigit() else k: _int_keys(x) for k, x in v.items()}
     if isinstance(v, list):

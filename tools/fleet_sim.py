@@ -796,7 +796,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1, help="load profile seed (default 1)")
     p.add_argument("--poll-s", type=float, default=60, help="emulated s between metering polls (default 60)")
     p.add_argument("--linger", type=float, default=30, help="real s a meter may take to empty its outbox")
-    p.add_argument("--tariff", metavar="FILE", help="set-tariff args JSON (PROTOCOL.md command 3) to install")
+    p.add_argument(
+        "--tariff", metavar="FILE", help="set-tariff args JSON (docs/protocol.md command 3) to install"
+    )
     p.add_argument("--opening-credit", type=int, default=0, help="prepaid meters' first balance, milli-units")
     p.add_argument("--work", metavar="DIR", help="flash dirs, scenarios, broker files (default METERS/sim)")
     p.add_argument("--progress", type=float, default=2.0, help="real s between progress lines (0: none)")

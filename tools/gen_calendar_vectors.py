@@ -16,7 +16,7 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "protocol" / "vectors" / "tariff_calendar.json"
 
 DESCRIPTION = (
-    "Golden vectors for protocol/tariff_calendar.py: set-tariff args (PROTOCOL.md command 3) "
+    "Golden vectors for protocol/tariff_calendar.py: set-tariff args (docs/protocol.md command 3) "
     "with string keys as JSON carries them. Lists of pairs are flat to fit a 64 KiB heap. "
     "tariffs.<name>.cases: ts, rate in force, ts, rate, ... next_change: ts, first switch "
     "point or local midnight after ts, ... in_force: [current, pending or null, [ts, id of "

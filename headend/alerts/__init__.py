@@ -5,7 +5,7 @@ arithmetic), ``rules`` and ``rules_events`` (one function per rule, returning
 ``model.Candidate`` alerts), ``notify`` (the text of a notification). ``gather`` reads the
 inputs through the storage layer (``headend.alerts.store``); ``engine.run_alerts`` runs the
 rules and reconciles their candidates with the stored alerts in one transaction;
-``workorders`` and ``manual`` are what field staff do.
+``workorders`` is what field staff do (their manual readings: ``headend.vee.manual``).
 
 Lifecycle: ``open`` -> ``acknowledged`` -> ``resolved``, or ``open`` -> ``resolved``. Every
 change is a row of ``alert_audit``. Errors are ``AlertError`` (a ``ValueError``) naming what

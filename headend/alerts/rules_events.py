@@ -1,4 +1,4 @@
-"""Event rules: alerts raised by the meter's own events (PROTOCOL.md event codes).
+"""Event rules: alerts raised by the meter's own events (docs/protocol.md event codes).
 
 Each is ``rule(m: MeterInput, cfg, now) -> [Candidate]`` and considers only the events
 later than the last resolved alert of the same rule and key (``MeterInput.new_events``), so

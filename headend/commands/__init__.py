@@ -1,4 +1,4 @@
-"""Operator commands to meters (PROTOCOL.md, Command type 10) of every type.
+"""Operator commands to meters (docs/protocol.md, Command type 10) of every type.
 
 ``build`` makes the int-keyed args map of each command from operator input (relay, time
 sync, read now, set config) and names a command's args for display; ``tariff`` turns a
@@ -7,8 +7,9 @@ tariff file into set-tariff args the meter can run; ``queue`` checks the args wi
 command ``seq`` and stores it in the ``commands`` table that ``headend dispatch`` delivers.
 Top-ups are queued by ``headend.prepaid.service.credit``, which also books the payment.
 
-Errors are ``CommandError`` (a ``PrepaidError``, so the CLI's one handler prints it: the
-command queue grew out of prepaid top-ups) whose message names the bad field or option.
+``dispatch`` is the MQTT edge that delivers the queue (``headend dispatch``), ``store`` its SQL,
+``cli`` the commands (command ..., commands list, dispatch). Errors are ``CommandError`` (a
+``HeadendError``) whose message names the bad field or option.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ CMD_NAMES = {
     messages.CMD_READ_NOW: "read-now",
     messages.CMD_SET_CONFIG: "set-config",
 }
-# ack results by their PROTOCOL.md names (Ack, key 31)
+# ack results by their docs/protocol.md names (Ack, key 31)
 RESULT_NAMES = {
     messages.ACK_DONE: "done",
     messages.ACK_DUPLICATE: "duplicate",

@@ -1,4 +1,4 @@
-"""Args maps of the operator's commands (PROTOCOL.md cmd 2, 4, 5, 6) from command-line input.
+"""Args maps of the operator's commands (docs/protocol.md cmd 2, 4, 5, 6) from command-line input.
 
 Each builder returns the int-keyed wire map (``protocol.commands`` builders); the queue
 checks it with ``protocol.commands.command_args`` before sealing. Parsers turn operator

@@ -16,7 +16,7 @@ default back-off, since a resend carries the queued time, late by the back-off).
 ``describe(store, command_id, history=False) -> dict`` the command as stored, its args
 decoded from the sealed frame (verified with the meter's key) and named; with ``history``
 its log (queued, each send, the outcome) and every ack the meter sent for it, results named
-as in PROTOCOL.md (``RESULT_NAMES``).
+as in docs/protocol.md (``RESULT_NAMES``).
 """
 
 from __future__ import annotations

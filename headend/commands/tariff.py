@@ -1,4 +1,4 @@
-"""Set-tariff args (PROTOCOL.md cmd 3) from a tariff file (docs/tariff-format.md).
+"""Set-tariff args (docs/protocol.md cmd 3) from a tariff file (docs/tariff-format.md).
 
 ``load(path) -> (Tariff, single)`` reads the file with the billing loader (native TOML/JSON,
 or OpenEI URDB JSON); ``single`` is True for a native file written without ``[[versions]]``,

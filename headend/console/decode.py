@@ -7,7 +7,7 @@ the topic) and describes it. The row:
 
   ``kind``      reading | event | ack | status | rejected
   ``auth``      ``signed`` (verified with the meter's key), ``will`` (the unauthenticated
-                ``{0: 4, 40: 0}`` PROTOCOL.md allows on the status topic) or ``unverified``
+                ``{0: 4, 40: 0}`` docs/protocol.md allows on the status topic) or ``unverified``
   ``trusted``   True only when ``auth`` is ``signed``; an unverified frame's content is never
                 decoded into the row, only why it was refused
   ``meter_id``  the topic's meter (None if the topic is not a protocol topic)
@@ -18,7 +18,7 @@ the topic) and describes it. The row:
   ``reason``, ``detail``  for ``rejected``: ingest's reason (``tag``, ``kid``, ``structure``,
                 ``unknown_meter``, ``message``, ``wrong_type``, ``topic``, ...) and its text
 
-Names follow PROTOCOL.md: ``EVENT_NAMES`` (event codes), ``FLAG_NAMES`` (reading flags bits),
+Names follow docs/protocol.md: ``EVENT_NAMES`` (event codes), ``FLAG_NAMES`` (reading flags bits),
 ack results as ``headend.commands.RESULT_NAMES``.
 """
 

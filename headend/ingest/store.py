@@ -129,7 +129,7 @@ class IngestStoreMixin(QuarantineStorageMixin):
         if accepted == len(rows):
             return accepted, 0, 0
         # some were already there: a re-send of the same frame is a duplicate, a
-        # different frame under a used seq is refused (PROTOCOL.md: seq never reused)
+        # different frame under a used seq is refused (docs/protocol.md: seq never reused)
         reused = 0
         raw_at = READING_COLUMNS.index("raw")
         for r in rows:

@@ -1,7 +1,7 @@
 """Ingest: one MQTT message (topic, payload) -> a verdict -> rows of an IngestBatch.
 
 Pure apart from appending to the batch: no broker, no SQL, no clock (the caller
-passes ``received_at``). Checks in the order PROTOCOL.md gives:
+passes ``received_at``). Checks in the order docs/protocol.md gives:
 
   topic       ``ami/v1/<meter_id>/up/<kind>`` (protocol.topics.parse)   -> "topic"
   meter       the topic's meter is provisioned                           -> "unknown_meter"

@@ -11,7 +11,7 @@ Usage (``python tools/provision_fleet.py`` takes the same arguments):
 What it does, in this order (nothing half-written):
 
 1. Meter ids ``<prefix><number>`` (numbers from ``--first``, zero-padded to at
-   least 4 digits) are checked (PROTOCOL.md: 1..32 of ``[A-Za-z0-9_-]``); ids
+   least 4 digits) are checked (docs/protocol.md: 1..32 of ``[A-Za-z0-9_-]``); ids
    already in the database, or whose ``DIR/<id>/config.json`` exists, are
    refused with one error listing them.
 2. In ONE database transaction every meter is added through

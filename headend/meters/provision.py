@@ -10,7 +10,7 @@
       -> {"conf", "headend_url", "meter_port", "headend_port"}``
       ``mosquitto.conf`` with two listeners (``per_listener_settings true``), each with its
       own password file and ACL in out_dir:
-        - the meters' listener on ``port``: every registered meter, the PROTOCOL.md ACL
+        - the meters' listener on ``port``: every registered meter, the docs/protocol.md ACL
           patterns and ``use_username_as_clientid``: the broker replaces whatever client id a
           meter sends with its username, so a meter's login can only ever open (and take
           over) its own session, never the head-end's nor another meter's;
@@ -78,9 +78,9 @@ MAX_INFLIGHT = 1000  # QoS 1 messages in flight per client (default 20 throttles
 MAX_QUEUED = 1_000_000  # messages per session beyond those in flight (Mosquitto's default 1000 drops)
 MAX_QUEUED_BYTES = 256 * 1024 * 1024  # payload bytes per session queue (Mosquitto's default: no limit)
 MAX_PACKET = 32768  # bytes of one MQTT packet: a 16 KiB payload plus topic and header fit
-MAX_KEEPALIVE = 120  # s; 2 x PROTOCOL.md's 60 s (Mosquitto 2.0 enforces it on MQTT 5 clients only)
+MAX_KEEPALIVE = 120  # s; 2 x docs/protocol.md's 60 s (Mosquitto 2.0 enforces it on MQTT 5 clients only)
 METER_ACL = """\
-# PROTOCOL.md "Transport": a meter writes only its up topics and reads only its down topics.
+# docs/protocol.md "Transport": a meter writes only its up topics and reads only its down topics.
 pattern write ami/v1/%u/up/#
 pattern read ami/v1/%u/down/#
 """
@@ -325,7 +325,7 @@ def write_broker_config(
         "allow_anonymous false",
         "password_file %s" % passwd,
         "acl_file %s" % acl,
-        "max_qos 1",  # PROTOCOL.md: QoS 1 only; a QoS 2 publish (broker-held until PUBREL) disconnects
+        "max_qos 1",  # docs/protocol.md: QoS 1 only; a QoS 2 publish (broker-held until PUBREL) disconnects
         "",
         "# the head-end's services (headend_url): only the head-end user, with the client ids it chooses",
         "listener %d 127.0.0.1" % headend_port,

@@ -33,7 +33,7 @@ from fractions import Fraction
 from headend.vee.config import DAY, VeeConfig
 from headend.vee.registers import day_start_utc, day_type, deltas, local_day, spread
 
-EVT_POWER_DOWN = 1  # PROTOCOL.md event codes
+EVT_POWER_DOWN = 1  # docs/protocol.md event codes
 EVT_POWER_UP = 2
 OPEN_END = 2**62  # an outage with no power-up yet
 

@@ -7,7 +7,7 @@ transaction, a ``readings`` row exactly as ingest would (vee_state ``pending``, 
 ``manual_readings`` (who, when, note, work order, whether exp was entered). Nothing on the
 wire changes: no flag bit is borrowed to mark it.
 
-Seq: a manual reading takes a NEGATIVE seq (-1, -2, ... per meter). PROTOCOL.md has meters
+Seq: a manual reading takes a NEGATIVE seq (-1, -2, ... per meter). docs/protocol.md has meters
 count seq from 1 upwards, so the (meter_id, seq) key can never collide with a meter's
 message, now or later, and ingest's idempotency stays untouched. Readings are ordered by
 ts (then seq) everywhere, so the negative seq does not move it in time.

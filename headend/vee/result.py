@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from headend.vee.config import VeeConfig
 
-FLAG_RELAY_OPEN = 1  # PROTOCOL.md reading flags
+FLAG_RELAY_OPEN = 1  # docs/protocol.md reading flags
 FLAG_CLOCK_UNSYNCED = 2
 FLAG_BACKLOG = 16
 

@@ -5,5 +5,5 @@ one URL table), ``auth`` (scrypt password keys, session tokens, login rate limit
 ``pages_*`` (server-rendered HTML per area), ``api`` (read-only JSON under /api/),
 ``layout`` (escaping HTML helpers), ``charts`` (inline SVG), ``loadprofile`` and ``data``
 (read models). All SQL lives in ``headend.web.store``; users are added with
-``headend web user add``.
+``headend web user add`` (``cli``).
 """

@@ -1,4 +1,4 @@
-"""MQTT topics of PROTOCOL.md: runs under pytest and micropython."""
+"""MQTT topics of docs/protocol.md: runs under pytest and micropython."""
 
 try:
     from tests.dual.support import raises

@@ -23,7 +23,7 @@ from tests.faults.support import headend, rows
 from tests.headend.billrun_support import add_account
 
 DAY = 86400
-UNSYNCED = 2  # PROTOCOL.md reading flags, bit 1
+UNSYNCED = 2  # docs/protocol.md reading flags, bit 1
 KEY = bytes(range(32))
 NOW = MAR + 2 * DAY
 JUMP_FWD = (FEB + 9 * DAY + 12 * 3600, 6 * 3600, 2 * DAY)  # at, for how long, by how much

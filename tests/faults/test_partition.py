@@ -20,7 +20,7 @@ from tests.headend.broker_support import cwt_frame, reading_map
 
 IV = 900
 DAYS = 3
-BACKLOG = 16  # PROTOCOL.md reading flags, bit 4
+BACKLOG = 16  # docs/protocol.md reading flags, bit 4
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def micropython_exe():
     return rt.exe()
 
 
-# Monday-first week; a 4-rate tariff in the PROTOCOL.md set-tariff shape with JSON string keys
+# Monday-first week; a 4-rate tariff in the docs/protocol.md set-tariff shape with JSON string keys
 TARIFF_4 = {
     "0": 41,
     "1": 0,

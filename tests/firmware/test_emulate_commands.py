@@ -2,7 +2,7 @@
 
 The bench seals each scripted command with the meter's key (or forges it as the scenario says) and hands
 it to the firmware like an MQTT delivery; the meter's answers are read back from its flash outbox and
-verified with ``cwt``. Covers PROTOCOL.md's command rules: duplicate, stale, expired, bad arguments,
+verified with ``cwt``. Covers docs/protocol.md's command rules: duplicate, stale, expired, bad arguments,
 unsupported, forged and malformed frames, and the prepaid rules on the meter.
 """
 

@@ -38,7 +38,7 @@ METER_PW = "meter-password-1"
 HEADEND_PW = "headend-password-1"
 UP = "ami/v1/%s/up/" % METER
 CMD = "ami/v1/%s/down/cmd" % METER
-WILL = b"\xa2\x00\x04\x18\x28\x00"  # CBOR {0: 4, 40: 0}: the offline status (PROTOCOL.md)
+WILL = b"\xa2\x00\x04\x18\x28\x00"  # CBOR {0: 4, 40: 0}: the offline status (docs/protocol.md)
 _ids = itertools.count(1)
 
 

@@ -3,7 +3,7 @@
 tests/protocol/test_cose_cwt_interop.py covers random bytes and single-byte edits of one
 frame; this adds multi-edit mutations and splices of frames under two keys and kids, and a
 structural fuzzer that builds 17([protected, unprotected, payload, tag]) from hostile parts
-and checks the refusal against a model of PROTOCOL.md's check order.
+and checks the refusal against a model of docs/protocol.md's check order.
 
 Documented errors (protocol/cose.py): ``COSEError`` whose ``field`` is the first failed
 check: ``structure``, ``alg``, ``kid``, ``tag``. Properties: nothing else is raised; every
@@ -99,7 +99,7 @@ def frames(draw):
     arr = [protected, uhdr, payload, tag][:arity] + [b""] * (arity - 4)
     frame = cbor.dumps(arr if wrapper is None else cbor.Tag(wrapper, arr))
 
-    # the model: PROTOCOL.md's order, structure -> alg -> kid -> tag
+    # the model: docs/protocol.md's order, structure -> alg -> kid -> tag
     try:
         pmap = cbor.loads(protected) if protected else {}
     except Exception:

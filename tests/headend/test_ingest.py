@@ -1,4 +1,4 @@
-"""ingest.verify / ingest.add: the check order of PROTOCOL.md, one reason per refusal."""
+"""ingest.verify / ingest.add: the check order of docs/protocol.md, one reason per refusal."""
 
 import json
 

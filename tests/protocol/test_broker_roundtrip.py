@@ -3,7 +3,7 @@
 A meter-side client seals messages and publishes them QoS 1 on its up topics;
 a head-end-side client subscribed to the head-end filter opens each frame with
 the meter's key. A forged copy and a frame replayed under another meter's
-topic are refused with the reason PROTOCOL.md gives.
+topic are refused with the reason docs/protocol.md gives.
 """
 
 import queue

@@ -15,7 +15,7 @@ a second listener that only the head-end user can log in to. Against a real Mosq
   session with a command queued in it;
 - a meter's credentials do not log in on the head-end's listener, the head-end's not on the
   meters', anonymous on neither;
-- a QoS 2 publish (PROTOCOL.md uses QoS 1 only; the broker would hold it until PUBREL) gets
+- a QoS 2 publish (docs/protocol.md uses QoS 1 only; the broker would hold it until PUBREL) gets
   the meter disconnected (``max_qos 1``).
 """
 
@@ -165,6 +165,6 @@ def test_a_qos2_publish_disconnects_the_meter(fleet):
     s.client.publish(topics.up("A", "reading"), reading(ka, "A", 1), qos=2)
     assert s.gone.wait(10), "the broker kept a QoS 2 publisher connected"
     s.close()
-    a = MeterClient("A", pa, fleet["port"])  # QoS 1, as PROTOCOL.md says, is fine
+    a = MeterClient("A", pa, fleet["port"])  # QoS 1, as docs/protocol.md says, is fine
     a.publish_all([(topics.up("A", "reading"), reading(ka, "A", 2))])
     a.close()
