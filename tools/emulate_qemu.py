@@ -151,6 +151,40 @@ def stop(proc, grace=5.0):
         return proc.wait()
 
 
+def exec_script(code, timeout=120):
+    """Run MicroPython ``code`` on the board (raw REPL) and return its output; QemuError on an
+    exception (tools/bench_firmware.py times Meter.step this way)."""
+    import subprocess
+    import threading
+
+    ensure_built()
+    proc = subprocess.Popen(command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        rfd = proc.stdout.fileno()
+        if _read_until(rfd, b">>> ") is None:
+            raise QemuError("qemu ended before its REPL prompt")
+        os.write(proc.stdin.fileno(), b"\r\x01")
+        if _read_until(rfd, RAW_REPL) is None:
+            raise QemuError("no raw REPL")
+        os.write(proc.stdin.fileno(), code.encode() + b"\x04")
+        out = _read_until(rfd, b"\x04", 1 << 20)  # OK, the output, then the error text
+        err = _read_until(rfd, b"\x04", 1 << 20)
+        if out is None or err is None or not out.startswith(b"OK"):
+            raise QemuError("the script did not run (timeout or crash)")
+        if err != b"\x04":
+            raise QemuError(err[:-1].decode(errors="replace"))
+        return out[2:-1].decode(errors="replace")
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 class QemuRuntime:
     """tools/emulate.py's runtime table entry ``qemu-arm`` (the interface of its Runtime class)."""
 
