@@ -104,7 +104,7 @@ def main():
 
     try:
         emulator_main.main(BenchLink(UartRx(), sys.stdout.buffer), mount, qemuhost.log)
-    except Exception as e:  # noqa: BLE001  the traceback goes to qemu's stderr, then qemu exits 1
+    except Exception as e:  # the traceback goes to qemu's stderr, then qemu exits 1
         sys.print_exception(e, _Log())
         qemuhost.exit(1)
     qemuhost.exit(0)

@@ -347,7 +347,13 @@ def main(argv=None):
             linger=args.linger if args.broker else 0,
             runtime_name=args.runtime,
         )
-    except (EmulatorError, emulate_bench.ScenarioError, emulate_bench.BenchError, OSError) as e:
+    except (
+        EmulatorError,
+        emulate_qemu.QemuError,
+        emulate_bench.ScenarioError,
+        emulate_bench.BenchError,
+        OSError,
+    ) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     sys.stderr.write(err)
