@@ -239,6 +239,10 @@ class Session:
             state = self.bench.serve(self.proc)
         except emulate_bench.FirmwareDied:
             state = None
+        except BaseException:  # out of step (BenchError) or interrupted: qemu would run on, so kill it
+            self.proc.kill()
+            self.proc.wait()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
