@@ -34,7 +34,7 @@ Runtimes (``--runtime``, default unix32, or $EMULATE_RUNTIME; the table RUNTIMES
   here first when a frozen source changed), as a production board runs it:
   bytecode and qstrs in the image, the heap holds only the firmware's data.
   Default heap 64K, the board budget (the whole firmware with its MQTT link
-  peaks at ~30 KB: firmware/README.md).
+  peaks at ~32 KB: firmware/README.md).
 - ``unix64``: pip's 64-bit unix port running the .mpy tree of build/mpy
   (tools/mpy_build.py, rebuilt when a source is newer), bytecode loaded into
   the heap: kept for comparison; it needs ~150 KB with the link, so its
