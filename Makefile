@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto chromium firmware test test-micropython lint format demo bench mpy clean
+.PHONY: venv mosquitto chromium firmware firmware-arm arm-toolchain test test-micropython lint format demo bench mpy clean
 
 # The emulator's runtime: MicroPython 1.28.0's unix port compiled 32-bit (gcc -m32, Debian's
 # gcc-multilib, installed when missing) with the firmware frozen in from emulator/manifest.py
@@ -43,7 +43,25 @@ $(UNIX32): $(FROZEN_SOURCES) tools/build_micropython.py
 	@sh tools/ensure_gcc_m32.sh
 	$(BUILD_PYTHON) tools/build_micropython.py --jobs 2
 
-test: venv mosquitto chromium firmware
+# The qemu-arm runtime (tools/emulate.py --runtime qemu-arm): MicroPython 1.28.0's qemu port for
+# the MPS2-AN385 board, a Cortex-M3 run by qemu-system-arm, with a 64 KiB heap, littlefs and
+# emulator/qemu_manifest.py frozen (firmware/manifest.py plus the emulator's entry; viper compiled
+# for Thumb-2) and the qemuhost C module (emulator/cmodules: semihosting flash, stderr, exit).
+# Debian's gcc-arm-none-eabi, libnewlib-arm-none-eabi and qemu-system-arm are installed when
+# missing. Same MicroPython source as `make firmware` (tools/build_qemu_arm.py reuses
+# tools/build_micropython.py's); rebuilt when a frozen or C module file changes.
+QEMU_ARM := build/micropython-qemu-arm/firmware.elf
+CMODULE_SOURCES := $(wildcard emulator/cmodules/*/*)
+
+firmware-arm: arm-toolchain $(QEMU_ARM)
+
+arm-toolchain:
+	@sh tools/ensure_arm_toolchain.sh
+
+$(QEMU_ARM): $(FROZEN_SOURCES) $(CMODULE_SOURCES) tools/build_qemu_arm.py tools/build_micropython.py | arm-toolchain
+	$(BUILD_PYTHON) tools/build_qemu_arm.py --jobs 2
+
+test: venv mosquitto chromium firmware firmware-arm
 	$(BIN)/pytest
 
 # the dual-runtime tests alone, one process per module on a 64 KiB heap (as pytest's

@@ -75,9 +75,9 @@ def main(argv=None):
         results = json.loads(RESULTS.read_text())
         rows = summary_rows(results)
         if rows:
-            print("%-9s %-44s %18s %14s  %s" % ("suite", "figure", "value", "target", ""))
+            print("%-9s %-52s %14s %22s  %s" % ("suite", "figure", "value", "target", ""))
             for suite, name, value, target, verdict in rows:
-                print("%-9s %-44s %18s %14s  %s" % (suite, name, value, target, verdict))
+                print("%-9s %-52s %14s %22s  %s" % (suite, name, value, target, verdict))
         print("\nfigures written to %s" % os.path.relpath(RESULTS, ROOT))
     if failed:
         print("benchmark(s) failed to run: " + ", ".join(failed), file=sys.stderr)

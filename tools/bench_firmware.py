@@ -16,7 +16,9 @@
   once and kept; the same for the emulator's runtime (make firmware: + emulator/); and the .mpy
   total of what tools/deploy.py puts on a board without ``--frozen`` (firmware/manifest.py's
   modules) for xtensawin (ESP32) and armv6m (RP2040).
-- Step cost: Meter.step per front end (front-end read excluded), unix32 vs unix64.
+- Step cost: Meter.step per front end (front-end read excluded), unix32 vs unix64 vs qemu-arm
+  (the emulated Cortex-M3 of make firmware-arm, through its raw REPL); and a whole emulated
+  step through the bench link (a day of 60 s ATM90E26 polls, 4-rate tariff), unix32 vs qemu-arm.
 - Simulated year: the ATM90E26 path over 365 days with hourly polls and a 4-rate tariff, wall
   time, unix32 vs unix64.
 Prints each figure beside its target and merges them into bench/results.json under "firmware".
@@ -35,7 +37,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tools import build_micropython, deploy, emulate, mpy_build  # noqa: E402
+from tools import build_micropython, deploy, emulate, emulate_qemu, mpy_build  # noqa: E402
 
 eb = emulate.emulate_bench
 HEAP = "64K"
@@ -351,6 +353,27 @@ def step_cost(fig):
                     "",
                     "micropython -X heapsize=64K: 20000 x Meter.step(%d ms) (tools/bench_firmware.py)" % dt,
                 )
+            fig(
+                "Meter.step cost, %s, qemu-arm, us" % fe,
+                round(float(emulate_qemu.exec_script(code).strip()), 2),
+                "",
+                "",
+                "qemu-system-arm -machine mps2-an385 (make firmware-arm), raw REPL: 20000 x Meter.step(%d ms)"
+                % dt,
+            )
+    sc = {"frontend": "atm90e26", "start": START, "segments": [dict(LOAD, seconds=DAY)], "tariff": TARIFF}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = _scenario(tmp, "day", **sc)
+        for rt in ("unix32", "qemu-arm"):
+            state = _run(path, os.path.join(tmp, "flash-" + rt), heap=None, runtime=rt)
+            fig(
+                "emulated 60 s step through the bench link, %s, ms" % rt,
+                round(state["wall_ms"] / state["steps"], 2),
+                "",
+                "",
+                "python tools/emulate.py --runtime %s (a day, ATM90E26: 13 link round trips a step; "
+                "wall_ms / steps)" % rt,
+            )
 
 
 def year(fig):

@@ -1,6 +1,6 @@
 """Run the meter firmware under MicroPython against a load scenario.
 
-Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--runtime unix32|unix64]
+Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--runtime unix32|unix64|qemu-arm]
                                 [--heap SIZE] [--broker mqtt://USER:PASS@HOST:PORT] [--speed N] [--linger S]
 
 Runs the firmware alone in a MicroPython process (``micropython -X heapsize=64K
@@ -34,11 +34,18 @@ Runtimes (``--runtime``, default unix32, or $EMULATE_RUNTIME; the table RUNTIMES
   here first when a frozen source changed), as a production board runs it:
   bytecode and qstrs in the image, the heap holds only the firmware's data.
   Default heap 64K, the board budget (the whole firmware with its MQTT link
-  peaks at ~30 KB: firmware/README.md).
+  peaks at ~32 KB: firmware/README.md).
 - ``unix64``: pip's 64-bit unix port running the .mpy tree of build/mpy
   (tools/mpy_build.py, rebuilt when a source is newer), bytecode loaded into
   the heap: kept for comparison; it needs ~150 KB with the link, so its
   default heap is 256K.
+- ``qemu-arm``: MicroPython 1.28.0's qemu port on an emulated Cortex-M3
+  (board MPS2_AN385 in qemu-system-arm; ``make firmware-arm``:
+  build/micropython-qemu-arm/firmware.elf, rebuilt here first when a frozen
+  or C module file changed), firmware frozen with viper as Thumb-2 code, the
+  port's 64 KiB heap (--heap does not apply); the bench link runs over the
+  board's UART and the flash is a littlefs image, DIR/flash.img, reached
+  through semihosting (tools/emulate_qemu.py). No network: --broker is refused.
 
 The firmware process holds only the firmware; ``heap_peak`` in the output is
 its largest live heap, ``frozen`` says whether its modules were frozen.
@@ -62,6 +69,7 @@ SOURCES = ("protocol", "firmware", "emulator", "tests/dual")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import build_micropython  # noqa: E402
 import emulate_bench  # noqa: E402
+import emulate_qemu  # noqa: E402
 
 
 class EmulatorError(Exception):
@@ -130,8 +138,20 @@ class Runtime:
         self.cwd = cwd
         self.ensure = ensure
 
+    network = True  # --broker works (the qemu-arm board has none)
+    bench_class = emulate_bench.Bench  # qemu-arm: its bench also hands the firmware its flash image
+
     def command(self, heap=None):
         return [self.exe(), "-X", "heapsize=" + (heap or self.heap), "-m", "emulator.main"]
+
+    def start(self, proc):
+        """Bring the firmware up on its link before the bench serves it (qemu-arm: drive the REPL);
+        False when the process died first."""
+        return True
+
+    def finish(self, proc):
+        """The process's return code once the bench is done with it (qemu-arm: kill it if it hangs)."""
+        return proc.wait()
 
 
 RUNTIMES = {
@@ -154,6 +174,7 @@ RUNTIMES = {
             BUILD,
             ensure_mpy_tree,
         ),
+        emulate_qemu.RUNTIME,  # qemu-arm: tools/emulate_qemu.py
     )
 }
 DEFAULT_RUNTIME = os.environ.get("EMULATE_RUNTIME") or "unix32"
@@ -189,11 +210,14 @@ class Session:
     ):
         rt = runtime(runtime_name)
         self.runtime = rt.name
+        self._rt = rt
+        if broker and not rt.network:
+            raise EmulatorError("the %s runtime has no network: --broker needs unix32 or unix64" % rt.name)
         if not isinstance(scenario, emulate_bench.Scenario):
             with open(scenario) as f:
                 scenario = emulate_bench.Scenario(json.load(f))
         emulate_bench.ensure_config(flash, scenario)
-        self.bench = emulate_bench.Bench(scenario, flash)
+        self.bench = rt.bench_class(scenario, flash)
         self.bench.broker = broker_settings(broker, self.bench.meter_id) if broker else None
         # a meter that reported once keeps reporting (into its outbox) on later runs
         self.bench.comms = comms or broker is not None or os.path.isdir(os.path.join(flash, "outbox"))
@@ -210,15 +234,21 @@ class Session:
             timer = threading.Timer(timeout, self.proc.kill)
             timer.start()
         try:
+            if not self._rt.start(self.proc):
+                raise emulate_bench.FirmwareDied(self.proc.poll())
             state = self.bench.serve(self.proc)
         except emulate_bench.FirmwareDied:
             state = None
+        except BaseException:  # out of step (BenchError) or interrupted: qemu would run on, so kill it
+            self.proc.kill()
+            self.proc.wait()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
             self.proc.stdin.close()
             self.proc.stdout.close()
-        rc = self.proc.wait()
+        rc = self._rt.finish(self.proc)
         self._err.seek(0)
         err = self._err.read().decode(errors="replace")
         self._err.close()
@@ -321,7 +351,13 @@ def main(argv=None):
             linger=args.linger if args.broker else 0,
             runtime_name=args.runtime,
         )
-    except (EmulatorError, emulate_bench.ScenarioError, emulate_bench.BenchError, OSError) as e:
+    except (
+        EmulatorError,
+        emulate_qemu.QemuError,
+        emulate_bench.ScenarioError,
+        emulate_bench.BenchError,
+        OSError,
+    ) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     sys.stderr.write(err)

@@ -7,7 +7,7 @@ The board is ``micropython`` (the unix port, its REPL on a pseudo-terminal it ow
 as controlling terminal, so Ctrl-C interrupts a running program exactly as on a
 board) in a root directory laid out like a board's filesystem: ``firmware/`` and
 ``protocol/`` (.mpy from build/mpy), ``machine.py`` (simboard/machine.py: the
-ATM90E26 model on its SPI bus), ``bench.json`` (the load) and ``flash/config.json``
+ATM90E26 model, emulator/atm90e26_model, on its SPI bus), ``bench.json`` (the load) and ``flash/config.json``
 (the emulator's factory config, calibrated for the model's sensor errors) and a
 ``main.py`` as tools/deploy.py writes it (the unix port does not run it). Bytes are
 relayed between the TCP client and the terminal; when the process exits
@@ -69,13 +69,17 @@ class SimBoard:
         from tools import emulate
 
         eb = emulate.emulate_bench
-        emulate.ensure_built()
+        emulate.ensure_mpy_tree()  # the .mpy a deploy without --frozen copies (pip's port runs them)
         if os.path.exists(self.root):
             shutil.rmtree(self.root)
         os.makedirs(os.path.join(self.root, "flash"))
         for pkg in ("firmware", "protocol"):
             shutil.copytree(os.path.join(emulate.BUILD, pkg), os.path.join(self.root, pkg))
         shutil.copy(os.path.join(HERE, "machine.py"), self.root)
+        # the simulated hardware: machine.py's chip model (host-only, emulator/), beside the board's files
+        os.makedirs(os.path.join(self.root, "emulator"))
+        for name in ("__init__.mpy", "atm90e26_model.mpy"):
+            shutil.copy(os.path.join(emulate.BUILD, "emulator", name), os.path.join(self.root, "emulator"))
         with open(os.path.join(self.root, "main.py"), "w") as f:  # as deployed (the unix port never runs it)
             f.write("from firmware.boards import esp32\nesp32.main('flash')\n")
         from protocol import board_config as config

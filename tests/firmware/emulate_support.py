@@ -52,10 +52,11 @@ def write_scenario(path, **scenario):
     return path
 
 
-def run(tmp_path, name, scenario, flash=None, heap=emulate.DEFAULT_HEAP):
-    """Run one scenario (dict) on ``flash`` (default: a fresh dir named after it); the final state."""
+def run(tmp_path, name, scenario, flash=None, heap=emulate.DEFAULT_HEAP, runtime=None):
+    """Run one scenario (dict) on ``flash`` (default: a fresh dir named after it) on ``runtime``
+    (tools/emulate.py's RUNTIMES; default its default); the final state."""
     sc = write_scenario(tmp_path / (name + ".json"), **scenario)
-    state, _err = emulate.run(str(sc), str(flash or tmp_path / (name + "-flash")), heap)
+    state, _err = emulate.run(str(sc), str(flash or tmp_path / (name + "-flash")), heap, runtime_name=runtime)
     return state
 
 
