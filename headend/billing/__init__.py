@@ -1,8 +1,13 @@
-"""Billing: tariffs (native TOML/JSON and OpenEI URDB), time-of-use calendars, the bill engine.
+"""Billing: tariffs (native TOML/JSON and OpenEI URDB), time-of-use calendars, the bill engine,
+bill runs and review.
 
-Pure functions over plain data and ``Decimal``: nothing here reads a clock, a database or
-the network. Each layer raises a ``BillingError`` (a ``ValueError``) subclass whose message
-names what was wrong; the CLI turns them into ``error: ...`` text.
+The logic (``tariff/``, ``calendar``, ``engine``, ``price``, ``checks``, ``usage``, ``render``)
+is pure functions over plain data and ``Decimal``: it reads no clock, database or network.
+``run`` and ``review`` work through the storage layer; the SQL is ``store`` (with its
+statements in ``store_sql``); ``notice`` renders a bill for the outbox; ``cli`` and
+``cli_profile`` are the commands (account, bill, bill-profile). Each layer raises a
+``BillingError`` (a ``ValueError``) subclass whose message names what was wrong; the CLI turns
+them into ``error: ...`` text.
 """
 
 from __future__ import annotations
