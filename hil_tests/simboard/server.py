@@ -155,8 +155,11 @@ class SimBoard:
                             self.conn.sendall(data)
                         except OSError:
                             self.conn = None
-                else:
-                    data = self.conn.recv(4096)
+                elif fd is self.conn:  # not one a send above found closed (and dropped) in this pass
+                    try:
+                        data = self.conn.recv(4096)
+                    except OSError:
+                        data = b""  # reset by the client: as a close
                     if not data:
                         self.conn.close()
                         self.conn = None
