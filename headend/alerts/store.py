@@ -1,4 +1,4 @@
-"""Storage methods for alerts, work orders and manual readings (mixed into ``Storage``).
+"""Storage methods for alerts and work orders (mixed into ``Storage``; manual readings: vee/store.py).
 
 Rule inputs (``headend.alerts.gather``): ``alert_meters()`` (meters with their open
 account link), ``alert_readings(meter_id, from_ts, until)``, ``alert_events(meter_id,
