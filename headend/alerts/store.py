@@ -12,8 +12,6 @@ Alerts: ``alerts(state=None, meter_id=None)``, ``alert(id)``, ``active_alerts()`
   once per alert and channel).
 Work orders: ``insert_work_order(row)``, ``work_orders(state=None)``, ``work_order(id)``,
   ``close_work_order(id, user, findings, now)``.
-Manual readings: ``reading_at(meter_id, ts)``, ``reading_before(meter_id, ts)``,
-  ``next_manual_seq(meter_id)``, ``insert_manual_reading(reading, marker)``, ``manual_readings``.
 
 Writes run in their own transaction unless the caller holds one (``store.transaction()``).
 Errors are ``AlertError`` naming what was wrong.
