@@ -7,9 +7,8 @@ since, until)`` (by receive time), ``alert_event_marks()``, ``last_relay_command
 Alerts: ``alerts(state=None, meter_id=None)``, ``alert(id)``, ``active_alerts()``,
   ``silenced_alerts()``, ``insert_alert(row)``, ``update_alert(id, **changes)``,
   ``add_alert_audit(...)``, ``alert_audit(alert_id=None)``, ``set_alert_state(id, to_state,
-  user, note, now)`` (a person's acknowledge/resolve, validated and audited),
-  ``queue_alert_notification(alert_id, channel, target, payload, now)`` (the bills' outbox,
-  once per alert and channel).
+  user, note, now)`` (a person's acknowledge/resolve, validated and audited); an alert's
+  notifications are queued by ``headend.notify.store`` (``queue_alert_notification``).
 Work orders: ``insert_work_order(row)``, ``work_orders(state=None)``, ``work_order(id)``,
   ``close_work_order(id, user, findings, now)``.
 
