@@ -10,7 +10,7 @@ child's stdin/stdout) and prints the final meter state: with --json the
 firmware's JSON line (imp/exp Wh per rate, imp_mwh/exp_mwh, q varh Q1..Q4,
 balance, relay, events, registers, chip_counts, ts, steps, bad_reads,
 heap_peak, heap_size, frozen, ...), without it a table.
-With --broker the meter reports over MQTT (docs/protocol.md; firmware/comms.py):
+With --broker the meter reports over MQTT (PROTOCOL.md; firmware/comms.py):
 readings, events, acks and status from its flash outbox, commands in; the
 emulated clock then runs at --speed emulated s per real s (default: as fast
 as it can) and, when the scenario ends, the meter keeps its session up to
@@ -22,7 +22,7 @@ an empty DIR gets a default config (meter "emu-0001", calibrated).
 Scenario JSON: {"frontend": "atm90e26"|"adc", "start": unix ts, "mains_hz": 50,
 "segments": [{"seconds": N, "urms": V, "irms": A, "phase_deg": deg,
 "harmonics": [[order, rel_v, rel_i, phase_deg]], "noise_lsb": n, "irms_n": A}],
-"tariff": set-tariff args (docs/protocol.md command 3, keys as strings),
+"tariff": set-tariff args (PROTOCOL.md command 3, keys as strings),
 "prepaid": {"balance": milli-units}, "poll_ms": emulator poll period}.
 urms/irms are the fundamental's rms; phase_deg is the angle by which the
 current lags the voltage (90..270 = export). firmware/README.md has more.
