@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from headend.db.keystore import default_key_file
 from headend.db.storage import Storage
 from headend.meters import provision
 from tests.headend.broker_support import Serve, wait_for
@@ -217,13 +218,17 @@ def count(db: str, table: str = "readings") -> int:
 
 
 def copy_db(src: str | Path, dst: str | Path) -> None:
-    """An independent copy of a database (SQLite's backup API, not headend.db.backup)."""
+    """An independent copy of a database (SQLite's backup API, not headend.db.backup), with its
+    default master key file beside it, as an operator copies both (docs/disaster-recovery.md)."""
     a, b = sqlite3.connect(str(src)), sqlite3.connect(str(dst))
     try:
         a.backup(b)
     finally:
         a.close()
         b.close()
+    key = default_key_file(src)
+    if key.exists():
+        shutil.copy2(key, default_key_file(dst))
 
 
 def kill_when(proc: subprocess.Popen, cond, extra_s: float = 0.0, timeout: float = 60) -> bool:
