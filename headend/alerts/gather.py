@@ -2,6 +2,9 @@
 
 ``gather(store, now, cfg) -> [MeterInput]``. Only data the head-end had at ``now`` is
 read (readings and events received at or before it), so ``--now`` replays a past run.
+Two clocks: a reading's ``ts`` is the meter's, its ``received_at`` the head-end's. The rules'
+reading window is meter time (usage, history); the last reading received (``MeterInput.last``)
+is found by the head-end's clock, whatever its ts, for comm_loss and clock_drift.
 The prepaid reconciliation repeats ``headend prepaid sync``'s arithmetic without writing:
 from the account's sync cursor (or its first reading) it prices the later readings
 (``headend.prepaid.ledger.advance``) and compares the latest reported balance with the
@@ -67,6 +70,7 @@ def gather(store, now: float, cfg: AlertConfig) -> list[MeterInput]:
             meter=row,
             account=account,
             readings=readings,
+            last=store.last_received_reading(meter_id, now),
             events=store.alert_events(meter_id, now - cfg.event_window_s, now),
             seen={(r, k): s for (mid, r, k), s in marks.items() if mid == meter_id},
             relay=store.last_relay_command(meter_id),

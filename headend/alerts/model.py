@@ -5,7 +5,10 @@ Rows are plain dicts as the storage layer gives them, JSON columns decoded:
   ``account``   the open account link's account (``account_id``, ``billing``, ``tariff_id``,
                 ``zone``, ``address``) or None
   ``readings``  ``seq, ts, received_at, interval, imp, exp, balance, flags, vee_state`` received
-                at or before ``now``, by ts; ``usable`` the same without VEE-failed ones
+                at or before ``now`` with ts in the lookback window, by ts; ``usable`` the same
+                without VEE-failed ones
+  ``last``      the reading received last at or before ``now`` by the head-end's clock
+                (``received_at``), whatever its ts, or None: what comm_loss and clock_drift judge
   ``events``    ``seq, ts, code, detail, received_at`` received in the event window, by seq
   ``seen``      (rule, key) -> highest event seq of a resolved alert: event rules consider
                 only later events, so a resolved incident is never raised again
@@ -53,6 +56,7 @@ class MeterInput:
     meter: dict
     account: dict | None = None
     readings: list[dict] = field(default_factory=list)
+    last: dict | None = None
     events: list[dict] = field(default_factory=list)
     seen: dict[tuple[str, str], int] = field(default_factory=dict)
     relay: dict | None = None

@@ -5,7 +5,8 @@ The event rules live in ``rules_events``; the rules here are *conditions*, evalu
 on every run: while a condition holds its alert is updated, and when it no longer holds
 the engine resolves it (auto-resolve, audited as the ``alerts`` user).
 
-  comm_loss            no reading received for ``comm_loss_intervals`` intervals before now,
+  comm_loss            no reading received for ``comm_loss_intervals`` intervals before now
+                       (the head-end's clock, ``received_at``: never the readings' meter ts),
                        or offline by its will message (``online = 0`` after a status);
                        critical after ``comm_loss_critical_s``. Only meters that were heard.
   fluctuation_history  the last whole day's import outside [low, high] % of the median of
@@ -15,8 +16,9 @@ the engine resolves it (auto-resolve, audited as the ``alerts`` user).
                        ``peer_theft_pct`` critical and suspected theft
   zero_consumption     no import increase for ``zero_hours`` on an account's meter that is
                        online with its relay closed (warning)
-  clock_drift          the latest reading's ts off its receive time by more than
-                       ``clock_drift_s`` (ahead; or behind without the backlog flag) (warning)
+  clock_drift          the last reading received (by ``received_at``, whatever its ts): its ts
+                       off its receive time by more than ``clock_drift_s`` (ahead; or behind
+                       without the backlog flag, bit 4) (warning)
   relay_mismatch       the latest reading after the last acked relay command shows the other
                        relay state (flags bit 0), unless the meter reported opening it itself
                        (event 6 with a credit/load/tamper reason) (critical)
@@ -29,7 +31,7 @@ the engine resolves it (auto-resolve, audited as the ``alerts`` user).
 
 from __future__ import annotations
 
-from headend.alerts.config import DAY, AlertConfig
+from headend.alerts.config import AlertConfig
 from headend.alerts.model import RULE_NAMES, Candidate, MeterInput, iso
 from headend.alerts.rules_events import (
     clock_step,
@@ -54,14 +56,17 @@ def _date(day: int) -> str:
 
 
 def comm_loss(m: MeterInput, cfg: AlertConfig, now: float) -> list[Candidate]:
+    """Judged on the head-end's clock: how long since it last received a reading (its
+    ``received_at``, whatever the reading's ts says), or the will message."""
     meter = m.meter
-    last = max(m.readings, key=lambda r: r["received_at"]) if m.readings else None
+    last = m.last
     offline = meter.get("online") == 0 and meter.get("status_seq") is not None
-    if last is None and meter.get("last_seen") is None:
-        return []  # never heard from: not a loss
+    heard = meter.get("last_seen")
+    if last is None and (heard is None or heard > now):
+        return []  # never heard from (by now): not a loss
     iv = (last or {}).get("interval") or cfg.interval_s
-    # no reading in the whole lookback window: silent for at least that long
-    silent = max(now - last["received_at"], 0.0) if last else float(cfg.lookback_days * DAY)
+    # no reading ever received: silent since the meter was last heard from (a status, an event)
+    silent = max(now - (last["received_at"] if last else heard), 0.0)
     missed = int(silent // iv)
     if missed < cfg.comm_loss_intervals and not offline:
         return []
@@ -79,7 +84,7 @@ def comm_loss(m: MeterInput, cfg: AlertConfig, now: float) -> list[Candidate]:
         when = iso(last["received_at"])
         summary = "%s; last reading received %s, %d interval(s) ago" % (what, when, missed)
     else:
-        summary = "%s; no reading received in the last %d days" % (what, cfg.lookback_days)
+        summary = "%s; no reading ever received, last heard from %s" % (what, iso(heard))
     action = "Check the meter's power and network link; if it stays silent, visit and take a manual reading."
     return [Candidate("comm_loss", m.meter_id, severity, summary, action, evidence)]
 
@@ -169,16 +174,21 @@ def zero_consumption(m: MeterInput, cfg: AlertConfig, now: float) -> list[Candid
 
 
 def clock_drift(m: MeterInput, cfg: AlertConfig, now: float) -> list[Candidate]:
-    if not m.readings:
+    """The last reading received (by the head-end's clock) against its arrival: a live reading
+    is made at its ts and sent at once, so ts far from ``received_at`` is the meter's clock. A
+    reading with the backlog flag (bit 4: made offline or behind a queue) may arrive any time
+    later, so only a ts *ahead* of its arrival counts for it."""
+    r = m.last
+    if r is None:
         return []
-    r = max(m.readings, key=lambda x: (x["received_at"], x["seq"]))
     offset = r["ts"] - r["received_at"]  # > 0: the meter's clock is ahead
     if not (offset > cfg.clock_drift_s or (-offset > cfg.clock_drift_s and not r["flags"] & FLAG_BACKLOG)):
         return []
     evidence = {"seq": r["seq"], "ts": r["ts"], "received_at": r["received_at"], "offset_s": round(offset),
                 "flags": r["flags"], "threshold_s": cfg.clock_drift_s}  # fmt: skip
-    summary = "meter clock %s by %d s (reading seq %d)" % ("ahead" if offset > 0 else "behind", abs(offset),
-                                                           r["seq"])  # fmt: skip
+    summary = "meter clock %s by %d s (reading seq %d, ts %s, received %s)" % (
+        "ahead" if offset > 0 else "behind", abs(offset), r["seq"], iso(r["ts"]),
+        iso(r["received_at"]))  # fmt: skip
     action = "Send a time sync command; if the clock drifts again, check the meter's RTC."
     return [Candidate("clock_drift", m.meter_id, "warning", summary, action, evidence)]
 

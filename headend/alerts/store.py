@@ -1,7 +1,8 @@
 """Storage methods for alerts and work orders (mixed into ``Storage``; manual readings: vee/store.py).
 
 Rule inputs (``headend.alerts.gather``): ``alert_meters()`` (meters with their open
-account link), ``alert_readings(meter_id, from_ts, until)``, ``alert_events(meter_id,
+account link), ``alert_readings(meter_id, from_ts, until)``, ``last_received_reading(meter_id,
+until)`` (by the head-end's clock, whatever the meter's ts), ``alert_events(meter_id,
 since, until)`` (by receive time), ``alert_event_marks()``, ``last_relay_command(meter_id)``,
 ``vee_failed_readings(meter_id, from_ts)``.
 Alerts: ``alerts(state=None, meter_id=None)``, ``alert(id)``, ``active_alerts()``,
@@ -65,6 +66,17 @@ class AlertStorageMixin:
             % _READING,
             (meter_id, from_ts, until),
         )
+
+    def last_received_reading(self, meter_id: str, until: float) -> dict | None:
+        """The reading the head-end received last at or before ``until`` (``received_at``, the
+        head-end's clock; then the highest seq), whatever its meter ``ts``: communication loss and
+        clock drift are judged on it, not on a window of meter time."""
+        rows = self._all(
+            "SELECT %s FROM readings WHERE meter_id = ? AND received_at <= ? AND seq >= 0"
+            " ORDER BY received_at DESC, seq DESC LIMIT 1" % _READING,
+            (meter_id, until),
+        )
+        return rows[0] if rows else None
 
     def alert_events(self, meter_id: str, since: float, until: float) -> list[dict]:
         return self._all(

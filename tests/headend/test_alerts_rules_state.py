@@ -182,5 +182,63 @@ def test_comm_loss_without_a_reading_in_the_lookback_window_is_critical(tmp_path
     hourly(store, end=DAY0 + 2 * H)
     run(store, now=NOW + 20 * DAY)
     [a] = fired(store, "comm_loss")
-    assert a["severity"] == "critical" and a["evidence"]["last_reading"] is None
-    assert a["evidence"]["silent_s"] == 16 * DAY
+    # silent since the last reading the head-end received, however long ago (not the window's length)
+    assert a["severity"] == "critical" and a["evidence"]["last_reading"]["ts"] == DAY0 + 2 * H
+    assert a["evidence"]["silent_s"] == NOW + 20 * DAY - (DAY0 + 2 * H + 5)
+
+
+# issue 17 item 3: alerts on the head-end's clock (received_at), not on the readings' meter ts
+
+NOW_2026 = 1796083200  # 2026-12-01 00:00 UTC: readings whose meter clock says 2024 arrive now
+
+
+def test_readings_just_received_with_a_2024_clock_are_clock_drift_not_comm_loss(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    # 8 hourly readings stamped 2024-03-01 by the meter's clock, received in the last 8 hours
+    rows = [reading_row("m1", i + 1, DAY0 + i * H, 1000 * i, received_at=NOW_2026 - (8 - i) * H + 5)
+            for i in range(8)]  # fmt: skip
+    store.insert_readings_batch(rows)
+    run(store, now=NOW_2026)
+    assert fired(store, "comm_loss") == []
+    [a] = fired(store, "clock_drift")
+    assert a["evidence"]["seq"] == 8 and a["evidence"]["offset_s"] == DAY0 + 7 * H - (NOW_2026 - H + 5)
+    assert "behind" in a["summary"]
+
+
+def test_backlog_readings_are_no_clock_drift(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    # offline for 20 days (beyond the 16-day window of meter time): a day of readings made then
+    # (flag bit 4), delivered on reconnection 30 s ago, followed by a live one
+    rows = [reading_row("m1", i + 1, NOW - 20 * DAY + i * H, 1000 * i, flags=16, received_at=NOW - 30)
+            for i in range(24)]  # fmt: skip
+    store.insert_readings_batch(rows)
+    run(store)
+    assert fired(store, "clock_drift") == [] and fired(store, "comm_loss") == []
+    # the same delivery without the flag: the meter's clock is 20 days behind its arrival
+    (tmp_path / "live").mkdir()
+    store2 = new_store(tmp_path / "live")
+    add_meter(store2)
+    store2.insert_readings_batch([reading_row("m1", 1, NOW - 20 * DAY, 0, received_at=NOW - 30)])
+    run(store2)
+    assert [a["evidence"]["offset_s"] for a in fired(store2, "clock_drift")] == [-(20 * DAY - 30)]
+    assert fired(store2, "comm_loss") == []
+
+
+def test_comm_loss_by_receive_time_whatever_the_meter_clock_says(tmp_path):
+    store = new_store(tmp_path)
+    add_meter(store)
+    # the meter's clock is 30 days behind: its readings arrived until 5 h ago
+    rows = [reading_row("m1", i + 1, NOW - 30 * DAY - (9 - i) * H, 1000 * i, received_at=NOW - (9 - i) * H)
+            for i in range(5)]  # fmt: skip
+    store.insert_readings_batch(rows)
+    run(store)
+    [a] = fired(store, "comm_loss")
+    assert a["severity"] == "warning" and a["evidence"]["silent_s"] == 5 * H
+    assert a["evidence"]["last_reading"]["seq"] == 5 and a["evidence"]["missed_intervals"] == 5
+    # a reading received after now (a replay with --now) is not known yet
+    store.insert_readings_batch([reading_row("m1", 6, NOW - 30 * DAY, 0, received_at=NOW + 60)])
+    run(store, now=NOW + 30)
+    [a] = fired(store, "comm_loss")
+    assert a["evidence"]["last_reading"]["seq"] == 5
