@@ -37,6 +37,12 @@ def summary_rows(results):
     if ing:
         rows.append(("ingest", "authenticated readings/s end to end", ing["readings_per_s"],
                      ">= %d" % ing["target_readings_per_s"], "met" if ing["met"] else "BELOW"))  # fmt: skip
+        if ing.get("ratio_to_broker") is not None:
+            rows.append(("ingest", "broker ceiling, msgs/s (mosquitto_sub -q 1)", ing["broker_ceiling_per_s"],
+                         "", ""))  # fmt: skip
+            rows.append(("ingest", "ratio to the broker's ceiling", ing["ratio_to_broker"],
+                         ">= %s (goal %s)" % (ing["target_ratio_to_broker"], ing["goal_ratio_to_broker"]),
+                         "met" if ing["ratio_met"] else "BELOW"))  # fmt: skip
         rows.append(("ingest", "readings lost", ing["lost"], "0", "met" if ing["lost"] == 0 else "LOST"))
         rows.append(("ingest", "head-end peak RSS, MiB", ing["headend_peak_rss_mib"], "", ""))
     bill = results.get("billrun")

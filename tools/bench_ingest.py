@@ -14,10 +14,22 @@ PUBACKs read with epoll. The clock runs from the first publish until the
 database holds every reading (nothing lost: stored == sent == PUBACKed).
 Peak RSS of the head-end is VmHWM from /proc (the largest process).
 
+The broker's own ceiling, in the same run: a fresh broker from the same
+`headend broker-config`, the same publishers and messages, and in the head-end's
+place ``mosquitto_sub -q 1 -C N`` as the head-end user on the head-end listener
+(a persistent session, like serve's), which only acknowledges; its clock runs
+from the first publish until it has received all N. ``ratio_to_broker`` is the
+median readings/s over the median ceiling (each run's own ratio is in its
+row): the share of what the broker can deliver on this machine that the
+head-end stores, less sensitive to other load than either figure. CPU per
+message (``cpu_us_per_reading``) is each process's user + system time from
+/proc over the messages, the figure to compare across loaded runs.
+
 Prints progress, then a table (each run, the median beside the target, the
-machine and its load average: other work on the machine skews the figure) and
-merges the figures into bench/results.json under "ingest". Exits 0 unless a
-reading was lost: below target is a finding, not a failure.
+ceiling and the ratio beside theirs, the machine and its load average: other
+work on the machine skews the figure) and merges the figures into
+bench/results.json under "ingest". Exits 0 unless a reading was lost: below
+target is a finding, not a failure.
 """
 
 from __future__ import annotations
@@ -48,6 +60,9 @@ from tools.mosquitto_broker import MosquittoBroker, broker_tmpdir, free_ports  #
 
 T0 = 1_700_000_100
 TARGET = 10_000  # readings/s (issue 5)
+RATIO_TARGET = 0.6  # readings/s over the broker's ceiling (issue 17)
+RATIO_GOAL = 0.9
+CEILING_CLIENT_ID = "headend.ceiling"  # the head-end user's client ids carry a dot, like serve's
 
 
 # ---------------------------------------------------------------- a lean MQTT 3.1.1 publisher
@@ -207,16 +222,68 @@ def machine() -> str:
 # ---------------------------------------------------------------- one run
 
 
-def run_once(args, run: int) -> dict:
-    work = broker_tmpdir(prefix="bench_ingest_")  # run as root, the broker (user mosquitto) reads in here
-    db = os.path.join(work, "headend.db")
-    with Storage(db) as store:
-        meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
-        port, headend_port = free_ports(2)
-        cfg = provision.write_broker_config(
-            store, os.path.join(work, "broker"), port, headend_port=headend_port
+def start_publishers(args, meters: list[dict], port: int):
+    """The publisher processes, connected and with their packets sealed: (procs, go, out)."""
+    ctx = mp.get_context("fork")
+    ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=publisher,
+            args=(meters[i :: args.publishers], args.per_meter, port, args.window, ready, go, out),
         )
-    broker = MosquittoBroker.from_conf(cfg["conf"], port).start()
+        for i in range(args.publishers)
+    ]
+    for pr in procs:
+        pr.start()
+    for _ in procs:
+        ready.acquire()
+    return procs, go, out
+
+
+def collect_publishers(procs, out) -> tuple[int, float]:
+    """(messages PUBACKed to the publishers, their CPU seconds) once they are done."""
+    acked, pub_cpu = 0, 0.0
+    for _ in procs:
+        a, c = out.get(timeout=60)
+        acked, pub_cpu = acked + a, pub_cpu + c
+    for pr in procs:
+        pr.join(30)
+    return acked, pub_cpu
+
+
+def start_broker(work: str, name: str) -> tuple[MosquittoBroker, dict]:
+    """A broker from `headend broker-config` over the run's database, on fresh ports."""
+    with Storage(os.path.join(work, "headend.db")) as store:
+        port, headend_port = free_ports(2)
+        cfg = provision.write_broker_config(store, os.path.join(work, name), port, headend_port=headend_port)
+    return MosquittoBroker.from_conf(cfg["conf"], port).start(), cfg
+
+
+def per_message_us(cpu_s_: float, n: int) -> float:
+    return round(cpu_s_ * 1e6 / n, 1) if n else 0.0
+
+
+def measure(args, run: int) -> dict:
+    """One run: provision the meters, the head-end's figures, then the broker's ceiling."""
+    work = broker_tmpdir(prefix="bench_ingest_")  # run as root, the broker (user mosquitto) reads in here
+    try:
+        with Storage(os.path.join(work, "headend.db")) as store:
+            meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
+        result = run_once(args, run, work, meters)
+        if not args.no_ceiling:
+            result["ceiling"] = ceiling_once(args, run, work, meters)
+            result["broker_ceiling_per_s"] = result["ceiling"]["msgs_per_s"]
+            result["ratio_to_broker"] = round(result["readings_per_s"] / result["broker_ceiling_per_s"], 3)
+        return result
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
+    """The head-end's figures: publishers -> broker -> `headend serve` -> SQLite."""
+    db = os.path.join(work, "headend.db")
+    broker, cfg = start_broker(work, "broker")
     serve_log = os.path.join(work, "serve.log")
     logf = open(serve_log, "w")
     procs, serve = [], None
@@ -231,19 +298,7 @@ def run_once(args, run: int) -> dict:
         )
         serve_pids = [serve.pid] + children(serve.pid)
         total = args.meters * args.per_meter
-        ctx = mp.get_context("fork")
-        ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-        procs = [
-            ctx.Process(
-                target=publisher,
-                args=(meters[i :: args.publishers], args.per_meter, port, args.window, ready, go, out),
-            )
-            for i in range(args.publishers)
-        ]
-        for pr in procs:
-            pr.start()
-        for _ in procs:
-            ready.acquire()
+        procs, go, out = start_publishers(args, meters, cfg["meter_port"])
         conn = sqlite3.connect(db, timeout=30)
 
         def stored() -> int:
@@ -270,15 +325,11 @@ def run_once(args, run: int) -> dict:
             time.sleep(0.05)
         elapsed = time.monotonic() - start
         cpu = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
-        acked, pub_cpu = 0, 0.0
-        for _ in procs:
-            a, c = out.get(timeout=60)
-            acked, pub_cpu = acked + a, pub_cpu + c
-        for pr in procs:
-            pr.join(30)
+        acked, pub_cpu = collect_publishers(procs, out)
         rss = max(vmhwm_kib(p) for p in serve_pids)
         count = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         conn.close()
+        used = {k: cpu[k] - cpu0[k] for k in cpu}
         return {
             "readings_sent": acked,
             "readings_stored": count,
@@ -287,10 +338,11 @@ def run_once(args, run: int) -> dict:
             "readings_per_s": round(count / elapsed),
             "headend_peak_rss_mib": round(rss / 1024, 1),
             "cpu_s": {
-                "broker": round(cpu["broker"] - cpu0["broker"], 2),
-                "headend": round(cpu["headend"] - cpu0["headend"], 2),
+                "broker": round(used["broker"], 2),
+                "headend": round(used["headend"], 2),
                 "publishers": round(pub_cpu, 2),
             },
+            "cpu_us_per_reading": {k: per_message_us(v, count) for k, v in used.items()},
             "loadavg_1m_before": round(load0[0], 2),
         }
     finally:
@@ -305,8 +357,80 @@ def run_once(args, run: int) -> dict:
                 serve.kill()
         broker.stop()
         logf.close()
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+
+
+def ceiling_once(args, run: int, work: str, meters: list[dict]) -> dict:
+    """The broker's ceiling: the same publishers and messages, `mosquitto_sub -q 1 -C N`
+    (head-end user, head-end listener, persistent session) in the head-end's place."""
+    broker, cfg = start_broker(work, "ceiling")
+    total = args.meters * args.per_meter
+    # the password goes in mosquitto_sub's options file ($XDG_CONFIG_HOME/mosquitto_sub), not argv
+    conf_home = os.path.join(work, "ceiling-conf")
+    os.makedirs(conf_home, mode=0o700)
+    with open(cfg["headend_password_file"]) as f:
+        password = f.readline().rstrip("\n")
+    with open(os.path.join(conf_home, "mosquitto_sub"), "w") as f:
+        f.write("-u %s\n-P %s\n" % (provision.HEADEND_USER, password))
+    env = dict(os.environ, XDG_CONFIG_HOME=conf_home)
+    sub_cmd = [
+        shutil.which("mosquitto_sub") or "mosquitto_sub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(cfg["headend_port"]),
+    ]
+    sub_cmd += ["-i", CEILING_CLIENT_ID, "-c", "-q", "1", "-t", topics.HEADEND_UP_FILTER]
+    procs, sub = [], None
+    try:
+        # the persistent session and its subscription first (-E: exit on SUBACK), so that
+        # nothing published from here on is missed whenever the counting client connects
+        subprocess.run(sub_cmd + ["-E"], env=env, check=True, timeout=30, stdout=subprocess.DEVNULL)
+        sub = subprocess.Popen(
+            sub_cmd + ["-C", str(total), "-F", "%l"],  # prints only each payload's length
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wait_for(
+            lambda: open(broker.log).read().count("as %s " % CEILING_CLIENT_ID) >= 2,
+            15,
+            "mosquitto_sub to connect",
+        )
+        procs, go, out = start_publishers(args, meters, cfg["meter_port"])
+        load0 = os.getloadavg()
+        cpu0 = {"broker": cpu_s(broker.proc.pid), "subscriber": cpu_s(sub.pid)}
+        start = time.monotonic()
+        go.set()
+        cpu, timed_out = cpu0, False
+        while sub.poll() is None:  # it exits after the N-th message; read /proc before it goes
+            cpu = {"broker": cpu_s(broker.proc.pid), "subscriber": cpu_s(sub.pid)}
+            if time.monotonic() - start > args.timeout:
+                timed_out = True
+                break
+            time.sleep(0.005)
+        elapsed = time.monotonic() - start
+        acked, pub_cpu = collect_publishers(procs, out)
+        if timed_out or sub.returncode != 0:
+            raise SystemExit(
+                "bench: mosquitto_sub failed: %s" % (sub.stderr.read().decode() if sub.stderr else "")
+            )
+        used = {k: cpu[k] - cpu0[k] for k in cpu}
+        return {
+            "messages": acked,
+            "seconds": round(elapsed, 2),
+            "msgs_per_s": round(total / elapsed),
+            "cpu_s": {k: round(v, 2) for k, v in used.items()} | {"publishers": round(pub_cpu, 2)},
+            "cpu_us_per_msg": {k: per_message_us(v, total) for k, v in used.items()},
+            "loadavg_1m_before": round(load0[0], 2),
+        }
+    finally:
+        for pr in procs:
+            if pr.is_alive():
+                pr.kill()
+        if sub is not None and sub.poll() is None:
+            sub.kill()
+            sub.wait()
+        broker.stop()
 
 
 def main(argv=None) -> int:
@@ -324,6 +448,9 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=600, help="s per run")
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     p.add_argument("--keep", action="store_true", help="keep each run's database and broker files")
+    p.add_argument(
+        "--no-ceiling", action="store_true", help="skip the broker's ceiling (its figures are then null)"
+    )
     args = p.parse_args(argv)
     total = args.meters * args.per_meter
     print(
@@ -334,20 +461,36 @@ def main(argv=None) -> int:
     )
     runs = []
     for i in range(1, args.runs + 1):
-        runs.append(run_once(args, i))
+        runs.append(measure(args, i))
         r = runs[-1]
         print(
-            "  run %d: %d readings/s, %d lost, head-end peak RSS %.1f MiB"
-            % (i, r["readings_per_s"], r["lost"], r["headend_peak_rss_mib"]),
-            file=sys.stderr,
-            flush=True,
-        )
+            "  run %d: %d readings/s, %d lost, head-end peak RSS %.1f MiB%s"
+            % (i, r["readings_per_s"], r["lost"], r["headend_peak_rss_mib"],
+               "" if args.no_ceiling else "; broker ceiling %d msgs/s, ratio %.2f"
+               % (r["broker_ceiling_per_s"], r["ratio_to_broker"]))
+        , file=sys.stderr, flush=True)  # fmt: skip
     median = round(statistics.median(r["readings_per_s"] for r in runs))
+    ceiling = None if args.no_ceiling else round(statistics.median(r["broker_ceiling_per_s"] for r in runs))
+    ratio = None if ceiling is None else round(median / ceiling, 3)
+    cpu_us = {
+        k: round(statistics.median(r["cpu_us_per_reading"][k] for r in runs), 1)
+        for k in ("headend", "broker")
+    }
+    if not args.no_ceiling:
+        cpu_us["broker_alone"] = round(
+            statistics.median(r["ceiling"]["cpu_us_per_msg"]["broker"] for r in runs), 1
+        )
     load = os.getloadavg()
     result = {
         "readings_per_s": median,
         "target_readings_per_s": TARGET,
         "met": median >= TARGET,
+        "broker_ceiling_per_s": ceiling,
+        "ratio_to_broker": ratio,
+        "target_ratio_to_broker": RATIO_TARGET,
+        "goal_ratio_to_broker": RATIO_GOAL,
+        "ratio_met": None if ratio is None else ratio >= RATIO_TARGET,
+        "cpu_us_per_reading": cpu_us,
         "lost": sum(r["lost"] for r in runs),
         "headend_peak_rss_mib": max(r["headend_peak_rss_mib"] for r in runs),
         "machine": machine(),
@@ -367,21 +510,33 @@ def main(argv=None) -> int:
     print()
     print("Ingest through Mosquitto into SQLite (%s)" % result["machine"])
     print(
-        "%-5s %12s %9s %6s %9s %26s %8s"
-        % ("run", "readings/s", "seconds", "lost", "RSS MiB", "CPU s broker/head-end/pub", "load 1m")
-    )
+        "%-5s %12s %9s %6s %9s %26s %18s %10s %6s %8s"
+        % ("run", "readings/s", "seconds", "lost", "RSS MiB", "CPU s broker/head-end/pub",
+           "us/reading he/brk", "ceiling/s", "ratio", "load 1m")
+    )  # fmt: skip
     for i, r in enumerate(runs, 1):
-        c = r["cpu_s"]
+        c, us = r["cpu_s"], r["cpu_us_per_reading"]
         print(
-            "%-5d %12d %9.2f %6d %9.1f %26s %8.2f"
+            "%-5d %12d %9.2f %6d %9.1f %26s %18s %10s %6s %8.2f"
             % (i, r["readings_per_s"], r["seconds"], r["lost"], r["headend_peak_rss_mib"],
-               "%.1f / %.1f / %.1f" % (c["broker"], c["headend"], c["publishers"]), r["loadavg_1m_before"])
+               "%.1f / %.1f / %.1f" % (c["broker"], c["headend"], c["publishers"]),
+               "%.0f / %.0f" % (us["headend"], us["broker"]),
+               r.get("broker_ceiling_per_s", "-"),
+               "%.2f" % r["ratio_to_broker"] if "ratio_to_broker" in r else "-",
+               r["loadavg_1m_before"])
         )  # fmt: skip
     print(
         "median %d readings/s  (target %d: %s)   head-end peak RSS %.1f MiB   load average now %s"
         % (median, TARGET, "met" if result["met"] else "BELOW TARGET", result["headend_peak_rss_mib"],
            " ".join("%.2f" % x for x in load))
     )  # fmt: skip
+    if ratio is not None:
+        print(
+            "broker ceiling %d msgs/s (mosquitto_sub -q 1, same publishers)   ratio to broker %.2f"
+            "  (target >= %.1f: %s; goal %.1f)   CPU us/reading: head-end %.0f, broker %.0f (alone %.0f)"
+            % (ceiling, ratio, RATIO_TARGET, "met" if result["ratio_met"] else "BELOW TARGET", RATIO_GOAL,
+               cpu_us["headend"], cpu_us["broker"], cpu_us["broker_alone"])
+        )  # fmt: skip
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}

@@ -298,3 +298,15 @@ def test_bench_ingest_reports_and_merges_results(tmp_path):
     assert ingest_result["lost"] == 0 and ingest_result["runs"][0]["readings_stored"] == 100
     assert ingest_result["target_readings_per_s"] == 10000 and ingest_result["headend_peak_rss_mib"] > 0
     assert "target 10000" in run.stdout and "CPUs" in run.stdout
+    # the broker's ceiling in the same run: mosquitto_sub -q 1 -C N received every message
+    run0 = ingest_result["runs"][0]
+    assert run0["ceiling"]["messages"] == 100 and run0["broker_ceiling_per_s"] > 0
+    assert ingest_result["broker_ceiling_per_s"] == run0["broker_ceiling_per_s"]
+    assert ingest_result["ratio_to_broker"] == round(
+        ingest_result["readings_per_s"] / ingest_result["broker_ceiling_per_s"], 3
+    )
+    assert ingest_result["target_ratio_to_broker"] == 0.6 and ingest_result["goal_ratio_to_broker"] == 0.9
+    assert ingest_result["cpu_us_per_reading"]["headend"] > 0
+    assert (
+        "broker ceiling" in run.stdout and "ratio to broker" in run.stdout and "target >= 0.6" in run.stdout
+    )
