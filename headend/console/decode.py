@@ -18,8 +18,9 @@ the topic) and describes it. The row:
   ``reason``, ``detail``  for ``rejected``: ingest's reason (``tag``, ``kid``, ``structure``,
                 ``unknown_meter``, ``message``, ``wrong_type``, ``topic``, ...) and its text
 
-Names follow docs/protocol.md: ``EVENT_NAMES`` (event codes), ``FLAG_NAMES`` (reading flags bits),
-ack results as ``headend.commands.RESULT_NAMES``.
+Names follow docs/protocol.md: ``EVENT_NAMES`` (event codes), ``EVENT_DETAILS`` (each event's
+detail keys, named by ``event_details``, which the web dashboard shares), ``FLAG_NAMES`` (reading
+flags bits), ack results as ``headend.commands.RESULT_NAMES``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ FLAG_NAMES = (
     (messages.FLAG_BACKLOG, "backlog"),
 )
 REASON_NAMES = {v: k for k, v in RELAY_REASONS.items()}  # relay opened detail 0
+# command rejected (event 19) detail 1: the ack results 2..6 and protocol-extensions.md's 7, 8
+REJECT_NAMES = {**RESULT_NAMES, 7: "authentication failed", 8: "not a command frame"}
+# Each event's detail keys, as docs/protocol.md (events table) and docs/protocol-extensions.md
+# (event 19 key 2) define them: code -> ((key, label, kind), ...). ``kind`` says how a value
+# reads: ``ts`` epoch seconds, ``money`` milli-units, ``relay`` / ``reject`` a reason code
+# (REASON_NAMES / REJECT_NAMES), ``int`` a number. The console and the web dashboard both
+# name details from here (``event_details``).
+EVENT_DETAILS = {
+    6: ((0, "reason", "relay"),),
+    10: ((0, "topup id", "int"), (1, "amount", "money")),
+    11: ((0, "old", "ts"), (1, "new", "ts")),
+    12: ((0, "tariff", "int"),),
+    19: ((0, "cmd seq", "int"), (1, "reason", "reject"), (2, "count", "int")),
+}
 
 
 def utc(ts: float | None) -> str | None:
@@ -95,6 +110,41 @@ def _detail_pairs(detail: Mapping) -> list[tuple[str, str]]:
     return [("detail %s" % k, str(v)) for k, v in sorted(detail.items(), key=lambda kv: str(kv[0]))]
 
 
+def _int_key(k):
+    """A detail key as an int when it is one (stored details come back from JSON with "0")."""
+    if isinstance(k, str) and k.isdigit():
+        return int(k)
+    return k
+
+
+def event_details(code: int, detail, ts=None, money=units) -> list[tuple[str, str]]:
+    """An event's detail as ``(label, text)`` pairs named from ``EVENT_DETAILS``: times as
+    ``ts(epoch)`` (default ``utc``), money as ``money(milli)`` (default ``units``); keys the
+    protocol does not define follow as ``("detail K", value)``. Keys may be ints or digit
+    strings (a detail read back from JSON)."""
+    if not isinstance(detail, Mapping):
+        return [] if detail is None else [("detail", str(detail))]
+    rest = {_int_key(k): v for k, v in detail.items()}
+    out = []
+    for key, label, kind in EVENT_DETAILS.get(code, ()):
+        if key not in rest:
+            continue
+        v = rest.pop(key)
+        if not isinstance(v, int) or isinstance(v, bool):
+            out.append((label, str(v)))
+        elif kind == "ts":
+            out.append((label, (ts or utc)(v)))
+        elif kind == "money":
+            out.append((label, money(v)))
+        elif kind == "relay":
+            out.append((label, REASON_NAMES.get(v, "reason %s" % v)))
+        elif kind == "reject":
+            out.append((label, REJECT_NAMES.get(v, "reason %s" % v)))
+        else:
+            out.append((label, str(v)))
+    return out + _detail_pairs(rest)
+
+
 def _reading(msg: dict) -> tuple[list[tuple[str, str]], str]:
     fields = [("imp", kwh(sum(msg["imp"]))), ("exp", kwh(sum(msg["exp"])))]
     inst = msg.get("inst", {})
@@ -114,27 +164,9 @@ def _reading(msg: dict) -> tuple[list[tuple[str, str]], str]:
 
 
 def _event(msg: dict) -> tuple[list[tuple[str, str]], str]:
-    code, detail = msg["code"], dict(msg.get("detail", {}))
+    code = msg["code"]
     fields = [("event", EVENT_NAMES.get(code, "unknown event")), ("code", str(code))]
-    if code == messages.EVT_RELAY_OPENED and 0 in detail:
-        reason = detail.pop(0)
-        fields.append(("reason", REASON_NAMES.get(reason, "reason %s" % reason)))
-    elif code == messages.EVT_TOPUP_APPLIED:
-        if 0 in detail:
-            fields.append(("topup id", str(detail.pop(0))))
-        if 1 in detail:
-            fields.append(("amount", units(detail.pop(1))))
-    elif code == messages.EVT_CLOCK_ADJUSTED:
-        for k, label in ((0, "old"), (1, "new")):
-            if k in detail:
-                fields.append((label, utc(detail.pop(k))))
-    elif code == messages.EVT_TARIFF_ACTIVATED and 0 in detail:
-        fields.append(("tariff", str(detail.pop(0))))
-    elif code == messages.EVT_CMD_REJECTED:
-        for k, label in ((0, "cmd seq"), (1, "reason")):
-            if k in detail:
-                fields.append((label, str(detail.pop(k))))
-    fields += _detail_pairs(detail)
+    fields += event_details(code, msg.get("detail", {}))
     level = "alert" if code in ALERT_EVENTS else "warn" if code in WARN_EVENTS else "info"
     return fields, level
 

@@ -1,7 +1,8 @@
 """Inline SVG charts (no scripts, no external files): a stacked bar chart of energy by rate.
 
-``stacked_bars(buckets, start, step)`` draws one bar per time bucket, one segment per rate
-(rate 1 at the bottom), with a y axis in Wh or kWh, time labels on x and a legend. Each
+``stacked_bars(buckets, start, step, title, names)`` draws one bar per time bucket, one segment
+per rate (rate 1 at the bottom), with a y axis in Wh or kWh, time labels on x and a legend
+naming each rate (``names``: the tariff's periods, else T1, T2, ...). Each
 segment is a ``<rect class="bar">`` with ``data-rate``, ``data-wh`` and a ``<title>``
 tooltip; the chart is ``<svg id="load-profile" ...>``.
 """
@@ -42,8 +43,19 @@ def _time_label(ts: int, daily: bool) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%m-%d" if daily else "%H:%M")
 
 
-def stacked_bars(buckets: Sequence[Sequence[float]], start: int, step: int, title: str = "") -> Markup:
+def stacked_bars(
+    buckets: Sequence[Sequence[float]],
+    start: int,
+    step: int,
+    title: str = "",
+    names: Sequence[str] = (),
+) -> Markup:
+    """``names``: each rate's name (its tariff period), ``rate_name`` where not given."""
     n = len(buckets)
+
+    def name(r: int) -> str:
+        return names[r] if r < len(names) else rate_name(r)
+
     rates = max((len(b) for b in buckets), default=0)
     top, tick = nice_max(max((sum(b) for b in buckets), default=0))
     kwh = top >= 10000
@@ -85,7 +97,7 @@ def stacked_bars(buckets: Sequence[Sequence[float]], start: int, step: int, titl
                     h,
                     COLOURS[r % len(COLOURS)],
                     esc(datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M")),
-                    esc(rate_name(r)),
+                    esc(name(r)),
                     esc(_energy(wh, False)),
                 )
             )
@@ -101,14 +113,13 @@ def stacked_bars(buckets: Sequence[Sequence[float]], start: int, step: int, titl
                 % (x, y1 + 17, esc(_time_label(t, daily)))
             )
     out.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="#5a6b7b"/>' % (x0, x1, y1, y1))
+    lx = x0
     for r in range(rates):
-        lx = x0 + r * 60
         out.append(
             '<rect class="key" x="%d" y="8" width="12" height="12" fill="%s"/>'
             % (lx, COLOURS[r % len(COLOURS)])
         )
-        out.append(
-            '<text x="%d" y="18" font-size="12" fill="#1d2733">%s</text>' % (lx + 16, esc(rate_name(r)))
-        )
+        out.append('<text x="%d" y="18" font-size="12" fill="#1d2733">%s</text>' % (lx + 16, esc(name(r))))
+        lx += max(60, 28 + 7 * len(name(r)))
     out.append("</svg>")
     return Markup("".join(out))

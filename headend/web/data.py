@@ -11,6 +11,7 @@ from headend.web.request import HTTPError
 
 DAY = 86400
 MAX_DAYS = 31
+DEFAULT_DAYS = 7  # a meter's page opens on a week
 
 
 def day_start(ts: float) -> int:
@@ -56,6 +57,21 @@ def fleet_summary(store, now: float) -> dict:
         "energy_today_wh": round(loadprofile.energy_between(ds, today, int(now) + 1), 3),
         "now": now,
     }
+
+
+def default_view(store, meter_id: str, now: float) -> tuple[int, int]:
+    """(day, days) a meter's page opens on: the 7 whole UTC days ending with the last whole
+    day of its readings (the day before the latest reading's, unless that reading closes its
+    day at midnight), so a day with an hour of data is never the first thing shown; a meter
+    whose readings all fall in one partial day opens on the 7 days ending with it; a meter
+    without readings on the 7 days before today."""
+    first, latest = store.reading_span(meter_id)
+    if latest is None:
+        return day_start(now) - DAY, DEFAULT_DAYS
+    last_whole = day_start(latest) - DAY
+    if first is not None and first >= day_start(latest):
+        return day_start(latest - 1), DEFAULT_DAYS
+    return last_whole, DEFAULT_DAYS
 
 
 def meter_profile(store, meter_id: str, day: int | None, days: int, now: float) -> dict:

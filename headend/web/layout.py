@@ -7,8 +7,9 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from urllib.parse import quote
+
+from headend.web import fmt
 
 NAV = (
     ("/", "Overview"),
@@ -20,19 +21,27 @@ NAV = (
 )
 
 CSS = """
+*,*::before,*::after{box-sizing:border-box}
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2733;background:#f4f6f8}
-header{background:#17324d;color:#fff;padding:.5rem 1rem;display:flex;gap:1rem;align-items:center}
-header a{color:#dbe8f5;text-decoration:none;padding:.2rem .4rem;border-radius:3px}
+header{background:#17324d;color:#fff;padding:.5rem 1rem;display:flex;flex-wrap:wrap;gap:.4rem 1rem;
+align-items:center}
+header nav{display:flex;flex-wrap:wrap;gap:.2rem .3rem;min-width:0}
+header a{color:#dbe8f5;text-decoration:none;padding:.2rem .4rem;border-radius:3px;white-space:nowrap}
 header a.on{background:#2c5c8a;color:#fff}
-header .who{margin-left:auto;font-size:.9em}
+header .who{margin-left:auto;font-size:.9em;display:flex;flex-wrap:wrap;gap:.3rem;align-items:center}
 header form{display:inline}
 main{padding:1rem 1.5rem;max-width:1200px}
-h1{font-size:1.4rem;margin:.2rem 0 1rem}
+h1{font-size:1.4rem;margin:.2rem 0 1rem;overflow-wrap:anywhere}
 h2{font-size:1.1rem;margin:1.4rem 0 .5rem}
-table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:.5rem}
+.tw{max-width:100%;overflow-x:auto;margin-bottom:.5rem}
+table{border-collapse:collapse;background:#fff;width:100%}
 th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e1e6eb;vertical-align:top}
-th{background:#e9eef3;font-weight:600}
+th{background:#e9eef3;font-weight:600;white-space:nowrap}
+.nw{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+table.kv>tbody>tr>th,table.kv>tr>th{width:11rem}
+table.kv td{overflow-wrap:anywhere}
+table.evidence{margin:0}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}
 .card{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.8rem 1.2rem;min-width:10rem}
 .card .v{font-size:1.8rem;font-weight:600}
@@ -44,14 +53,27 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .tag.approved,.tag.issued,.tag.acked,.tag.resolved,.tag.closed{background:#dcfae6;color:#0f5b2c}
 form.act{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.6rem .8rem;margin:.5rem 0}
 form.act label{display:block;margin:.2rem 0}
-input,textarea,select,button{font:inherit}
+input,textarea,select,button{font:inherit;max-width:100%}
 input[type=text],input[type=password],textarea{width:22rem;max-width:100%}
 button{background:#2c5c8a;color:#fff;border:0;border-radius:4px;padding:.3rem .9rem;cursor:pointer}
 .error{background:#fde2e0;color:#8a1c12;padding:.5rem .8rem;border-radius:4px}
 .note{color:#5a6b7b}
 pre{background:#fff;border:1px solid #e1e6eb;padding:.5rem;overflow:auto}
-.chart{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.5rem}
+.chart{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.5rem;overflow-x:auto}
+.chart svg{display:block;max-width:100%;height:auto}
 .login{max-width:22rem;margin:4rem auto}
+@media (max-width:640px){
+header{padding:.4rem .5rem}
+header strong{width:100%}
+header .who{margin-left:0}
+main{padding:.6rem .5rem}
+th,td{padding:.25rem .35rem}
+table.kv>tbody>tr>th,table.kv>tr>th{width:auto}
+.card{flex:1 1 8rem;min-width:0;padding:.5rem .7rem}
+.card .v{font-size:1.4rem}
+.login{margin:1.5rem auto;padding:0 .5rem}
+.chart svg{max-width:none;width:720px}
+}
 """
 
 
@@ -81,33 +103,43 @@ def tag(text) -> Markup:
 
 
 def fmt_ts(ts) -> str:
-    if ts is None:
-        return "-"
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    """Epoch seconds as ISO 8601 UTC (``headend.web.fmt.iso``)."""
+    return fmt.iso(ts)
 
 
 def fmt_json(value) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence], num: Sequence[int] = (), empty="none") -> Markup:
-    """A table; ``num`` are the indexes of right-aligned columns; cells are escaped."""
-    head = "".join(
-        "<th%s>%s</th>" % (' class="num"' if i in num else "", esc(h)) for i, h in enumerate(headers)
-    )
+def table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence],
+    num: Sequence[int] = (),
+    empty="none",
+    nw: Sequence[int] = (),
+) -> Markup:
+    """A table (in a box that scrolls sideways on a narrow screen); ``num`` are the indexes of
+    right-aligned columns, ``nw`` of columns kept on one line (times); cells are escaped."""
+
+    def cls(i: int) -> str:
+        names = " ".join(n for n, cols in (("num", num), ("nw", nw)) if i in cols)
+        return ' class="%s"' % names if names else ""
+
+    head = "".join("<th%s>%s</th>" % (cls(i), esc(h)) for i, h in enumerate(headers))
     body = [
-        "<tr>%s</tr>"
-        % "".join("<td%s>%s</td>" % (' class="num"' if i in num else "", esc(c)) for i, c in enumerate(row))
-        for row in rows
+        "<tr>%s</tr>" % "".join("<td%s>%s</td>" % (cls(i), esc(c)) for i, c in enumerate(row)) for row in rows
     ]
     if not body:
         body = ['<tr><td colspan="%d" class="note">%s</td></tr>' % (len(headers), esc(empty))]
-    return Markup("<table><thead><tr>%s</tr></thead><tbody>%s</tbody></table>" % (head, "".join(body)))
+    return Markup(
+        '<div class="tw"><table><thead><tr>%s</tr></thead><tbody>%s</tbody></table></div>'
+        % (head, "".join(body))
+    )
 
 
 def dl(pairs: Iterable[tuple[str, object]]) -> Markup:
     rows = "".join("<tr><th>%s</th><td>%s</td></tr>" % (esc(k), esc(v)) for k, v in pairs)
-    return Markup('<table class="kv">%s</table>' % rows)
+    return Markup('<div class="tw"><table class="kv">%s</table></div>' % rows)
 
 
 def action_form(action: str, button: str, fields: Sequence[tuple[str, str, str]] = (), name="") -> Markup:
@@ -151,7 +183,7 @@ def layout(
             for href, text in NAV
         )
         nav = (
-            '<header><strong>head-end</strong> %s <span class="who">%s (%s) '
+            '<header><strong>head-end</strong> <nav>%s</nav> <span class="who"><span>%s (%s)</span> '
             '<form method="post" action="/logout">%s<button type="submit">Log out</button></form>'
             "</span></header>" % (links, esc(user), esc(role), hidden)
         )

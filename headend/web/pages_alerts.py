@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from headend.alerts import ACTIVE
 from headend.errors import AlertError
-from headend.web.layout import Markup, action_form, dl, esc, fmt_json, fmt_ts, link, table, tag, url
+from headend.web import fmt
+from headend.web.evidence import evidence_for
+from headend.web.layout import Markup, action_form, dl, esc, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page, redirect
 
 STATES = ("active", "open", "acknowledged", "resolved", "all")
@@ -51,6 +53,7 @@ def alerts(req: Request) -> Response:
                 ("id", "severity", "state", "rule", "meter", "summary", "last seen", "count"),
                 rows,
                 num=(0, 7),
+                nw=(6,),
                 empty="no %s alert" % state,
             ),
         )
@@ -93,7 +96,8 @@ def alert(req: Request) -> Response:
             )
     wo = a["work_order_id"]
     body = Markup(
-        "<h1>Alert %d: %s</h1>%s%s<h2>Suggested action</h2><p>%s</p><h2>Evidence</h2><pre>%s</pre>%s"
+        "<h1>Alert %d: %s</h1>%s%s<h2>Suggested action</h2><p>%s</p>"
+        '<h2>Evidence</h2><div id="evidence">%s</div>%s'
         "<h2>Audit</h2>%s"
         % (
             a["id"],
@@ -104,24 +108,24 @@ def alert(req: Request) -> Response:
                     ("state", tag(a["state"])),
                     ("severity", tag(a["severity"])),
                     ("meter", link(url("meters", a["meter_id"]), a["meter_id"])),
-                    ("account", a["account_id"] or "-"),
+                    ("account", a["account_id"] or fmt.NONE),
                     ("summary", a["summary"]),
                     ("count", a["count"]),
                     ("first seen", fmt_ts(a["first_seen"])),
                     ("last seen", fmt_ts(a["last_seen"])),
-                    ("work order", link(url("workorders", wo), wo) if wo else "-"),
+                    ("work order", link(url("workorders", wo), wo) if wo else fmt.NONE),
                     (
                         "resolved",
                         "%s by %s" % (fmt_ts(a["resolved_at"]), a["resolved_by"])
                         if a["resolved_at"]
-                        else "-",
+                        else fmt.NONE,
                     ),
                 )
             ),
             esc(a["action"]),
-            esc(fmt_json(a["evidence"])),
+            evidence_for(req.store, a["account_id"], a["evidence"]),
             forms,
-            table(("when", "action", "state", "user", "note"), audit),
+            table(("when", "action", "state", "user", "note"), audit, nw=(0,)),
         )
     )
     return page("Alert %d" % a["id"], body)

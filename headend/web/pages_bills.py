@@ -5,7 +5,9 @@ with a reason and audited under the signed-in user's name."""
 from __future__ import annotations
 
 from headend.billing import review
-from headend.web.layout import Markup, action_form, dl, esc, fmt_json, fmt_ts, link, table, tag, url
+from headend.billing.render import ITEMS
+from headend.web import fmt, tariffs
+from headend.web.layout import Markup, action_form, dl, esc, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page, redirect
 
 STATES = ("held", "review", "approved", "issued")
@@ -22,7 +24,7 @@ def bills(req: Request) -> Response:
             link(url("bills", b["id"]), b["account_id"]),
             b["cycle"],
             tag(b["state"]),
-            "%s %s" % (b["total"], b["currency"] or ""),
+            fmt.amount(b["total"], b["currency"]),
             "; ".join(b["reasons"]),
         )
         for b in req.store.review_queue()
@@ -36,7 +38,12 @@ def bills(req: Request) -> Response:
     ]
     parts = [
         "<h1>Bills</h1><h2>Review queue</h2>",
-        table(("account", "cycle", "state", "total", "reasons"), queue, empty="no bill waits for review"),
+        table(
+            ("account", "cycle", "state", "total", "reasons"),
+            queue,
+            empty="no bill waits for review",
+            nw=(3,),
+        ),
         "<h2>Cycles</h2>",
         table(("cycle", "bills by state"), cycles, empty="no bill run yet"),
     ]
@@ -47,14 +54,14 @@ def bills(req: Request) -> Response:
             (
                 link(url("bills", b["id"]), b["account_id"]),
                 tag(b["state"]),
-                "%s %s" % (b["total"], b["currency"] or ""),
-                b["energy_kwh"] or "",
+                fmt.amount(b["total"], b["currency"]),
+                fmt.NONE if b["energy_kwh"] is None else b["energy_kwh"],
             )
             for b in rows
         ]
         parts += [
             "<h2>Cycle %s%s</h2>" % (esc(cycle), esc(" (%s)" % state if state else "")),
-            table(("account", "state", "total", "kWh"), listed, num=(3,)),
+            table(("account", "state", "total", "kWh"), listed, num=(2, 3), nw=(2,)),
         ]
         if len(rows) == PAGE:
             parts.append(
@@ -70,21 +77,66 @@ def _bill(req: Request) -> dict:
     return b
 
 
+def no_energy_reason(b: dict) -> str:
+    """Why a bill has no energy figure: its hold reasons, or that nothing was measured."""
+    if b["state"] == "held" and b["reasons"]:
+        return "not measured: the bill is held: %s" % "; ".join(b["reasons"])
+    return "no usage was measured for the cycle"
+
+
+def energy_text(b: dict) -> str:
+    return fmt.missing(no_energy_reason(b)) if b["energy_kwh"] is None else fmt.kwh(b["energy_kwh"])
+
+
+def rate_rows(kwh_by_rate: dict, info: tariffs.TariffInfo) -> list[tuple]:
+    """(rate, tariff period, kWh) per rate register, in rate order: rate n is the tariff's
+    n-th period; a one-period tariff prices every rate under that period."""
+    names = info.period_names
+    rows = []
+    for key, value in sorted(kwh_by_rate.items(), key=lambda kv: int(kv[0])):
+        rate = int(key)
+        if len(names) == 1:
+            period = names[0]
+        else:
+            period = names[rate - 1] if 1 <= rate <= len(names) else fmt.missing("not in the tariff")
+        rows.append(("T%d" % rate, period, fmt.kwh(value)))
+    return rows
+
+
+def _sources(sources: dict | None) -> str:
+    if not sources:
+        return fmt.NONE
+    parts = ["%s %s" % (k, fmt.duration(v)) for k, v in sources.items() if v]
+    return ", ".join(parts) or fmt.NONE
+
+
 def bill(req: Request) -> Response:
     b = _bill(req)
+    info = tariffs.tariff_info(req.store, b["tariff_id"], b["period_start"])
+    cur = b["currency"] or info.currency
     done = DONE.get(req.query.get("done", ""))
-    lines = [(ln.get("item"), ln.get("reason", ""), ln.get("amount")) for ln in b["lines"]]
+    lines = [
+        (ITEMS.get(ln.get("item"), ln.get("item")), ln.get("reason", ""), fmt.amount(ln.get("amount"), cur))
+        for ln in b["lines"]
+    ]
     audit = [
         (
             fmt_ts(a["at"]),
             a["action"],
             "%s -> %s" % (a["old_state"], a["new_state"]),
-            a["amount"] or "",
+            fmt.amount(a["amount"], cur) if a["amount"] else "",
             a["user"],
             a["reason"],
         )
         for a in req.store.bill_audit(b["id"])
     ]
+    if b["kwh_by_rate"] is None:
+        by_rate = Markup('<p class="note" id="kwh-by-rate">%s</p>' % esc(fmt.missing(no_energy_reason(b))))
+    else:
+        by_rate = Markup(
+            '<div id="kwh-by-rate">%s</div>'
+            % table(("rate", "tariff period", "kWh"), rate_rows(b["kwh_by_rate"], info), num=(2,))
+        )
     forms = ""
     if b["state"] in review.OPEN_STATES and req.role == "operator":
         forms = (
@@ -102,9 +154,17 @@ def bill(req: Request) -> Response:
                 "correct",
             )
         )
+    span = None
+    if b["period_start"] is not None and b["period_end"] is not None:
+        span = fmt.duration(b["period_end"] - b["period_start"])
+    tariff = (
+        Markup('<span title="%s">%s</span>' % (esc(b["tariff_id"]), esc(info.name)))
+        if b["tariff_id"]
+        else fmt.NONE
+    )
     body = Markup(
-        '<h1>Bill %s %s</h1>%s%s<h2>Lines</h2>%s<p>Total <strong id="bill-total">%s %s</strong></p>'
-        "<h2>kWh by rate</h2><pre>%s</pre>%s<h2>Audit</h2>%s"
+        '<h1>Bill %s %s</h1>%s%s<h2>Lines</h2>%s<p>Total <strong id="bill-total">%s</strong></p>'
+        "<h2>kWh by rate</h2>%s%s<h2>Audit</h2>%s"
         % (
             esc(b["account_id"]),
             esc(b["cycle"]),
@@ -112,19 +172,27 @@ def bill(req: Request) -> Response:
             dl(
                 (
                     ("state", tag(b["state"])),
-                    ("reasons", "; ".join(b["reasons"]) or "-"),
-                    ("period", "%s .. %s" % (fmt_ts(b["period_start"]), fmt_ts(b["period_end"]))),
-                    ("energy", "%s kWh" % b["energy_kwh"]),
-                    ("tariff", b["tariff_id"]),
-                    ("rule", b["rule"] or "-"),
+                    ("reasons", "; ".join(b["reasons"]) or fmt.NONE),
+                    (
+                        "period",
+                        "%s to %s%s"
+                        % (
+                            fmt_ts(b["period_start"]),
+                            fmt_ts(b["period_end"]),
+                            " (%s)" % span if span else "",
+                        ),
+                    ),
+                    ("energy", energy_text(b)),
+                    ("data", _sources(b["sources"])),
+                    ("tariff", tariff),
+                    ("rule", b["rule"] or fmt.NONE),
                 )
             ),
-            table(("item", "reason", "amount"), lines, num=(2,)),
-            esc(b["total"]),
-            esc(b["currency"] or ""),
-            esc(fmt_json(b["kwh_by_rate"])),
+            table(("item", "reason", "amount"), lines, num=(2,), empty="no charge lines", nw=(2,)),
+            esc(fmt.amount(b["total"], cur)),
+            by_rate,
             forms,
-            table(("when", "action", "state", "amount", "user", "reason"), audit),
+            table(("when", "action", "state", "amount", "user", "reason"), audit, num=(3,), nw=(0, 3)),
         )
     )
     return page("Bill %s %s" % (b["account_id"], b["cycle"]), body)

@@ -3,7 +3,7 @@ at a time)."""
 
 from __future__ import annotations
 
-from headend.web import data
+from headend.web import data, fmt
 from headend.web.layout import Markup, esc, fmt_ts, link, table, tag, url
 from headend.web.request import Request, Response, page
 
@@ -33,7 +33,11 @@ def overview(req: Request) -> Response:
     )
     offline = req.store.fleet_meters(limit=50, offline=True)
     rows = [
-        (link(url("meters", m["meter_id"]), m["meter_id"]), m["account_id"] or "-", fmt_ts(m["last_seen"]))
+        (
+            link(url("meters", m["meter_id"]), m["meter_id"]),
+            m["account_id"] or fmt.NONE,
+            fmt_ts(m["last_seen"]),
+        )
         for m in offline
     ]
     queue = req.store.review_queue(limit=10)
@@ -46,7 +50,7 @@ def overview(req: Request) -> Response:
         "<h2>Offline meters</h2>%s<h2>Bills waiting for review</h2>%s"
         % (
             cards,
-            table(("meter", "account", "last seen"), rows, empty="every meter is online"),
+            table(("meter", "account", "last seen"), rows, empty="every meter is online", nw=(2,)),
             table(("account", "cycle", "state", "reasons"), bills, empty="no bill waits for review"),
         )
     )
@@ -59,13 +63,13 @@ def meters(req: Request) -> Response:
     rows = [
         (
             link(url("meters", m["meter_id"]), m["meter_id"]),
-            m["account_id"] or "-",
+            m["account_id"] or fmt.NONE,
             Markup(
                 '<span class="%s">%s</span>'
                 % ("ok" if m["online"] == 1 else "bad", "online" if m["online"] == 1 else "offline")
             ),
             fmt_ts(m["last_seen"]),
-            m["fw"] or "-",
+            m["fw"] or fmt.NONE,
             m["alerts"],
         )
         for m in listed
@@ -79,7 +83,12 @@ def meters(req: Request) -> Response:
         "<h1>Meters</h1><p>%s</p>%s%s"
         % (
             tabs,
-            table(("meter", "account", "state", "last seen", "firmware", "active alerts"), rows, num=(5,)),
+            table(
+                ("meter", "account", "state", "last seen", "firmware", "active alerts"),
+                rows,
+                num=(5,),
+                nw=(3,),
+            ),
             more,
         )
     )

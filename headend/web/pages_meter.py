@@ -5,18 +5,10 @@ ending with it, its recent events, alerts, commands and its account's bills."""
 from __future__ import annotations
 
 from headend.commands import CMD_NAMES, RESULT_NAMES
-from headend.web import charts, data
+from headend.web import charts, data, fmt, tariffs
+from headend.web.fmt import EVENT_NAMES, event_name  # noqa: F401  (names of the events table)
 from headend.web.layout import Markup, dl, esc, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page
-from protocol import messages
-
-EVENT_NAMES = {
-    getattr(messages, n): n[4:].lower().replace("_", " ") for n in dir(messages) if n.startswith("EVT_")
-}
-
-
-def event_name(code: int) -> str:
-    return EVENT_NAMES.get(code, "event %d" % code)
 
 
 def _picker(meter_id: str, profile: dict) -> Markup:
@@ -38,20 +30,36 @@ def _picker(meter_id: str, profile: dict) -> Markup:
     )
 
 
-def _chart(meter_id: str, p: dict) -> Markup:
-    title = "Import Wh per rate, %s%s (UTC), %d-minute intervals" % (
-        p["day"],
-        " and the %d days before" % (p["days"] - 1) if p["days"] > 1 else "",
-        p["step"] // 60,
-    )
+def _span(p: dict) -> str:
+    last = p["to"] - data.DAY
+    if p["days"] == 1:
+        return "%s (UTC)" % p["day"]
+    return "%s to %s (UTC, %d days)" % (data.iso_day(p["from"]), data.iso_day(last), p["days"])
+
+
+def _chart(meter_id: str, p: dict, info: tariffs.TariffInfo) -> Markup:
+    title = "Import Wh per rate, %s, %s intervals" % (_span(p), fmt.duration(p["step"]))
     if not p["rates"]:
-        return Markup('<p class="note" id="no-profile">No readings in this period.</p>')
-    svg = charts.stacked_bars([b["wh"] for b in p["buckets"]], p["from"], p["step"], title)
-    totals = ", ".join(
-        "%s %.3f kWh" % (charts.rate_name(i), wh / 1000) for i, wh in enumerate(p["totals_wh"])
-    )
+        return Markup('<p class="note" id="no-profile">No readings in %s.</p>' % esc(_span(p)))
+    names = [info.rate_name(i + 1) for i in range(p["rates"])]
+    svg = charts.stacked_bars([b["wh"] for b in p["buckets"]], p["from"], p["step"], title, names)
+    totals = ", ".join("%s %s" % (names[i], fmt.wh(wh)) for i, wh in enumerate(p["totals_wh"]))
     return Markup(
-        '<div class="chart">%s</div><p class="note">%s. Totals: %s.</p>' % (svg, esc(title), esc(totals))
+        '<div class="chart">%s</div><p class="note" id="profile-note">%s. Totals: %s.</p>'
+        % (svg, esc(title), esc(totals))
+    )
+
+
+def _latest_link(req: Request, meter_id: str, profile: dict) -> str:
+    """A link to the latest reading's day when the chart does not reach it."""
+    latest = req.store.latest_reading_ts(meter_id)
+    if latest is None or latest <= profile["to"]:
+        return ""
+    day = data.iso_day(data.day_start(latest - 1))
+    return '<p class="note">Latest readings: %s (%s). %s</p>' % (
+        esc(fmt_ts(latest)),
+        "day in progress" if latest % data.DAY else "whole day",
+        link(url("meters", meter_id, day=day, days=1), "Show %s" % day),
     )
 
 
@@ -61,19 +69,24 @@ def meter(req: Request) -> Response:
     if m is None:
         raise HTTPError(404, "unknown meter %r" % meter_id)
     day, days = data.parse_day(req.query.get("day")), data.parse_days(req.query.get("days"))
+    if day is None:  # opening the page: the last whole week of readings
+        day, week = data.default_view(req.store, meter_id, req.now)
+        days = days if req.query.get("days") else week
     profile = data.meter_profile(req.store, meter_id, day, days, req.now)
-    info = dl(
+    info = tariffs.meter_tariff(req.store, meter_id)
+    facts = dl(
         (
             ("state", "online" if m["online"] == 1 else "offline"),
             ("last seen", fmt_ts(m["last_seen"])),
             ("account", _account(req.store.meter_account(meter_id))),
-            ("firmware", m["fw"] or "-"),
-            ("board", m["board"] or "-"),
-            ("metering", m["metering"] or "-"),
+            ("tariff", info.name),
+            ("firmware", m["fw"] or fmt.NONE),
+            ("board", m["board"] or fmt.NONE),
+            ("metering", m["metering"] or fmt.NONE),
         )
     )
     events = [
-        (e["seq"], fmt_ts(e["ts"]), e["code"], event_name(e["code"]), data_text(e["detail"]))
+        (e["seq"], fmt_ts(e["ts"]), e["code"], event_name(e["code"]), data_text(e["code"], e["detail"], info))
         for e in req.store.recent_events(meter_id, 100)
     ]
     alerts = [
@@ -97,25 +110,29 @@ def meter(req: Request) -> Response:
             link(url("bills", b["id"]), b["cycle"]),
             b["account_id"],
             tag(b["state"]),
-            "%s %s" % (b["total"], b["currency"] or ""),
-            b["energy_kwh"] or "",
+            fmt.amount(b["total"], b["currency"]),
+            fmt.NONE if b["energy_kwh"] is None else b["energy_kwh"],
         )
         for b in req.store.meter_bills(meter_id)
     ]
     body = Markup(
-        "<h1>Meter %s</h1>%s<h2>Load profile</h2>%s%s<h2>Events</h2>%s<h2>Alerts</h2>%s"
+        "<h1>Meter %s</h1>%s<h2>Load profile</h2>%s%s%s<h2>Events</h2>%s<h2>Alerts</h2>%s"
         "<h2>Commands</h2>%s<h2>Bills</h2>%s"
         % (
             esc(meter_id),
-            info,
+            facts,
             _picker(meter_id, profile),
-            _chart(meter_id, profile),
-            table(("seq", "time", "code", "event", "detail"), events, num=(0, 2)),
+            _chart(meter_id, profile, info),
+            _latest_link(req, meter_id, profile),
+            table(("seq", "time", "code", "event", "detail"), events, num=(0, 2), nw=(1,)),
             table(("id", "severity", "state", "rule", "summary"), alerts, num=(0,)),
             table(
-                ("seq", "command", "state", "attempts", "result", "reason", "queued"), commands, num=(0, 3)
+                ("seq", "command", "state", "attempts", "result", "reason", "queued"),
+                commands,
+                num=(0, 3),
+                nw=(6,),
             ),
-            table(("cycle", "account", "state", "total", "kWh"), bills, num=(4,)),
+            table(("cycle", "account", "state", "total", "kWh"), bills, num=(3, 4), nw=(3,)),
         )
     )
     return page("Meter %s" % meter_id, body)
@@ -123,16 +140,15 @@ def meter(req: Request) -> Response:
 
 def _account(acc: dict | None):
     if acc is None:
-        return "-"
+        return fmt.NONE
     where = ", ".join(x for x in (acc["billing"], acc["address"], acc["zone"] and "zone " + acc["zone"]) if x)
     target = url("prepaid", acc["account_id"]) if acc["billing"] == "prepaid" else None
     text = "%s (%s)" % (acc["account_id"], where)
     return link(target, text) if target else text
 
 
-def data_text(detail) -> str:
+def data_text(code: int, detail, info: tariffs.TariffInfo = tariffs.NO_TARIFF) -> str:
+    """An event's detail as named fields (``old: 2024-03-17T02:00:00Z, new: ...``)."""
     if detail is None:
         return ""
-    if isinstance(detail, dict):
-        return ", ".join("%s=%s" % (k, v) for k, v in sorted(detail.items(), key=lambda kv: str(kv[0])))
-    return str(detail)
+    return fmt.pairs_text(fmt.event_fields(code, detail, info.currency))

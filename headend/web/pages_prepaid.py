@@ -4,7 +4,7 @@ account's ledger and top-ups (``/prepaid/<account_id>``). Money shown in currenc
 
 from __future__ import annotations
 
-from headend.prepaid.ledger import units
+from headend.web import fmt, tariffs
 from headend.web.layout import Markup, esc, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page
 
@@ -24,22 +24,29 @@ TOPUP_HEADERS = (
 )
 
 
-def _money(milli) -> str:
-    return "-" if milli is None else units(milli)
+def currencies(store) -> dict[str, str]:
+    """account_id -> its tariff's currency, for every prepaid account."""
+    infos: dict[str | None, tariffs.TariffInfo] = {}
+    out = {}
+    for account_id, tid in store.account_tariff_ids("prepaid").items():
+        if tid not in infos:
+            infos[tid] = tariffs.tariff_info(store, tid)
+        out[account_id] = infos[tid].currency
+    return out
 
 
-def topup_rows(rows) -> list[tuple]:
+def topup_rows(rows, currency: dict[str, str]) -> list[tuple]:
     return [
         (
             t["payment_id"],
             link(url("prepaid", t["account_id"]), t["account_id"]),
             link(url("meters", t["meter_id"]), t["meter_id"]),
-            _money(t["amount"]),
+            fmt.money(t["amount"], currency.get(t["account_id"])),
             t["source"],
             fmt_ts(t["received_at"]),
-            t["seq"] if t["seq"] is not None else "-",
+            t["seq"] if t["seq"] is not None else fmt.NONE,
             tag(t["state"] or "none"),
-            t["attempts"] if t["attempts"] is not None else "-",
+            t["attempts"] if t["attempts"] is not None else fmt.NONE,
             fmt_ts(t["sent_at"]),
             fmt_ts(t["done_at"]),
             t["reason"] or "",
@@ -49,13 +56,14 @@ def topup_rows(rows) -> list[tuple]:
 
 
 def overview(req: Request) -> Response:
+    cur = currencies(req.store)
     accounts = [
         (
             link(url("prepaid", a["account_id"]), a["account_id"]),
             a["name"] or "",
-            link(url("meters", a["meter_id"]), a["meter_id"]) if a["meter_id"] else "-",
-            _money(a["ledger_balance"]),
-            _money(a["meter_balance"]),
+            link(url("meters", a["meter_id"]), a["meter_id"]) if a["meter_id"] else fmt.NONE,
+            fmt.money(a["ledger_balance"], cur.get(a["account_id"])),
+            fmt.money(a["meter_balance"], cur.get(a["account_id"])),
             a["in_flight"],
         )
         for a in req.store.prepaid_overview()
@@ -67,10 +75,15 @@ def overview(req: Request) -> Response:
                 ("account", "name", "meter", "ledger balance", "meter balance", "top-ups in flight"),
                 accounts,
                 num=(3, 4, 5),
+                nw=(3, 4),
                 empty="no prepaid account",
             ),
             table(
-                TOPUP_HEADERS, topup_rows(req.store.recent_topups(200)), num=(3, 6, 8), empty="no top-up yet"
+                TOPUP_HEADERS,
+                topup_rows(req.store.recent_topups(200), cur),
+                num=(3, 6, 8),
+                nw=(3, 5, 9, 10),
+                empty="no top-up yet",
             ),
         )
     )
@@ -82,12 +95,13 @@ def account(req: Request) -> Response:
     acc = req.store.account(account_id)
     if acc is None or acc["billing"] != "prepaid":
         raise HTTPError(404, "unknown prepaid account %r" % account_id)
+    currency = tariffs.tariff_info(req.store, acc.get("tariff_id")).currency
     ledger = [
         (
             e["id"],
             fmt_ts(e["at"]),
             e["kind"],
-            _money(e["amount"]),
+            fmt.money(e["amount"], currency),
             e["ref"] or "",
             e["user"] or "",
             tag(e["delivery"]) if e["delivery"] else "",
@@ -99,9 +113,14 @@ def account(req: Request) -> Response:
         "<h2>Top-ups</h2>%s<h2>Ledger</h2>%s"
         % (
             esc(account_id),
-            esc(units(req.store.ledger_balance(account_id))),
-            table(TOPUP_HEADERS, topup_rows(req.store.recent_topups(500, account_id)), num=(3, 6, 8)),
-            table(("id", "when", "kind", "amount", "ref", "user", "delivery"), ledger, num=(0, 3)),
+            esc(fmt.money(req.store.ledger_balance(account_id), currency)),
+            table(
+                TOPUP_HEADERS,
+                topup_rows(req.store.recent_topups(500, account_id), {account_id: currency}),
+                num=(3, 6, 8),
+                nw=(3, 5, 9, 10),
+            ),
+            table(("id", "when", "kind", "amount", "ref", "user", "delivery"), ledger, num=(0, 3), nw=(1, 3)),
         )
     )
     return page("Prepaid %s" % account_id, body)

@@ -5,7 +5,9 @@ alert it came from is resolved with the findings)."""
 from __future__ import annotations
 
 from headend.alerts import workorders
-from headend.web.layout import Markup, action_form, dl, esc, fmt_json, fmt_ts, link, table, tag, url
+from headend.web import fmt
+from headend.web.evidence import evidence_for
+from headend.web.layout import Markup, action_form, dl, esc, fmt_ts, link, table, tag, url
 from headend.web.request import HTTPError, Request, Response, page, redirect
 
 STATES = ("open", "closed", "all")
@@ -43,6 +45,7 @@ def work_orders(req: Request) -> Response:
                 ("id", "state", "meter", "location", "reason", "opened"),
                 rows,
                 num=(0,),
+                nw=(5,),
                 empty="no %s work order" % state,
             ),
         )
@@ -67,9 +70,9 @@ def work_order(req: Request) -> Response:
             [("findings", "Findings on site", "textarea-required")],
             "close",
         )
-    closed = "%s by %s" % (fmt_ts(w["closed_at"]), w["closed_by"]) if w["closed_at"] else "-"
+    closed = "%s by %s" % (fmt_ts(w["closed_at"]), w["closed_by"]) if w["closed_at"] else fmt.NONE
     body = Markup(
-        "<h1>Work order %d</h1>%s%s<h2>Evidence</h2><pre>%s</pre>%s"
+        '<h1>Work order %d</h1>%s%s<h2>Evidence</h2><div id="evidence">%s</div>%s'
         % (
             w["id"],
             '<p class="note" id="done">The work order was closed.</p>'
@@ -79,16 +82,19 @@ def work_order(req: Request) -> Response:
                 (
                     ("state", tag(w["state"])),
                     ("meter", link(url("meters", w["meter_id"]), w["meter_id"])),
-                    ("account", w["account_id"] or "-"),
+                    ("account", w["account_id"] or fmt.NONE),
                     ("location", w["location"]),
                     ("reason", w["reason"]),
-                    ("alert", link(url("alerts", w["alert_id"]), w["alert_id"]) if w["alert_id"] else "-"),
+                    (
+                        "alert",
+                        link(url("alerts", w["alert_id"]), w["alert_id"]) if w["alert_id"] else fmt.NONE,
+                    ),
                     ("opened", fmt_ts(w["created_at"])),
                     ("closed", closed),
-                    ("findings", w["findings"] or "-"),
+                    ("findings", w["findings"] or fmt.NONE),
                 )
             ),
-            esc(fmt_json(w["evidence"])),
+            evidence_for(req.store, w["account_id"], w["evidence"]),
             form,
         )
     )

@@ -9,10 +9,11 @@ Read models of the pages, each one query or two:
   ``fleet_counts()``, ``active_alert_counts()``, ``fleet_meters(after, limit, offline)``,
   ``readings_window(from_ts, to_ts, meter_id=None)`` (each meter's last reading at or before
   ``from_ts`` and every reading in (from_ts, to_ts]: the deltas of the window),
-  ``meter_account(meter_id)``, ``latest_reading_ts(meter_id)``, ``recent_events(meter_id, limit)``,
-  ``recent_commands(meter_id, limit)``, ``meter_bills(meter_id)``, ``review_queue(limit)``,
+  ``meter_account(meter_id)``, ``latest_reading_ts(meter_id)``, ``reading_span(meter_id)``,
+  ``recent_events(meter_id, limit)``, ``recent_commands(meter_id, limit)``, ``meter_bills(meter_id)``,
+  ``review_queue(limit)``,
   ``cycle_bills(cycle, state, after, limit)``, ``bill_cycles()``, ``prepaid_overview()``,
-  ``recent_topups(limit, account_id=None)``.
+  ``account_tariff_ids(billing)``, ``recent_topups(limit, account_id=None)``.
 """
 
 from __future__ import annotations
@@ -161,6 +162,13 @@ class WebStorageMixin:
     def latest_reading_ts(self, meter_id: str) -> int | None:
         return self.conn.execute("SELECT max(ts) FROM readings WHERE meter_id = ?", [meter_id]).fetchone()[0]
 
+    def reading_span(self, meter_id: str) -> tuple[int | None, int | None]:
+        """(first, latest) reading ts of a meter; (None, None) without readings."""
+        first, latest = self.conn.execute(
+            "SELECT min(ts), max(ts) FROM readings WHERE meter_id = ?", [meter_id]
+        ).fetchone()
+        return first, latest
+
     def recent_events(self, meter_id: str, limit: int = 100) -> list[dict]:
         rows = list(
             self.db.query(
@@ -240,6 +248,13 @@ class WebStorageMixin:
         """Prepaid accounts: meter, ledger balance, the meter's last reported balance, top-ups
         in flight (milli-units)."""
         return list(self.db.query(_PREPAID))
+
+    def account_tariff_ids(self, billing: str | None = None) -> dict[str, str | None]:
+        """account_id -> tariff_id of every account (of one billing kind, when given)."""
+        sql, args = "SELECT account_id, tariff_id FROM accounts", []
+        if billing is not None:
+            sql, args = sql + " WHERE billing = ?", [billing]
+        return dict(self.conn.execute(sql, args).fetchall())
 
     def recent_topups(self, limit: int = 200, account_id: str | None = None) -> list[dict]:
         sql, args = _TOPUPS, []
