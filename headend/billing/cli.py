@@ -21,11 +21,11 @@ from headend.billing import cli_profile, parse_tariff
 from headend.billing.calendar import civil
 from headend.billing.policy import load_policy
 from headend.billing.render import render_html, render_text
-from headend.billing.review import approve, correct, parse_amount
+from headend.billing.review import approve, correct, parse_amount, void
 from headend.billing.run import parse_cycle, run_bills
 from headend.errors import AccountError, BillingError
 
-STATES = ("held", "review", "approved", "issued")
+STATES = ("held", "review", "approved", "issued", "void")
 
 
 def _db_parent() -> argparse.ArgumentParser:
@@ -64,6 +64,11 @@ def register(subparsers) -> None:
     run = bsub.add_parser("run", help="bill every postpaid account for a cycle (resumable)", parents=[db])
     run.add_argument("--cycle", required=True, metavar="YYYY-MM")
     run.add_argument("--policy", metavar="FILE", help="TOML policy (thresholds, review sample)")
+    run.add_argument(
+        "--interim",
+        action="store_true",
+        help="bill a cycle that has not ended yet (a deliberate interim run; refused without it)",
+    )
     run.add_argument("--json", action="store_true")
     run.add_argument("--now", type=float, help=argparse.SUPPRESS)
     bl = bsub.add_parser("list", help="bills of a cycle", parents=[db])
@@ -77,6 +82,7 @@ def register(subparsers) -> None:
     for name, helptext in (
         ("approve", "release a bill in review (or a held one)"),
         ("correct", "add an adjustment line to a bill in review or held"),
+        ("void", "void a bill (kept, audited); the next bill run bills the account again"),
     ):
         p = bsub.add_parser(name, help=helptext, parents=[db])
         p.add_argument("account_id")
@@ -190,6 +196,8 @@ def cmd_bill(args) -> int:
             return 0
         if args.bill_command == "approve":
             bill = approve(store, args.account_id, args.cycle, args.reason, args.user, now)
+        elif args.bill_command == "void":
+            bill = void(store, args.account_id, args.cycle, args.reason, args.user, now)
         else:
             amount = parse_amount(args.amount)
             bill = correct(store, args.account_id, args.cycle, amount, args.reason, args.user, now)
@@ -199,7 +207,7 @@ def cmd_bill(args) -> int:
 
 def _bill_run(store, args, now: float) -> int:
     policy = load_policy(args.policy)
-    run = run_bills(store, args.cycle, now, policy, progress=_progress)
+    run = run_bills(store, args.cycle, now, policy, progress=_progress, interim=args.interim)
     held = store.bills(args.cycle, "held")
     reasons = Counter(r.split(":")[0] for b in held for r in b["reasons"])
     summary = {

@@ -6,6 +6,9 @@ customer: its notifications are queued. ``correct(store, account_id, cycle, amou
 reason, user, now)`` adds an ``adjustment`` line (positive or negative, in the bill's
 minor unit) with the reason and updates the total; the bill keeps its state and still
 needs approving. Both append to ``bill_audit`` in the same transaction.
+``void(store, account_id, cycle, reason, user, now)``: the account's live bill for the
+cycle, in any state, becomes ``void`` (kept, audited, its unsent notices dropped); the next
+``headend bill run`` of the cycle bills the account again.
 """
 
 from __future__ import annotations
@@ -52,6 +55,21 @@ def approve(store, account_id: str, cycle: str, reason: str, user: str, now: flo
         bill["id"], {"state": "approved", "issued_at": now, "updated_at": now}, audit, notify=True
     )
     return store.bill(account_id, cycle)
+
+
+def void(store, account_id: str, cycle: str, reason: str, user: str, now: float) -> dict:
+    reason = _reason(reason)
+    bill = store.bill(account_id, cycle)
+    if bill is None:
+        known = store.account(account_id) is not None
+        raise ReviewError(
+            "no bill for account %r in cycle %s%s"
+            % (account_id, cycle, "" if known else " (no such account)")
+        )
+    if bill["state"] == "void":
+        raise ReviewError("the bill of %r for %s is already void" % (account_id, cycle))
+    store.void_bill(bill["id"], reason, user, now)
+    return store.bill_by_id(bill["id"])
 
 
 def parse_amount(text: str) -> Decimal:

@@ -11,10 +11,15 @@ local time) from validated data, ``batch_size`` accounts per transaction:
 3. A bill that passes goes to ``review`` if its zone is a key zone or the seeded sample
    picks it, else it is ``issued`` and its notifications are queued in the outbox.
 
+A cycle is billed once it has ended: ``cycle_end`` is the latest end of its month in the local
+time of the postpaid accounts' tariffs (UTC when there are none); an earlier ``now`` is
+refused unless ``interim`` (a deliberate interim run, ``headend bill run --interim``).
+
 Resumable: the run row keeps a cursor (the last account of the last committed batch),
 committed with the batch. Running the same cycle again resumes an unfinished run, or
 starts a new one that re-prices only ``held`` bills: a bill in review, approved or
-issued is never replaced (and ``bills`` is UNIQUE on (account_id, cycle)).
+issued is never replaced (and ``bills`` is UNIQUE on (account_id, cycle) among live bills:
+a voided bill, ``headend bill void``, is kept and the account billed again).
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from headend.billing import parse_tariff
+from headend.billing.calendar import month_start
 from headend.billing.checks import constraint_reasons, fluctuation_reasons, sample_threshold, sampled
 from headend.billing.policy import Policy
 from headend.billing.price import RULE, CyclePricer
@@ -45,6 +52,44 @@ def parse_cycle(cycle: str) -> tuple[int, int]:
     if not m:
         raise BillingError("cycle must be YYYY-MM, not %r" % (cycle,), "cycle")
     return int(m.group(1)), int(m.group(2))
+
+
+def cycle_end(store, year: int, month: int) -> int:
+    """When the cycle has ended everywhere: the latest local midnight ending the month among
+    the postpaid accounts' tariffs (each bills its own local month), UTC's without any."""
+    ny, nm = (year + 1, 1) if month == 12 else (year, month + 1)
+    offsets = set()
+    for tariff_id in store.postpaid_tariff_ids():
+        row = store.tariff(tariff_id)
+        try:
+            offsets.add(parse_tariff(row["text"], name=row["name"]).utc_offset)
+        except (BillingError, TypeError):
+            continue  # an unusable tariff holds its accounts' bills anyway
+    return max(month_start(ny, nm, off) for off in offsets or {0})
+
+
+def check_cycle_ended(store, cycle: str, now: float) -> None:
+    """Refuse a cycle whose month has not ended at ``now``, naming when it ends."""
+    year, month = parse_cycle(cycle)
+    end = cycle_end(store, year, month)
+    if now < end:
+        raise BillingError(
+            "cycle %s has not ended: it ends at %s (%s from now); bill it after then, or pass"
+            " --interim for a deliberate interim run" % (cycle, iso_utc(end), _span(end - now)),
+            "cycle",
+        )
+
+
+def iso_utc(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _span(s: float) -> str:
+    s = int(s)
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    return " ".join(
+        ["%d d" % d] * bool(d) + ["%d h" % h] * bool(h) + ["%d min" % m] * bool(m or not (d or h))
+    )
 
 
 class _Tariffs:
@@ -253,11 +298,15 @@ def run_bills(
     policy: Policy | None = None,
     on_batch: Callable[[dict], None] | None = None,
     progress: Callable[[dict], None] | None = None,
+    interim: bool = False,
 ) -> dict:
     """Bill the cycle; returns the run row (``counts``: issued, held, review, skipped).
-    ``on_batch(run)`` is called after each committed batch (tests inject a crash there)."""
+    ``on_batch(run)`` is called after each committed batch (tests inject a crash there).
+    A cycle not ended at ``now`` is refused unless ``interim``."""
     policy = policy or Policy()
     year, month = parse_cycle(cycle)
+    if not interim:
+        check_cycle_ended(store, cycle, now)
     run = store.running_run(cycle)
     if run is None:
         seed = policy.review_seed if policy.review_seed is not None else secrets.randbits(63)

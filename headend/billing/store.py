@@ -3,14 +3,17 @@
 Accounts and tariffs:
   ``add_tariff(tariff_id, name, text, effective_from=None, now=...)``  idempotent on the id.
   ``tariff(tariff_id)``, ``add_account(row, meter_id=None, from_ts=0)`` (AccountExists),
-  ``link_meter(account_id, meter_id, from_ts, to_ts=None)``, ``account(id)``, ``accounts()``.
+  ``link_meter(account_id, meter_id, from_ts, to_ts=None)``, ``account(id)``, ``accounts()``,
+  ``meter_account_ids()`` (meter -> the account on its open link).
 Bill runs (``headend.billing.run``), reading a batch of accounts at a time:
   ``postpaid_after(cursor, limit)``, ``profile_sums(ids, interval_s, start, end)``,
   ``profile_points(account_id, interval_s, start, end)``, ``boundary_reads(ids, start, end)``,
   ``vee_problems(ids, start, end)``, ``bill_history(ids, cycle, n)``, ``bill_states(ids, cycle)``,
   ``open_run``/``running_run``/``commit_bill_batch``/``finish_run``/``bill_run``.
-Bills, review and the outbox: ``bills(cycle, state)``, ``bill(account_id, cycle)``,
-  ``update_bill(bill_id, changes, audit)``, ``bill_audit(bill_id)``, ``queue_notifications``,
+Bills, review and the outbox: ``bills(cycle, state)`` (live bills unless ``state='void'``),
+  ``bill(account_id, cycle)`` (the live bill, else the last voided one),
+  ``update_bill(bill_id, changes, audit)``, ``void_bill(bill_id, reason, user, now)``,
+  ``bill_audit(bill_id)``, ``postpaid_tariff_ids()``, ``queue_notifications``,
   ``outbox_due(now, limit)``, ``outbox_update(id, **changes)``, ``outbox(state=None)``.
 """
 
@@ -27,13 +30,14 @@ from headend.billing.store_sql import (
     HISTORY,
     POSTPAID,
     POSTPAID_COUNT,
+    POSTPAID_TARIFFS,
     PROFILE_POINTS,
     PROFILE_SUMS,
     UPSERT_BILL,
     VEE_PROBLEMS,
     marks,
 )
-from headend.errors import AccountError  # noqa: F401
+from headend.errors import AccountError, BillingError  # noqa: F401
 
 
 class BillingStorageMixin:
@@ -91,6 +95,13 @@ class BillingStorageMixin:
             (account_id, meter_id, from_ts, to_ts),
         )
 
+    def meter_account_ids(self) -> dict[str, str]:
+        """meter_id -> the account on its open link (what the web's meter pages show and bills use)."""
+        rows = self.conn.execute(
+            "SELECT meter_id, account_id FROM account_meters WHERE to_ts IS NULL ORDER BY from_ts"
+        ).fetchall()
+        return dict(rows)
+
     def account(self, account_id: str) -> dict | None:
         rows = list(self.db.query("SELECT * FROM accounts WHERE account_id = ?", [account_id]))
         if not rows:
@@ -121,6 +132,10 @@ class BillingStorageMixin:
 
     def postpaid_count_after(self, cursor: str) -> int:
         return self.conn.execute(POSTPAID_COUNT, (cursor,)).fetchone()[0]
+
+    def postpaid_tariff_ids(self) -> list[str]:
+        """The tariffs of the postpaid accounts (each defines the cycle's local month)."""
+        return [r[0] for r in self.conn.execute(POSTPAID_TARIFFS)]
 
     def db_path(self) -> str | None:
         """The database file, for another connection to it (None: in memory)."""
@@ -154,7 +169,8 @@ class BillingStorageMixin:
         return out
 
     def bill_states(self, ids: Sequence[str], cycle: str) -> dict[str, tuple[int, str]]:
-        sql = "SELECT account_id, id, state FROM bills WHERE cycle = ? AND account_id IN (%s)" % marks(ids)
+        sql = "SELECT account_id, id, state FROM bills WHERE cycle = ? AND state != 'void'"
+        sql += " AND account_id IN (%s)" % marks(ids)
         return {a: (i, s) for a, i, s in self.conn.execute(sql, (cycle, *ids))}
 
     # ------------------------------------------------------------ runs
@@ -222,14 +238,22 @@ class BillingStorageMixin:
     # ------------------------------------------------------------ bills and review
 
     def bills(self, cycle: str, state: str | None = None) -> list[dict]:
+        """The cycle's live bills (any state but ``void``), or those in ``state`` (``void`` too)."""
         sql, args = "SELECT * FROM bills WHERE cycle = ?", [cycle]
         if state is not None:
             sql, args = sql + " AND state = ?", args + [state]
+        else:
+            sql += " AND state != 'void'"
         return [_bill(r) for r in self.db.query(sql + " ORDER BY account_id", args)]
 
     def bill(self, account_id: str, cycle: str) -> dict | None:
+        """The account's live bill for the cycle, else the last one voided (None: never billed)."""
         rows = list(
-            self.db.query("SELECT * FROM bills WHERE account_id = ? AND cycle = ?", [account_id, cycle])
+            self.db.query(
+                "SELECT * FROM bills WHERE account_id = ? AND cycle = ?"
+                " ORDER BY state = 'void', id DESC LIMIT 1",
+                [account_id, cycle],
+            )
         )
         return _bill(rows[0]) if rows else None
 
@@ -253,6 +277,27 @@ class BillingStorageMixin:
             if notify:
                 b = self.bill_by_id(bill_id)
                 self.queue_notifications(b["cycle"], [b["account_id"]], audit["at"] if audit else time.time())
+
+    def void_bill(self, bill_id: int, reason: str, user: str, now: float) -> None:
+        """One transaction: the bill becomes ``void`` (if still live), its audit row, and its
+        notifications not yet sent are cancelled (the outbox's ``failed`` with the reason)."""
+        with self.db.atomic():
+            row = self.conn.execute("SELECT state FROM bills WHERE id = ?", (bill_id,)).fetchone()
+            if row is None or row[0] == "void":
+                raise BillingError("bill %d is not a live bill" % bill_id)
+            self.conn.execute("UPDATE bills SET state = 'void', updated_at = ? WHERE id = ?", (now, bill_id))
+            self.db["bill_audit"].insert(
+                {
+                    "bill_id": bill_id,
+                    "action": "void",
+                    "old_state": row[0],
+                    "new_state": "void",
+                    "reason": reason,
+                    "user": user,
+                    "at": now,
+                }  # fmt: skip
+            )
+            self.cancel_bill_notifications(bill_id, "bill voided: " + reason)
 
     def bill_audit(self, bill_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))

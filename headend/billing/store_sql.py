@@ -23,6 +23,8 @@ POSTPAID = (
 
 POSTPAID_COUNT = "SELECT count(*) FROM accounts WHERE billing = 'postpaid' AND account_id > ?"
 
+POSTPAID_TARIFFS = "SELECT DISTINCT tariff_id FROM accounts WHERE billing = 'postpaid' ORDER BY tariff_id"
+
 _LINKED = (
     " FROM account_meters am JOIN load_profile lp"
     " ON lp.meter_id = am.meter_id AND lp.interval_s = ?"
@@ -82,7 +84,8 @@ BILL_COLUMNS = (
 )
 
 UPSERT_BILL = (
-    "INSERT INTO bills (%s) VALUES (%s) ON CONFLICT (account_id, cycle) DO UPDATE SET %s"
+    "INSERT INTO bills (%s) VALUES (%s)"
+    " ON CONFLICT (account_id, cycle) WHERE state != 'void' DO UPDATE SET %s"
     " WHERE bills.state = 'held'"
 ) % (
     ", ".join(BILL_COLUMNS),

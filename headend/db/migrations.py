@@ -646,3 +646,18 @@ def m009_sealed_secrets(db: Database) -> None:
     file is created here if there is none); a new database has nothing to seal.
     """
     keystore.seal_clear(db.conn, keystore.migrating_vault())
+
+
+@migrations()
+def m010_bill_void(db: Database) -> None:
+    """Bills can be voided (``headend bill void``): state ``void``, audited in ``bill_audit``
+    (action ``void``: who, when, why). A voided bill stays, and the account can be billed again
+    for its cycle, so "never two bills for one account and cycle" becomes never two *live*
+    ones: the unique index on (account_id, cycle) is replaced by a partial unique index over
+    the bills that are not void (the bill run's upsert names it: ``ON CONFLICT (account_id,
+    cycle) WHERE state != 'void'``)."""
+    db.execute('DROP INDEX IF EXISTS "idx_bills_account_id_cycle"')
+    db.execute(
+        'CREATE UNIQUE INDEX "idx_bills_live_account_cycle" ON "bills" ("account_id", "cycle")'
+        " WHERE state != 'void'"
+    )

@@ -4,7 +4,8 @@ Bill runs queue a notice per channel of each released bill (``queue_notification
 and/or webhook, the console when the account has neither); alerts queue theirs
 (``queue_alert_notification``); ``headend.notify.outbox.send_pending`` takes the due rows
 (``outbox_due``) and records each attempt (``outbox_update``). Idempotent on (bill_id,
-channel) and (alert_id, channel).
+channel) and (alert_id, channel). A voided bill's notices not yet sent are dropped
+(``cancel_bill_notifications``: state ``failed``, the reason as the last error).
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ class NotifyStoreMixin:
         for i in range(0, len(ids), 30000):
             part = ids[i : i + 30000]
             self.conn.execute(_BILL_NOTIFY % marks(part), (now, now, cycle, *part))
+
+    def cancel_bill_notifications(self, bill_id: int, reason: str) -> int:
+        """The bill's pending notices become ``failed`` with ``reason`` (in the caller's transaction)."""
+        return self.conn.execute(
+            "UPDATE outbox SET state = 'failed', last_error = ? WHERE bill_id = ? AND state = 'pending'",
+            (reason, bill_id),
+        ).rowcount
 
     def queue_alert_notification(self, alert_id: int, channel: str, target: str | None, payload: Mapping,
                                  now: float) -> int:  # fmt: skip

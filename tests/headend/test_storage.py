@@ -37,6 +37,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m007_web_users",
             "m008_quarantine_sample",
             "m009_sealed_secrets",
+            "m010_bill_void",
         ]
         assert {
             "meters",
