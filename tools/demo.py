@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     vee_cfg = os.path.join(work, "vee.toml")
     with open(vee_cfg, "w") as f:
         f.write(VEE_TOML)
-    vee = json.loads(headend(db, "vee", "run", "--now", end, "--config", vee_cfg))
+    vee = json.loads(headend(db, "vee", "run", "--json", "--now", end, "--config", vee_cfg))
     states: dict = {}
     for r in vee.values():
         for k, n in r["states"].items():

@@ -42,27 +42,35 @@ def register(subparsers) -> None:
     asub = acc.add_subparsers(dest="account_command", metavar="SUBCOMMAND", required=True)
     add = asub.add_parser("add", help="add an account, its tariff and meter", parents=[db])
     add.add_argument("account_id")
-    add.add_argument("--zone", required=True)
+    add.add_argument("--zone", required=True, help="billing zone (peers for fluctuation alerts)")
     add.add_argument("--key-zone", action="store_true", help="every bill of this zone is reviewed")
     kind = add.add_mutually_exclusive_group()
     kind.add_argument(
-        "--postpaid", dest="billing", action="store_const", const="postpaid", default="postpaid"
+        "--postpaid",
+        dest="billing",
+        action="store_const",
+        const="postpaid",
+        default="postpaid",
+        help="billed by `bill run` (default)",
     )
-    kind.add_argument("--prepaid", dest="billing", action="store_const", const="prepaid")
+    kind.add_argument(
+        "--prepaid", dest="billing", action="store_const", const="prepaid", help="a prepaid ledger"
+    )
     add.add_argument("--tariff", required=True, metavar="FILE", help="native TOML/JSON or URDB JSON tariff")
     add.add_argument("--meter", metavar="METER_ID", help="link this registered meter")
     add.add_argument("--from", dest="from_ts", type=int, default=0, metavar="TS", help="link from (epoch s)")
-    add.add_argument("--name")
-    add.add_argument("--address")
-    add.add_argument("--email")
-    add.add_argument("--webhook", metavar="URL")
+    add.add_argument("--name", help="the customer's name")
+    add.add_argument("--address", help="the supply address (work orders show it)")
+    add.add_argument("--email", help="bill notices by e-mail to this address")
+    add.add_argument("--webhook", metavar="URL", help="bill notices POSTed to this URL")
+    add.set_defaults(db_use="create")  # headend.cli: creates a missing database
     lst = asub.add_parser("list", help="list accounts", parents=[db])
     lst.add_argument("--json", action="store_true")
 
     bill = subparsers.add_parser("bill", help="postpaid bill runs and review", parents=[db])
     bsub = bill.add_subparsers(dest="bill_command", metavar="SUBCOMMAND", required=True)
     run = bsub.add_parser("run", help="bill every postpaid account for a cycle (resumable)", parents=[db])
-    run.add_argument("--cycle", required=True, metavar="YYYY-MM")
+    run.add_argument("--cycle", required=True, metavar="YYYY-MM", help="the month to bill")
     run.add_argument("--policy", metavar="FILE", help="TOML policy (thresholds, review sample)")
     run.add_argument(
         "--interim",
@@ -72,13 +80,13 @@ def register(subparsers) -> None:
     run.add_argument("--json", action="store_true")
     run.add_argument("--now", type=float, help=argparse.SUPPRESS)
     bl = bsub.add_parser("list", help="bills of a cycle", parents=[db])
-    bl.add_argument("--cycle", required=True, metavar="YYYY-MM")
-    bl.add_argument("--state", choices=STATES)
+    bl.add_argument("--cycle", required=True, metavar="YYYY-MM", help="the billing month")
+    bl.add_argument("--state", choices=STATES, help="only bills in this state")
     bl.add_argument("--json", action="store_true")
     show = bsub.add_parser("show", help="print a bill as a document", parents=[db])
     show.add_argument("account_id")
-    show.add_argument("--cycle", required=True, metavar="YYYY-MM")
-    show.add_argument("--html", action="store_true")
+    show.add_argument("--cycle", required=True, metavar="YYYY-MM", help="the billing month")
+    show.add_argument("--html", action="store_true", help="the HTML document instead of text")
     for name, helptext in (
         ("approve", "release a bill in review (or a held one)"),
         ("correct", "add an adjustment line to a bill in review or held"),
@@ -86,11 +94,11 @@ def register(subparsers) -> None:
     ):
         p = bsub.add_parser(name, help=helptext, parents=[db])
         p.add_argument("account_id")
-        p.add_argument("--cycle", required=True, metavar="YYYY-MM")
+        p.add_argument("--cycle", required=True, metavar="YYYY-MM", help="the billing month")
         if name == "correct":
             p.add_argument("--amount", required=True, metavar="DEC", help="e.g. -5.00 (credit) or 3.20")
-        p.add_argument("--reason", required=True)
-        p.add_argument("--user", default=user)
+        p.add_argument("--reason", required=True, help="why (kept in the audit)")
+        p.add_argument("--user", default=user, help="who (default $USER)")
 
 
 def _store(args):

@@ -39,6 +39,7 @@ def add_billing_commands(subparsers) -> None:
         metavar="MINUTES",
         help="override the tariff's local time, minutes east of UTC (URDB tariffs default to 0)",
     )
+    bp.set_defaults(db_use="none")  # headend.cli: never opens the database
 
 
 def _table(bill) -> list[str]:

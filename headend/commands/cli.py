@@ -26,12 +26,12 @@ import signal
 import time
 from datetime import UTC, datetime
 
-from headend.commands import build
+from headend.commands import CMD_NAMES, RESULT_NAMES, build
 from headend.commands import tariff as tariff_file
 from headend.commands.queue import DEFAULT_TTL, describe, queue
 from headend.errors import CommandError
 from headend.mqtt import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
-from protocol import messages
+from protocol import commands, messages
 
 TYPES = {
     "relay": messages.CMD_RELAY,
@@ -67,7 +67,9 @@ def register(subparsers) -> None:
     state = rl.add_mutually_exclusive_group(required=True)
     state.add_argument("--open", dest="open_relay", action="store_true", help="disconnect the supply")
     state.add_argument("--close", dest="open_relay", action="store_false", help="reconnect the supply")
-    rl.add_argument("--reason", choices=tuple(build.RELAY_REASONS), default="operator")
+    rl.add_argument(
+        "--reason", choices=tuple(build.RELAY_REASONS), default="operator", help="why (default operator)"
+    )
 
     tf = queued("tariff", "send a tariff file's calendar and prices (cmd 3, set tariff)")
     tf.add_argument("--tariff", required=True, metavar="FILE", help="docs/tariff-format.md (or URDB JSON)")
@@ -251,11 +253,31 @@ def cmd_commands(args) -> int:
         _print_json(rows)
     for c in [] if args.json else rows:
         print(
-            "seq %-6d cmd %d %-8s attempts %d%s%s"
-            % (c["seq"], c["cmd"], c["state"], c["attempts"], _opt(" result %s", c["result"]),
-               _opt(" (%s)", c["reason"]))
+            "seq %-6d %-24s %-8s attempts %d%s%s"
+            % (c["seq"], command_label(c["cmd"], c["args"]), c["state"], c["attempts"],
+               _opt(" result %s", RESULT_NAMES.get(c["result"], c["result"])), _opt(" (%s)", c["reason"]))
         )  # fmt: skip
     return 0
+
+
+def command_label(cmd: int, args: dict) -> str:
+    """A queued command as an operator names it: "relay open", "set-config interval=900",
+    "top-up 5000" (milli-units), "read-now"; "cmd N" only for a type this head-end does not know."""
+    name = CMD_NAMES.get(cmd)
+    if name is None:
+        return "cmd %d" % cmd
+    try:
+        named = build.describe_args(cmd, commands.command_args(cmd, {int(k): v for k, v in args.items()}))
+    except (ValueError, KeyError, TypeError, AttributeError):  # stored args it cannot name: the type alone
+        return name
+    if cmd == messages.CMD_RELAY:
+        reason = named.get("reason")
+        return "relay %s%s" % (named["state"], "" if reason in (None, "operator") else " (%s)" % reason)
+    if cmd == messages.CMD_TOPUP:
+        return "top-up %s" % named.get("amount")
+    if cmd == messages.CMD_SET_CONFIG:
+        return " ".join([name] + ["%s=%s" % kv for kv in sorted(named.items())])
+    return name
 
 
 def cmd_dispatch(args) -> int:

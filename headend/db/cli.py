@@ -34,6 +34,7 @@ def _register_backup(subparsers) -> None:
     )
     rs.add_argument("--from", dest="source", required=True, metavar="FILE", help="backup file")
     rs.add_argument("--force", action="store_true", help="replace an existing database")
+    rs.set_defaults(db_use="create")  # headend.cli: restoring makes the database
     rs.add_argument(
         "--advance-commands",
         type=int,

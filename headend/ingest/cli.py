@@ -59,8 +59,8 @@ def register(subparsers) -> None:
 
     rd = subparsers.add_parser("readings", help="print a meter's stored readings", parents=[db])
     rd.add_argument("meter_id")
-    rd.add_argument("--from", dest="from_ts", type=_ts, metavar="TS")
-    rd.add_argument("--to", dest="to_ts", type=_ts, metavar="TS")
+    rd.add_argument("--from", dest="from_ts", type=_ts, metavar="TS", help="first ts (epoch s or ISO 8601)")
+    rd.add_argument("--to", dest="to_ts", type=_ts, metavar="TS", help="last ts (epoch s or ISO 8601)")
     rd.add_argument("--json", action="store_true")
 
     st = subparsers.add_parser(
@@ -154,18 +154,30 @@ def cmd_readings(args) -> int:
         rows = [
             {k: r[k] for k in READING_FIELDS} for r in store.readings(args.meter_id, args.from_ts, args.to_ts)
         ]
+        results = store.vee_results(args.meter_id, args.from_ts, args.to_ts) if rows else []
+    by_seq: dict = {}
+    by_ts: dict = {}
+    for v in results:
+        found = {"rule": v["rule"], "outcome": v["outcome"], "detail": v["detail"]}
+        if v.get("seq") is not None:
+            by_seq.setdefault(v["seq"], []).append(found)
+        else:
+            by_ts.setdefault(v["ts"], []).append(found)
+    for r in rows:  # the VEE rules that judged the reading (why it is suspect or failed)
+        r["vee_rules"] = by_seq.get(r["seq"], []) + by_ts.get(r["ts"], [])
     if args.json:
         _print_json(rows)
     else:
         for r in rows:
             print(
-                "%8d %s imp=%s exp=%s %s"
+                "%8d %s imp=%s exp=%s %s%s"
                 % (
                     r["seq"],
                     datetime.fromtimestamp(r["ts"], UTC).isoformat(),
                     r["imp"],
                     r["exp"],
                     r["vee_state"],
+                    "".join(" [%s %s: %s]" % (v["rule"], v["outcome"], v["detail"]) for v in r["vee_rules"]),
                 )
             )
     return 0

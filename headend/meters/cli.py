@@ -21,13 +21,23 @@ def register(subparsers) -> None:
     add = msub.add_parser("add", help="register a meter; prints its key and broker password", parents=[db])
     add.add_argument("meter_id")
     add.add_argument("--key", help="64 hex digits (generated when not given)")
-    add.add_argument("--account")
+    add.add_argument(
+        "--account", help="an existing account (headend account add) the meter is linked to from now on"
+    )
+    add.set_defaults(db_use="create")  # headend.cli: creates a missing database
     lst = msub.add_parser("list", help="list registered meters", parents=[db])
-    lst.add_argument("--json", action="store_true")
-    fleet.add_arguments(
+    lst.add_argument("--json", action="store_true", help="print the meters as a JSON list")
+    prov = msub.add_parser(
+        "provision",
+        help="register N meters in one transaction; each board's config.json; the broker's files",
+        parents=[db],
+    )
+    fleet.add_arguments(prov)
+    prov.set_defaults(db_use="create")
+    fleet.add_config_arguments(
         msub.add_parser(
-            "provision",
-            help="register N meters in one transaction; each board's config.json; the broker's files",
+            "config",
+            help="write a registered meter's board config.json (for tools/deploy.py or tools/emulate.py)",
             parents=[db],
         )
     )
@@ -35,7 +45,9 @@ def register(subparsers) -> None:
     bc = subparsers.add_parser(
         "broker-config", help="write a Mosquitto config for every registered meter", parents=[db]
     )
-    bc.add_argument("--out", required=True, metavar="DIR")
+    bc.add_argument(
+        "--out", required=True, metavar="DIR", help="writes mosquitto.conf, passwd and acl files here"
+    )
     bc.add_argument("--port", required=True, type=int, help="the meters' listener")
     bc.add_argument(
         "--headend-port",
@@ -45,6 +57,7 @@ def register(subparsers) -> None:
         " command line keeps working; meters need only PORT open)",
     )
     bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
+    bc.set_defaults(db_use="create")
 
 
 def _store(args):
@@ -57,17 +70,23 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=None, separators=(", ", ": "), default=str))
 
 
+LIST_FIELDS = ("meter_id", "account", "online", "last_seen", "fw", "board")
+
+
 def cmd_meter(args) -> int:
     from headend.meters import provision
 
     if args.meter_command == "provision":
         return fleet.run(args)
     with _store(args) as store:
+        if args.meter_command == "config":
+            return fleet.run_config(args, store)
         if args.meter_command == "add":
             _print_json(provision.add_meter(store, args.meter_id, args.key, args.account))
             return 0
+        accounts = store.meter_account_ids()  # the open account link, as the web and bills see it
         rows = [
-            {k: m[k] for k in ("meter_id", "account", "online", "last_seen", "fw", "board")}
+            {k: accounts.get(m["meter_id"]) if k == "account" else m[k] for k in LIST_FIELDS}
             for m in store.meters()
         ]
     if args.json:

@@ -1,5 +1,6 @@
 """``headend meter provision``: a fleet of meters in one go: head-end records, each board's
-config.json, broker files.
+config.json, broker files; and ``headend meter config``: one registered meter's config.json
+(``meter_config``, the same ``board_config``; docs/cli.md says how its broker password is had).
 
 Usage (``python tools/provision_fleet.py`` takes the same arguments):
     headend meter provision --db headend.db --count N --out DIR [--prefix m-] [--first 1]
@@ -102,8 +103,10 @@ def board_config(
     broker_host: str,
     broker_port: int,
     wifi: dict | None = None,
+    extra: dict | None = None,
 ) -> dict:
-    """The config.json dict for one provisioned meter, checked by protocol.board_config.validate."""
+    """The config.json dict for one provisioned meter, checked by protocol.board_config.validate;
+    ``extra``: more config keys (interval, rating, calibration: ``headend meter config``)."""
     cfg = {
         "meter_id": meter["meter_id"],
         "key": meter["key"],
@@ -118,6 +121,7 @@ def board_config(
     }
     if wifi is not None:
         cfg["wifi"] = dict(wifi)
+    cfg.update(extra or {})
     try:
         fw_config.validate(cfg)
     except fw_config.ConfigError as e:
@@ -298,8 +302,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--broker-dir", metavar="DIR", help="broker files (default OUT/broker)")
     p.add_argument("--broker-persistence", action="store_true", help="mosquitto.conf keeps state in DIR")
-    p.add_argument("--wifi-ssid")
-    p.add_argument("--wifi-password", default="")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network the boards join (written to each config.json)")
+    p.add_argument("--wifi-password", default="", help="its password (needs --wifi-ssid)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(provision_parser=p)
 
@@ -340,3 +344,202 @@ def main(argv: list[str] | None = None) -> int:
     except (HeadendError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
+
+
+# -- one meter's config: headend meter config ------------------------------------------------------
+
+BOARDS = ("esp32", "rp2040", "unix")
+
+
+def _calibration_file(path: str) -> dict:
+    """A board's factory calibration: a JSON object, or a config.json whose ``calibration`` it is."""
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+    except ValueError as e:
+        raise FleetError("--calibration %s is not JSON: %s" % (path, e)) from None
+    if isinstance(obj, dict) and isinstance(obj.get("calibration"), dict) and "meter_id" in obj:
+        obj = obj["calibration"]
+    if not isinstance(obj, dict) or not obj:
+        raise FleetError(
+            "--calibration %s: expected a non-empty JSON object (the calibration section)" % path
+        )
+    return obj
+
+
+def _password_from_file(path: str) -> str:
+    with open(path) as f:
+        password = f.readline().rstrip("\r\n")
+    if not password:
+        raise FleetError("--password-file %s: the first line is empty" % path)
+    return password
+
+
+def meter_config(
+    store,
+    meter_id: str,
+    out: str,
+    board: str = "unix",
+    frontend: str = "atm90e26",
+    broker_host: str = "127.0.0.1",
+    broker_port: int = 1883,
+    password: str | None = None,
+    new_password: bool = False,
+    interval: int | None = None,
+    calibration: dict | None = None,
+    wifi: dict | None = None,
+    force: bool = False,
+) -> dict:
+    """Write ``out/config.json`` for registered meter ``meter_id`` (see cli.md); a summary dict.
+
+    The broker password: ``password`` is checked against the stored hash; ``new_password`` makes
+    a new one and stores its hash (the broker's passwd must then be rewritten: broker-config)."""
+    if board not in BOARDS:
+        raise FleetError("--board must be one of %s, got %r" % ("|".join(BOARDS), board))
+    if frontend not in ("atm90e26", "adc"):
+        raise FleetError("--frontend must be atm90e26 or adc, got %r" % frontend)
+    if (password is None) == (not new_password):
+        raise FleetError(
+            "the meter's broker password is needed and the head-end keeps only its hash: give the one"
+            " `headend meter add` printed with --password-file FILE, or issue a new one with --new-password"
+        )
+    m = store.meter(meter_id)
+    if m is None:
+        raise FleetError("unknown meter %r (register it with `headend meter add`)" % meter_id)
+    path = os.path.join(os.path.abspath(out), CONFIG_NAME)
+    if os.path.exists(path) and not force:
+        raise FleetError("%s exists: remove it or pass --force to replace it" % path)
+    if password is not None and not provision.check_mosquitto_hash(password, m["mqtt_password_hash"]):
+        raise FleetError(
+            "--password-file: not meter %r's broker password (the broker would refuse it); issue a new"
+            " one with --new-password" % meter_id
+        )
+    new_hash = None
+    if new_password:
+        password = provision.new_password()
+        new_hash = provision.mosquitto_hash(password)
+    extra: dict = {}
+    if interval is not None:
+        extra["interval"] = interval
+    for key, column, scale in (("ib", "ib_ma", 1000), ("imax", "imax_ma", 1000), ("un", "un_mv", 1000)):
+        if m.get(column):
+            extra[key] = m[column] / scale
+    if m.get("rates"):
+        extra["rates"] = m["rates"]
+    if calibration:
+        extra["calibration"] = dict(calibration)
+    account_id = store.meter_account_ids().get(meter_id)
+    account = store.account(account_id) if account_id else None
+    prepaid = bool(account and account.get("billing") == "prepaid")
+    meter = {"meter_id": meter_id, "key": m["key"], "mqtt_password": password}
+    cfg = board_config(meter, frontend, prepaid, broker_host, broker_port, wifi, extra)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    if os.path.exists(tmp):
+        os.remove(tmp)
+    _write_private(tmp, json.dumps(cfg, indent=2) + "\n")
+    if new_hash is not None:
+        store.set_meter_password_hash(meter_id, new_hash)  # only once the file is written
+    os.replace(tmp, path)
+    if board == "unix":
+        nxt = "python tools/emulate.py --scenario FILE --flash %s --broker mqtt://%s:PASSWORD@%s:%d" % (
+            os.path.dirname(path), meter_id, broker_host, broker_port)  # fmt: skip
+    else:
+        nxt = "python tools/deploy.py --port PORT --board %s --config %s" % (board, path)
+    return {
+        "meter_id": meter_id,
+        "config": path,
+        "board": board,
+        "frontend": frontend,
+        "prepaid": prepaid,
+        "broker": {"host": broker_host, "port": broker_port, "user": meter_id},
+        "password": "new" if new_hash is not None else "given",
+        "calibration": bool(calibration),
+        "next": nxt,
+    }
+
+
+def meter_config_text(s: dict) -> str:
+    lines = [
+        "wrote %s (mode 0600: key and broker password) for meter %s: %s board, %s front end%s,"
+        " broker %s:%d as %s"
+        % (
+            s["config"],
+            s["meter_id"],
+            s["board"],
+            s["frontend"],
+            ", prepaid" if s["prepaid"] else "",
+            s["broker"]["host"],
+            s["broker"]["port"],
+            s["broker"]["user"],
+        ),  # fmt: skip
+    ]
+    if s["password"] == "new":
+        lines.append(
+            "a new broker password was issued and its hash stored: rewrite the broker's passwd with"
+            " `headend broker-config --out DIR --port %d` and reload the broker (SIGHUP), or it refuses"
+            " the meter" % s["broker"]["port"]
+        )
+    if not s["calibration"]:
+        lines.append(
+            "no calibration in it: tools/emulate.py adds its factory calibration; a board refuses to"
+            " meter until its factory calibration is in config.json (--calibration FILE)"
+        )
+    lines.append("next: %s" % s["next"])
+    return "\n".join(lines)
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``headend meter config``."""
+    p.add_argument("meter_id")
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/config.json (the board's flash)")
+    p.add_argument(
+        "--board", choices=BOARDS, default="unix", help="where it runs (default unix: the emulator)"
+    )
+    p.add_argument("--frontend", choices=("atm90e26", "adc"), default="atm90e26", help="metering front end")
+    p.add_argument("--broker-host", default="127.0.0.1", help="broker host the board connects to")
+    p.add_argument("--broker-port", type=int, default=1883, help="the meters' listener (default 1883)")
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument(
+        "--password-file", metavar="FILE", help="the meter's broker password (what `meter add` printed)"
+    )
+    pw.add_argument(
+        "--new-password",
+        action="store_true",
+        help="issue a new broker password and store its hash (then rerun broker-config)",
+    )
+    p.add_argument(
+        "--interval", type=int, metavar="S", help="reading interval, s (default the firmware's 900)"
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="the board's factory calibration (JSON, or a config.json with one)",
+    )
+    p.add_argument("--wifi-ssid", help="Wi-Fi network the board joins")
+    p.add_argument("--wifi-password", default="", help="its password (needs --wifi-ssid)")
+    p.add_argument("--force", action="store_true", help="replace an existing DIR/config.json")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run_config(args, store) -> int:
+    wifi = {"ssid": args.wifi_ssid, "password": args.wifi_password} if args.wifi_ssid else None
+    if args.wifi_password and not args.wifi_ssid:
+        raise FleetError("--wifi-password needs --wifi-ssid")
+    s = meter_config(
+        store,
+        args.meter_id,
+        args.out,
+        board=args.board,
+        frontend=args.frontend,
+        broker_host=args.broker_host,
+        broker_port=args.broker_port,
+        password=_password_from_file(args.password_file) if args.password_file else None,
+        new_password=args.new_password,
+        interval=args.interval,
+        calibration=_calibration_file(args.calibration) if args.calibration else None,
+        wifi=wifi,
+        force=args.force,
+    )
+    print(json.dumps(s) if args.json else meter_config_text(s))
+    return 0

@@ -149,8 +149,17 @@ def add_meter(store, meter_id: str, key_hex: str | None = None, account: str | N
     key_hex = new_key() if key_hex is None else check_key(key_hex)
     if account is not None and not account.strip():
         raise ProvisionError("account must not be empty")
+    if account is not None and store.account(account) is None:
+        raise ProvisionError(
+            "no account %r: add it first (`headend account add %s --zone Z --tariff FILE`), or add the"
+            " meter without --account and link it with `headend account add ... --meter %s`"
+            " (`headend account list` shows the accounts)" % (account, account, meter_id)
+        )
     password = new_password()
-    store.add_meter(meter_id, key_hex, mosquitto_hash(password), account)
+    with store.transaction():  # the meter and its account link (the one the web and bills read), or neither
+        store.add_meter(meter_id, key_hex, mosquitto_hash(password), account)
+        if account is not None:
+            store.link_meter(account, meter_id, 0)
     return {"meter_id": meter_id, "key": key_hex, "mqtt_password": password}
 
 

@@ -50,6 +50,13 @@ class MeterStoreMixin:
             raise MeterExists("meter %r is already registered" % meter_id)
         return self.meter(meter_id)
 
+    def set_meter_password_hash(self, meter_id: str, mqtt_password_hash: str) -> None:
+        """A new broker password's hash (``headend meter config --new-password``)."""
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE meters SET mqtt_password_hash = ? WHERE meter_id = ?", [mqtt_password_hash, meter_id]
+            )
+
     def meter(self, meter_id: str) -> dict | None:
         """The meter's row, its key opened (64 hex digits), or None."""
         rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))

@@ -26,13 +26,18 @@ def register(subparsers) -> None:
     run.add_argument("meter_id", nargs="?")
     run.add_argument("--now", type=_ts, help="the time to validate as of (default: now)")
     run.add_argument("--config", help="VEE thresholds, TOML or JSON ([vee] table); a bad value is named")
+    run.add_argument(
+        "--json", action="store_true", help="print {meter_id: summary} as one JSON object (default: text)"
+    )
     ed = vsub.add_parser("edit", help="replace one interval's energy, with a reason (audited)", parents=[db])
     ed.add_argument("meter_id")
     ed.add_argument("interval_end", type=_ts, help="end of the interval to edit (epoch s or ISO 8601)")
     ed.add_argument("--imp", required=True, help="import Wh per rate, comma-separated (e.g. 10,0,0,2)")
     ed.add_argument("--exp", help="export Wh per rate, comma-separated")
-    ed.add_argument("--reason", required=True)
-    ed.add_argument("--user", default=os.environ.get("USER", "operator"))
+    ed.add_argument("--reason", required=True, help="why the interval is corrected (kept in the audit)")
+    ed.add_argument(
+        "--user", default=os.environ.get("USER", "operator"), help="who corrects it (default $USER)"
+    )
     ed.add_argument("--now", type=_ts, help="the time of the edit (default: now)")
 
     user = os.environ.get("USER", "operator")
@@ -44,8 +49,8 @@ def register(subparsers) -> None:
     en.add_argument("--imp", required=True, type=_wh, help="import Wh per rate, e.g. 1200,340")
     en.add_argument("--exp", type=_wh, help="export Wh per rate (default: carried from the last reading)")
     en.add_argument("--by", default=user, metavar="NAME", help="who read it (default $USER)")
-    en.add_argument("--note")
-    en.add_argument("--work-order", type=int, metavar="ID")
+    en.add_argument("--note", help="free text kept with the reading")
+    en.add_argument("--work-order", type=int, metavar="ID", help="the field work order it was read under")
     en.add_argument("--now", type=_ts, help=argparse.SUPPRESS)
 
 
@@ -104,8 +109,44 @@ def cmd_vee(args) -> int:
                 result = {m: engine.run_vee(store, m, now, cfg) for m in ids}
         except ValueError as e:  # headend.vee.VeeError and its kin name the bad input
             raise CLIError(str(e))
-    _print_json(result)
+    if args.vee_command == "run" and not args.json:
+        print(run_summary_text(result))
+    else:
+        _print_json(result)
     return 0
+
+
+def run_summary_text(result: dict) -> str:
+    """``vee run``'s text: one line per meter (readings by state, the rules that fired, estimates,
+    edits, audit entries) and a total line; ``--json`` prints ``result`` itself."""
+    lines = []
+    totals: dict = {}
+    for meter_id, s in result.items():
+        states = s.get("states") or {}
+        for k, n in states.items():
+            totals[k] = totals.get(k, 0) + n
+        fired = [
+            "%s %s" % (rule, "/".join("%d %s" % (n, o) for o, n in sorted(c.items()) if n))
+            for rule, c in sorted((s.get("rules") or {}).items())
+            if any(c.values())
+        ]
+        lines.append(
+            "%s: %s readings (%s); rules: %s; estimates %s, edits %s, audit entries %s"
+            % (
+                meter_id,
+                s.get("readings", 0),
+                ", ".join("%s %d" % kv for kv in sorted(states.items()) if kv[1]) or "none",
+                ", ".join(fired) or "none fired",
+                (s.get("estimates") or {}).get("total", 0),
+                s.get("edits", 0),
+                s.get("audit_entries", 0),
+            )
+        )
+    lines.append(
+        "vee: %d meter(s); readings by state: %s"
+        % (len(result), ", ".join("%s %d" % kv for kv in sorted(totals.items()) if kv[1]) or "none")
+    )
+    return "\n".join(lines)
 
 
 def _now(args) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import signal
 import sys
 import threading
@@ -51,8 +52,9 @@ def register(subparsers) -> None:
     add.add_argument(
         "--password-stdin", action="store_true", help="read the password from stdin's first line"
     )
+    add.set_defaults(db_use="create")  # headend.cli: the first login may come before any meter
     lst = usub.add_parser("list", help="the logins and their roles", parents=[db])
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print the logins as a JSON list")
 
 
 def _store(args):
@@ -61,11 +63,41 @@ def _store(args):
     return Storage(args.db, master_key_file=getattr(args, "master_key_file", None))
 
 
+def _terminal() -> bool:
+    """Whether getpass can ask on a terminal (stdin is one, or /dev/tty opens)."""
+    try:
+        if sys.stdin is not None and sys.stdin.isatty():
+            return True
+    except ValueError:  # stdin closed
+        pass
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
 def _password(args) -> str:
+    """The new login's password: stdin's first line (--password-stdin), else asked twice on the
+    terminal. CLIError, never a traceback, when stdin ends first (``< /dev/null``, a closed pipe)."""
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password for %s: " % args.name)
-    if getpass.getpass("again: ") != first:
+        line = sys.stdin.readline()
+        if not line:
+            raise CLIError("no password on stdin: --password-stdin reads it from stdin's first line")
+        return line.rstrip("\r\n")
+    if not _terminal():
+        raise CLIError(
+            "no terminal to ask the password on: give it on stdin's first line with --password-stdin"
+        )
+    try:
+        first = getpass.getpass("password for %s: " % args.name)
+        again = getpass.getpass("again: ")
+    except EOFError:
+        raise CLIError(
+            "no password given: input ended before it was typed (no terminal to ask on?); give it on"
+            " stdin's first line with --password-stdin"
+        ) from None
+    if again != first:
         raise CLIError("the two passwords differ")
     return first
 

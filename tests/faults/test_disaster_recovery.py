@@ -122,7 +122,7 @@ def run_procedure(fleet: Fleet, tmp_path) -> None:
         ] == kept
 
     # 3.5 VEE: the hole is found, estimated, and the energy in it is exact
-    vee = ok("vee", "run", "--now", str(int(time.time())))
+    vee = ok("vee", "run", "--json", "--now", str(int(time.time())))
     for m in fleet.ids:
         assert vee[m]["readings"] == len(kept)
         gap = rows(live, "SELECT ts, detail FROM vee_results WHERE meter_id = ? AND rule = 'gap'", [m])

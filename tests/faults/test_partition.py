@@ -79,7 +79,7 @@ def test_meter_partitioned_for_days_then_backlog_burst_stored_once_and_validated
     c = dict(rows(fleet.db, "SELECT name, value FROM counters"))
     assert c["accepted:reading"] == n + 9 and not [k for k in c if k.startswith("rejected")]
 
-    out = headend("--db", fleet.db, "vee", "run", "--now", str(int(time.time())))
+    out = headend("--db", fleet.db, "vee", "run", "--json", "--now", str(int(time.time())))
     assert out.returncode == 0, out.stderr
     vee = json.loads(out.stdout)
     assert vee[cut_off]["readings"] == n + 1

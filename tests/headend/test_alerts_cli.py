@@ -71,7 +71,7 @@ def test_operator_session(db, capsys):
     rc, out, _ = cli(capsys, "alerts", "list", "--db", db)
     assert out == ""  # nothing active any more
 
-    rc, out, _ = cli(capsys, "vee", "run", "m1", "--now", ISO_NOW, "--db", db)
+    rc, out, _ = cli(capsys, "vee", "run", "m1", "--json", "--now", ISO_NOW, "--db", db)
     assert rc == 0 and json.loads(out)["m1"]["readings"] > 0
     rc, out, _ = cli(capsys, "readings", "m1", "--from", "2024-03-17T05:30:00Z", "--json", "--db", db)
     manual = [r for r in json.loads(out) if r["seq"] == -1]

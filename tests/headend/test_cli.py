@@ -20,8 +20,14 @@ def run(capsys, *argv):
     return rc, out.out, out.err
 
 
+TARIFF = '{"format": "open-ami-tariff", "name": "flat", "periods": ["all"], "energy": {"all": "0.5"}}'
+
+
 def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
     db = str(tmp_path / "h.db")
+    tariff = tmp_path / "t.json"
+    tariff.write_text(TARIFF)
+    assert run(capsys, "--db", db, "account", "add", "A-1", "--zone", "Z", "--tariff", str(tariff))[0] == 0
     rc, out, _ = run(capsys, "--db", db, "meter", "add", "m1", "--account", "A-1")
     m = json.loads(out)
     assert rc == 0 and list(m) == ["meter_id", "key", "mqtt_password"] and m["meter_id"] == "m1"
@@ -29,6 +35,27 @@ def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
     assert [(x["meter_id"], x["account"], x["online"]) for x in json.loads(out)] == [("m1", "A-1", 0)]
     rc, out, _ = run(capsys, "meter", "list", "--db", db)
     assert out.split() == ["m1", "A-1", "offline"]
+
+
+def test_meter_add_refuses_an_unknown_account_and_list_agrees_with_the_web(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    tariff = tmp_path / "t.json"
+    tariff.write_text(TARIFF)
+    run(capsys, "--db", db, "meter", "add", "m0")
+    rc, out, err = run(capsys, "--db", db, "meter", "add", "m1", "--account", "A-NOPE")
+    assert rc == 1 and out == "" and "no account 'A-NOPE'" in err and "headend account add" in err
+    with Storage(db) as store:
+        assert store.meter("m1") is None  # nothing half-registered
+    # an account linked afterwards (account add --meter) is the meter's account in the list, as on the web
+    run(capsys, "--db", db, "meter", "add", "m1")
+    rc, _, err = run(capsys, "--db", db, "account", "add", "A-1", "--zone", "Z", "--tariff", str(tariff),
+                     "--meter", "m1")  # fmt: skip
+    assert rc == 0, err
+    rc, out, _ = run(capsys, "--db", db, "meter", "list", "--json")
+    listed = {x["meter_id"]: x["account"] for x in json.loads(out)}
+    with Storage(db) as store:
+        web = {m: (store.meter_account(m) or {}).get("account_id") for m in ("m0", "m1")}
+    assert listed == web == {"m0": None, "m1": "A-1"}
 
 
 @pytest.mark.parametrize(
@@ -56,6 +83,7 @@ def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
     ],
 )
 def test_errors_name_what_was_wrong(tmp_path, capsys, argv, message):
+    Storage(tmp_path / "h.db").close()  # an existing, empty database (a missing one is refused first)
     rc, out, err = run(capsys, *argv, "--db", str(tmp_path / "h.db"))
     assert rc == 1 and out == "" and err.startswith(message)
 
@@ -129,6 +157,7 @@ def test_broker_config_prints_conf_and_url(tmp_path, broker_tmp, capsys):
 
 def test_vee_run_without_the_engine_or_with_a_bad_meter(tmp_path, capsys, monkeypatch):
     db = str(tmp_path / "h.db")
+    Storage(db).close()
     rc, _, err = run(capsys, "vee", "run", "ghost", "--db", db)
     assert rc == 1 and (err.startswith("error: unknown meter 'ghost'") or "not installed" in err)
 
@@ -143,7 +172,7 @@ def test_vee_run_calls_the_engine_entry_point(tmp_path, capsys, monkeypatch):
     db = str(tmp_path / "h.db")
     run(capsys, "meter", "add", "m1", "--db", db)
     run(capsys, "meter", "add", "m2", "--db", db)
-    rc, out, _ = run(capsys, "vee", "run", "--now", "86400", "--db", db)
+    rc, out, _ = run(capsys, "vee", "run", "--json", "--now", "86400", "--db", db)
     assert rc == 0 and json.loads(out) == {"m1": {"validated": 0}, "m2": {"validated": 0}}
     assert [c[:2] for c in calls] == [("m1", 86400), ("m2", 86400)]
     from headend.vee.config import VeeConfig
@@ -159,6 +188,7 @@ def test_vee_run_calls_the_engine_entry_point(tmp_path, capsys, monkeypatch):
 
 
 def test_the_installed_command_runs(tmp_path):
+    Storage(tmp_path / "h.db").close()
     out = subprocess.run(
         [sys.executable, "-m", "headend.cli", "--db", str(tmp_path / "h.db"), "stats", "--json"],
         cwd=ROOT,

@@ -58,7 +58,7 @@ def test_vee_run_then_edit_is_audited_and_rerun_changes_nothing(tmp_path, capsys
                 )
             ]
         )
-    rc, out, _ = run(capsys, "--db", db, "vee", "run", "m1", "--now", str(T0 + 4000))
+    rc, out, _ = run(capsys, "--db", db, "vee", "run", "m1", "--json", "--now", str(T0 + 4000))
     summary = json.loads(out)["m1"]
     assert rc == 0 and summary["estimates"]["created"] >= 1
     with Storage(db) as store:
@@ -95,7 +95,7 @@ def test_vee_run_then_edit_is_audited_and_rerun_changes_nothing(tmp_path, capsys
         }
     assert len(audit) == 1 and audit[0]["user"] == "alice" and lp[(2700, 1)] == (12, "edited")
 
-    rc, out, _ = run(capsys, "--db", db, "vee", "run", "m1", "--now", str(T0 + 4200))
+    rc, out, _ = run(capsys, "--db", db, "vee", "run", "m1", "--json", "--now", str(T0 + 4200))
     assert rc == 0 and json.loads(out)["m1"]["audit_entries"] == 0  # idempotent after the edit
 
 

@@ -21,6 +21,10 @@ def store(tmp_path):
 
 
 def test_add_meter_generates_key_and_password_and_keeps_only_the_hash(store):
+    store.add_tariff("t-1", "flat", "{}", None)
+    store.add_account(
+        {"account_id": "acc", "zone": "Z", "zone_kind": "regular", "billing": "postpaid", "tariff_id": "t-1"}
+    )
     m = provision.add_meter(store, "m-1", account="acc")
     assert set(m) == {"meter_id", "key", "mqtt_password"} and len(bytes.fromhex(m["key"])) == 32
     row = store.meter("m-1")

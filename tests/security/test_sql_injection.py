@@ -95,7 +95,9 @@ def test_every_cli_text_field_is_stored_verbatim_or_refused(db, tmp_path, capsys
         mid = "m%d" % (i + 1)
         rc, _, err = cli(capsys, db, "meter", "add", p)
         assert rc == 1 and "meter id" in err and "invalid" in err
-        rc, out, _ = cli(capsys, db, "meter", "add", mid, "--account", p)
+        rc, out, err = cli(capsys, db, "meter", "add", mid, "--account", p)  # no such account yet
+        assert rc == 1 and out == "" and "no account %r" % p in err
+        rc, out, _ = cli(capsys, db, "meter", "add", mid)
         assert rc == 0 and json.loads(out)["meter_id"] == mid
         tariff = tmp_path / ("t%d.json" % i)
         tariff.write_text(
@@ -133,6 +135,10 @@ def test_every_cli_text_field_is_stored_verbatim_or_refused(db, tmp_path, capsys
             acc["email"],
             acc["webhook"],
         ) == (p,) * 6
+        rc, out, err = cli(capsys, db, "meter", "add", mid + "b", "--account", p)  # the account exists now
+        assert rc == 0 and json.loads(out)["meter_id"] == mid + "b", err
+        rc, out, _ = cli(capsys, db, "meter", "list", "--json")
+        assert {m["meter_id"]: m["account"] for m in json.loads(out)}[mid + "b"] == p
         for argv in (("readings", p), ("commands", "list", p), ("command", "read-now", p)):
             rc, out, err = cli(capsys, db, *argv)
             assert rc == 1 and out == "" and "error:" in err, argv
@@ -236,8 +242,12 @@ def test_every_cli_text_field_is_stored_verbatim_or_refused(db, tmp_path, capsys
     with Storage(db) as s:
         assert sorted(m["meter_id"] for m in s.meters()) == sorted(
             ["m0", "mb", *("m%d" % (i + 1) for i in range(len(INJECTIONS)))]
+            + ["m%db" % (i + 1) for i in range(len(INJECTIONS))]
         )
-        assert {m["account"] for m in s.meters() if m["meter_id"] not in ("m0", "mb")} == set(INJECTIONS)
+        assert {
+            m["account"] for m in s.meters() if m["meter_id"].endswith("b") and m["meter_id"] != "mb"
+        } == set(INJECTIONS)
+        assert s.meter_account_ids()["m1"] == INJECTIONS[0]  # linked by `account add --meter`
         assert {a["account_id"] for a in s.accounts()} == {*INJECTIONS, bill_acc}
         assert {t["payment_id"] for t in s.topups()} == set(INJECTIONS)
         assert s.work_order(wo["id"])["findings"] == ALL and s.work_order(wo["id"])["closed_by"] == ALL
