@@ -96,6 +96,7 @@ def result(app, steps, wall_ms, probe):
         "storage_recoveries": m.storage_recoveries,
         "saves": app.policy.saves,
         "metering": m.metering,
+        "metering_fault": app.metering_fault,  # why metering was refused at boot (firmware/app.py), or None
         "wall_ms": wall_ms,
         "seq": m.seq,
         "cmd_hi": app.reporter.cmd_hi if app.reporter is not None else None,
@@ -132,6 +133,8 @@ def main(link=None, prepare=None, log=None):
         "boot %d restored %d seq %d ts %d rec %d\n"
         % (m.boot_count, app.restored, app.store.seq, app.boot_ts, m.storage_recoveries)
     )
+    if app.metering_fault is not None:
+        log("meter: %s\n" % app.metering_fault)
     bench_setup.install(app, setup)
     broker = setup.get("broker")
     app.board.speed_permille = int((setup.get("speed") or 0) * 1000)

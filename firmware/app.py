@@ -9,6 +9,15 @@ previous run did not end with a clean save, 2 power up, 13 watchdog reset,
 metering stops but the loop keeps the clock, relay and persistence going),
 and saves once (marked unclean) so a later power cut is recognised.
 
+A calibration it cannot trust is refused the same way, before the front end is touched
+(``untrusted_calibration``): config.json without a ``calibration`` section (or an empty one),
+an ATM90E26 calibration that leaves every gain, phase and offset at the chip's power-on
+default, or an ADC calibration without its measured ``v_scale`` and ``i_scale``. Such a
+meter would meter several % off (the sensors' errors uncorrected), so it does not meter at
+all: event 18 with detail 0 = 3 (docs/protocol-extensions.md), registers frozen, readings
+without ``inst``; ``metering_fault`` says why (the emulator prints it). A chip that rejects
+the calibration it was given (CS1/CS2 read back wrong, CalErr/AdjErr) is detail 2.
+
 ``step()`` is one pass of the loop; ``run(max_steps=None)`` repeats it while
 ``board.running()``; ``shutdown()`` saves with the clean mark. A pass sleeps
 ``wait_ms()`` = the poll period (config poll_ms, or ``poll_ms`` given to App),
@@ -31,6 +40,25 @@ from firmware.meter import NEVER, Meter
 CONFIG_NAME = "config.json"
 OUTBOX_DIR = "outbox"
 WDT_MS = 8000  # RP2040's maximum is 8388 ms
+WHY_REJECTED = "the metering IC rejected its calibration (CS1/CS2 or CalErr/AdjErr): event 18 detail 2"
+
+
+def untrusted_calibration(cfg):
+    """Why config ``cfg``'s calibration cannot be trusted (a str), or None (boot only)."""
+    cal = cfg["calibration"]
+    if not cal:
+        return "config.json has no calibration: the meter refuses to meter uncalibrated (event 18 detail 3)"
+    if cfg["frontend"] == "atm90e26":
+        from firmware.atm90e26_cal import never_calibrated
+
+        if never_calibrated(cal):
+            return (
+                "the calibration leaves every ATM90E26 gain, phase and offset at the chip's default"
+                " (never calibrated): metering refused (event 18 detail 3)"
+            )
+    elif "v_scale" not in cal or "i_scale" not in cal:
+        return "the ADC calibration lacks its measured v_scale/i_scale: metering refused (event 18 detail 3)"
+    return None
 
 
 class App:
@@ -50,6 +78,7 @@ class App:
         self.state_error = None
         self.boot_ts = None
         self.prepaid_cfg = None
+        self.metering_fault = None  # why metering was refused at boot (untrusted_calibration)
 
     def boot(self):
         from firmware import persist
@@ -87,8 +116,13 @@ class App:
             m.storage_recoveries += 1
             m.raise_event(ev.EV_STORAGE)
         self.fe = b.frontend(cfg)
-        if not self.fe.calibrate(cfg["calibration"]):
+        why = untrusted_calibration(cfg)
+        if why is not None:
+            m.fault(ev.FAULT_UNCALIBRATED)
+        elif not self.fe.calibrate(cfg["calibration"]):
             m.fault(ev.FAULT_CALIBRATION)
+            why = WHY_REJECTED
+        self.metering_fault = why  # None while metering
         if self.probe is not None:
             self.probe("calibrated")
         unload("firmware.atm90e26_cal", "firmware.atm90e26_reg")

@@ -168,6 +168,23 @@ def calibration_words(cal=None):
     return cal_words, adj_words, _word(cal, "funcen", reg.DEF_FUNCEN), _word(cal, "sagth", reg.DEF_SAGTH)
 
 
+def never_calibrated(cal):
+    """True when ``cal`` leaves every gain, phase and offset register (Lgain, Lphi, Ngain, Nphi and
+    the whole CS2 block: Ugain, IgainL/N, the offsets) at the chip's power-on default: a meter that
+    was never calibrated (its energy off by the sensors' errors, several %). A dict with a bad
+    value is not judged here (calibrate() refuses it)."""
+    try:
+        cal_words, adj_words, _f, _s = calibration_words(cal)
+        pl = {}
+        for k, _d in _PL_KEYS:
+            if k in cal:
+                pl[k] = cal[k]
+        dcal, dadj, _f, _s = calibration_words(pl)
+    except CalibrationError:
+        return False
+    return cal_words[2:6] == dcal[2:6] and adj_words == dadj
+
+
 def _must_write(drv, addr, value):
     if not drv.write(addr, value):
         raise CalibrationError("write of 0x%04X to register 0x%02X not confirmed" % (value, addr))

@@ -54,7 +54,8 @@ EV_STORAGE = const(20)
 NO_DETAIL = const(-1)
 # detail of EV_IC_FAULT
 FAULT_BAD_READ = const(1)
-FAULT_CALIBRATION = const(2)
+FAULT_CALIBRATION = const(2)  # the chip rejected its calibration (CS1/CS2 read back wrong, CalErr/AdjErr)
+FAULT_UNCALIBRATED = const(3)  # config.json has no calibration it can trust: metering refused (app.py)
 
 # latch bits (persisted)
 L_SAG = const(1)

@@ -17,7 +17,10 @@ as it can) and, when the scenario ends, the meter keeps its session up to
 --linger real s until its outbox is empty. Scripted commands in the
 scenario ("commands") need no broker: the bench delivers them.
 Running again with the same --flash DIR continues from the persisted state;
-an empty DIR gets a default config (meter "emu-0001", calibrated).
+an empty DIR gets a default config (meter "emu-0001", calibrated); a config.json
+without a calibration (``headend meter config``, a hand-written one) gets the
+emulated front end's factory calibration written into it, said on stderr; a meter
+whose calibration cannot be trusted does not meter (``metering_fault``, event 18).
 
 Scenario JSON: {"frontend": "atm90e26"|"adc", "start": unix ts, "mains_hz": 50,
 "segments": [{"seconds": N, "urms": V, "irms": A, "phase_deg": deg,
@@ -297,6 +300,8 @@ def table(state):
     bal = state["balance"]
     out.append("balance: %s   relay: %s" % ("-" if bal is None else "%d milli-units" % bal, state["relay"]))
     out.append("events: %s" % (" ".join(str(c) for c in state["events"]) or "-"))
+    if not state.get("metering", True):
+        out.append("metering: refused: %s" % (state.get("metering_fault") or "the metering IC failed"))
     out.append(
         "clock: %d   steps: %d   bad reads: %d   boots: %d"
         % (state["ts"], state["steps"], state["bad_reads"], state["boot_count"])

@@ -246,12 +246,47 @@ def ensure_config(flash, sc):
 
     path = os.path.join(flash, CONFIG_NAME)
     if os.path.exists(path):
+        _calibrate_config(path, log or sys.stderr.write)
         return False
     os.makedirs(flash, exist_ok=True)
+    _write_config(path, config.to_json(default_config(sc)))
+    return True
+
+
+def _write_config(path, text):
     tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json(default_config(sc)))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the key
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
+
+
+def _calibrate_config(path, log):
+    """Add the factory calibration to the config.json at ``path`` when it has none; True if added."""
+    from protocol import board_config as config
+
+    with open(path) as f:
+        try:
+            raw = json.load(f)
+        except ValueError:
+            return False  # the firmware names what is wrong with it
+    if not isinstance(raw, dict) or raw.get("calibration"):
+        return False
+    try:
+        cfg = config.validate(raw)
+    except config.ConfigError:
+        return False  # refused at boot, naming the field
+    if cfg["frontend"] == "atm90e26":
+        raw["calibration"] = factory_calibration(cfg)
+        what = "the emulated ATM90E26's factory calibration (its sensor errors corrected)"
+    else:
+        raw["calibration"] = adc_calibration(cfg["mains_hz"])
+        what = "the emulated ADC front end's calibration (its ratios)"
+    _write_config(path, json.dumps(raw, indent=2) + "\n")
+    log(
+        "emulator: %s has no calibration: wrote %s into it, as a board's factory would"
+        " (the firmware refuses to meter without one)\n" % (path, what)
+    )
     return True
 
 

@@ -174,5 +174,7 @@ def run_board(board):
 
     app = App(board, comms=True)
     app.boot()
+    if app.metering_fault is not None:
+        print("meter: " + app.metering_fault)  # on the REPL/UART; the head-end gets event 18
     board.wifi = app.wifi_cfg
     asyncio.run(run_meter(app, app.broker_cfg))
