@@ -4,13 +4,18 @@ Each round (``Dispatcher.round(now)``):
 1. acks stored by ingest (``acks`` rows) mark their commands ``acked`` (result 0 done,
    1 duplicate) or ``failed`` (2..6, with the reason);
 2. commands past their ``expires`` become ``expired`` and are never sent again;
-3. due commands (``queued``, or ``sent`` whose back-off has run out) are published QoS 1 to
+3. retries to meters offline by their will (``meters.online = 0``) are held: their next
+   attempt is kept ``backoff`` s ahead for as long as the meter is offline;
+4. due commands (``queued``, or ``sent`` whose back-off has run out) are published QoS 1 to
    ``ami/v1/<meter_id>/down/cmd``, the same sealed frame every time (the meter acks a
    repeat as a duplicate), and the next attempt is set ``backoff * 2**attempts`` s later,
-   at most ``backoff_max``.
+   at most ``backoff_max``. An offline meter gets only a command's first send.
 
-The broker keeps nothing for an offline meter unless its session is persistent, so the
-retries are what carries a top-up to a meter that was away.
+Meters keep a persistent session (clean_session 0), so the broker holds the first send of a
+command for a meter that is away and delivers it when the meter reconnects: resending while
+it is offline would only queue copies the meter then acks as duplicates. Once it is back, a
+command still unacked ``backoff`` s later is sent again (its session may have been lost, e.g.
+a broker restarted without persistence).
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Dispatcher:
     def round(self, now: float) -> dict:
         acked = self.store.apply_acks(now)
         expired = self.store.expire_commands(now)
+        self.store.hold_offline(now, self.backoff)
         sent = 0
         for c in self.store.due_commands(now):
             info = self.client.publish(topics.down_cmd(c["meter_id"]), c["frame"], qos=topics.QOS)

@@ -12,7 +12,15 @@ top-ups keep their own path (``record_credit``, which also books the payment). H
 ``command_acks(meter_id, cmd_seq)``: every ack the meter sent for it (a resend's
   duplicate too), in the order the meter sent them.
 ``commands(meter_id)``: a meter's queue; for the dispatcher ``apply_acks(now)``,
-  ``expire_commands(now)``, ``due_commands(now, limit)``, ``mark_sent(id, now, next_at)``.
+  ``expire_commands(now)``, ``hold_offline(now, hold_s)``, ``due_commands(now, limit)``,
+  ``mark_sent(id, now, next_at)``.
+
+Offline meters (``meters.online = 0`` after a status: the will the broker published, ingested
+by ``headend serve``) get each command once: its first send, which the broker keeps in the meter's
+persistent session (meters connect with clean_session 0) and delivers on reconnection. No
+resend while the meter is offline (``due_commands`` skips them and ``hold_offline`` keeps
+pushing their next attempt ``hold_s`` ahead), so once the meter is back a resend goes only if
+the command is still unacked a back-off after its return.
 """
 
 from __future__ import annotations
@@ -25,6 +33,12 @@ from headend.errors import CommandError
 
 ACK_REASONS = {2: "stale", 3: "expired", 4: "bad_args", 5: "unsupported", 6: "failed"}
 FINAL = ("acked", "failed", "expired")
+
+
+def _reachable(alias: str) -> str:
+    """SQL: the meter (``alias`` of ``meters``) is not offline by its will: online, or never heard
+    from (no status yet, so no session of its own at the broker either: only resends reach it)."""
+    return "NOT coalesce(%s.online = 0 AND %s.status_seq IS NOT NULL, 0)" % (alias, alias)
 
 
 class CommandStorageMixin:
@@ -125,19 +139,34 @@ class CommandStorageMixin:
                 (now, int(now)),
             ).rowcount
 
+    def hold_offline(self, now: float, hold_s: float) -> int:
+        """Sent, unsettled commands of meters offline by their will: next attempt no sooner than
+        ``now + hold_s`` (so the first resend comes ``hold_s`` after the meter is back at the
+        earliest, once the copy the broker kept for it has had its chance to be acked)."""
+        with self.db.atomic():
+            return self.conn.execute(
+                "UPDATE commands SET next_attempt_at = ? WHERE state = 'sent' AND next_attempt_at < ?"
+                " AND meter_id IN (SELECT meter_id FROM meters m WHERE NOT %s)" % _reachable("m"),
+                (now + hold_s, now + hold_s),
+            ).rowcount
+
     def due_commands(self, now: float, limit: int = 1000) -> list[dict]:
         """Commands to publish now: for every meter with a command due, ALL its unsettled, unexpired
         commands in seq order. A meter takes a seq only above the highest it has taken and answers a
         lower one "stale", so a later command must never overtake an earlier one still in flight:
-        an earlier command is sent again (the meter acks a repeat "duplicate") before the due one."""
+        an earlier command is sent again (the meter acks a repeat "duplicate") before the due one.
+        A meter offline by its will gets only commands never sent (``attempts = 0``): the broker
+        holds them, after the earlier ones it already holds, in the meter's session."""
         return [
             _command(r)
             for r in self.db.query(
-                "SELECT * FROM commands WHERE state IN ('queued', 'sent')"
-                " AND (expires IS NULL OR expires > ?) AND meter_id IN"
-                " (SELECT meter_id FROM commands WHERE state IN ('queued', 'sent')"
-                " AND next_attempt_at <= ? AND (expires IS NULL OR expires > ?))"
-                " ORDER BY meter_id, seq LIMIT ?",
+                "SELECT c.* FROM commands c LEFT JOIN meters m USING (meter_id)"
+                " WHERE c.state IN ('queued', 'sent') AND (c.expires IS NULL OR c.expires > ?)"
+                " AND (%s OR c.attempts = 0) AND c.meter_id IN"
+                " (SELECT d.meter_id FROM commands d LEFT JOIN meters n USING (meter_id)"
+                " WHERE d.state IN ('queued', 'sent') AND d.next_attempt_at <= ? AND (d.expires IS NULL"
+                " OR d.expires > ?) AND (%s OR d.attempts = 0))"
+                " ORDER BY c.meter_id, c.seq LIMIT ?" % (_reachable("m"), _reachable("n")),
                 [int(now), now, int(now), limit],
             )
         ]
