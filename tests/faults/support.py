@@ -191,23 +191,59 @@ class MeterClient:
 
 class Stream:
     """Meters publishing their frames at a steady pace, each from its own thread (as a fleet
-    reports: many meters, a little each); ``join()`` waits until every frame was handed to paho."""
+    reports: many meters, a little each); ``join()`` waits until every frame was handed to paho.
 
-    def __init__(self, items: dict[MeterClient, list[tuple[str, bytes]]], pace_s: float) -> None:
+    ``stops`` gates the stream instead of timing it: per-meter frame counts (ascending) at which
+    every publisher stops until the test ``release()``s that stop, so a test acts (a backup, a
+    kill) while the stream is at a known point whatever the machine's speed. ``wait_stopped(k)``
+    returns once every publisher has handed exactly ``stops[k - 1]`` frames to paho and waits;
+    ``handed()`` counts the frames handed to paho so far, all meters."""
+
+    def __init__(
+        self, items: dict[MeterClient, list[tuple[str, bytes]]], pace_s: float, stops: tuple[int, ...] = ()
+    ) -> None:
+        self.stops = list(stops)
+        assert self.stops == sorted(self.stops), "stops ascend"
+        self.released = 0  # stops the publishers may pass
+        self.cond = threading.Condition()
+        self.counts = [0] * len(items)  # frames handed to paho, per publisher
         self.threads = [
-            threading.Thread(target=self._run, args=(c, frames, pace_s), daemon=True)
-            for c, frames in items.items()
+            threading.Thread(target=self._run, args=(i, c, frames, pace_s), daemon=True)
+            for i, (c, frames) in enumerate(items.items())
         ]
         for t in self.threads:
             t.start()
 
-    @staticmethod
-    def _run(client: MeterClient, frames, pace_s: float) -> None:
-        for topic, payload in frames:
+    def _run(self, i: int, client: MeterClient, frames, pace_s: float) -> None:
+        for n, (topic, payload) in enumerate(frames):
+            with self.cond:
+                while self.released < len(self.stops) and n >= self.stops[self.released]:
+                    self.cond.wait()
             client.publish(topic, payload)
+            with self.cond:
+                self.counts[i] = n + 1
+                self.cond.notify_all()
             time.sleep(pace_s)
 
+    def handed(self) -> int:
+        with self.cond:
+            return sum(self.counts)
+
+    def wait_stopped(self, k: int, timeout: float = 60) -> None:
+        """Every publisher has handed stops[k - 1] frames to paho and is held there."""
+        assert self.released == k - 1, "stop %d is not the next one" % k
+        with self.cond:
+            ok = self.cond.wait_for(lambda: all(n == self.stops[k - 1] for n in self.counts), timeout)
+        assert ok, "the publishers did not reach stop %d: %r" % (k, self.counts)
+
+    def release(self) -> None:
+        """Let the publishers past the next stop."""
+        with self.cond:
+            self.released += 1
+            self.cond.notify_all()
+
     def join(self, timeout: float = 60) -> None:
+        assert self.released >= len(self.stops), "stops not released: the publishers would wait for ever"
         for t in self.threads:
             t.join(timeout)
             assert not t.is_alive(), "a publisher did not finish"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import time
 
 import pytest
 
@@ -19,6 +18,7 @@ from tests.faults.support import Fleet, Stream, count, headend, integrity, rows,
 from tests.headend.broker_support import cwt_frame, reading_map
 
 METERS, PER_METER = 4, 500
+BACKUPS, PART = 4, 100  # a backup in each of the first four parts of 100 readings per meter
 T0 = 1_700_000_100
 
 
@@ -51,22 +51,27 @@ def test_backups_during_ingest_are_consistent_snapshots_and_restore_refuses_a_li
         ]
         for m in fleet.ids
     }
-    stream = Stream(items, pace_s=0.004)
-    wait_for(lambda: count(fleet.db) > 0, 15, "ingest to start")
+    # the stream is gated, not timed: each meter stops after every PART readings until the backup
+    # of that part is taken, so backup i sees part i being ingested and never anything past it
+    stream = Stream(items, pace_s=0.004, stops=tuple(PART * (i + 1) for i in range(BACKUPS)))
     taken = []
-    for i in range(4):
+    for i in range(BACKUPS):
+        before = i * PART * METERS  # every earlier part, then at least one reading of part i
+        wait_for(lambda n=before: count(fleet.db) > n, 30, "ingest of part %d" % i)
         out = headend("--db", fleet.db, "backup", "--out", str(tmp_path / ("b%d.db" % i)))
         assert out.returncode == 0, out.stderr
         summary = json.loads(out.stdout)
         assert summary["integrity"] == "ok" and summary["bytes"] > 0
         taken.append((summary, consistent(tmp_path / ("b%d.db" % i))))
-        time.sleep(0.15)
+        stream.release()  # the next part
     stream.join()
     for c in clients.values():
         c.wait_acked(30)
     wait_for(lambda: count(fleet.db) == METERS * PER_METER, 30, "every reading")
     totals = [sum(per_meter.values()) for _, per_meter in taken]
-    assert totals == sorted(totals) and 0 < totals[0] and totals[-1] < METERS * PER_METER  # mid-stream
+    for i, total in enumerate(totals):  # mid-stream, each a step further: inside its own part
+        assert i * PART * METERS < total <= (i + 1) * PART * METERS, totals
+    assert totals[-1] < METERS * PER_METER
     assert [s["counts"]["readings"] for s, _ in taken] == totals
     assert not list(tmp_path.glob("b*.db-*")) and not list(tmp_path.glob("*.tmp-*"))  # single files
 

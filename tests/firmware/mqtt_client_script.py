@@ -21,7 +21,7 @@ argv element longer than about 255 bytes. CONFIG.json: {"host", "port",
     hang                                 print the step, then sleep until killed
     backoff base_ms cap_ms n             -> values, ceilings (no connection needed)
 Prints one JSON object a line: {"step": op, ...} after each step, {"event":
-"message"|"puback"|"loop_end", ...} as things happen; every line carries "t"
+"message"|"puback"|"loop_end"|"connect_failed", ...} as things happen; every line carries "t"
 (ms since start). A step that raises prints {"step", "error" (class name),
 "message", "code"} and the script exits with status 3.
 """
@@ -110,9 +110,14 @@ async def step(client, cfg, op, args, acked):
         res["session_present"] = await client.connect(cfg["host"], cfg["port"], timeout)
     elif op == "connect_forever":
         failures = []
+
+        def on_error(e):
+            failures.append(e)
+            out({"event": "connect_failed", "error": type(e).__name__, "n": len(failures)})
+
         backoff = Backoff(args[0], args[1])
         res["session_present"] = await connect_forever(
-            client, cfg["host"], cfg["port"], backoff, on_error=failures.append
+            client, cfg["host"], cfg["port"], backoff, on_error=on_error
         )
         res["failures"] = len(failures)
         res["failure_kinds"] = [type(e).__name__ for e in failures[:3]]

@@ -495,8 +495,12 @@ def test_connect_forever_retries_with_backoff_until_the_broker_comes_up(runtime,
     proc = subprocess.Popen(script_cmd(runtime, cfg), cwd=ROOT, stdout=subprocess.PIPE, text=True)
     broker = None
     try:
-        time.sleep(1.0)  # nothing listens yet: refused, back off, again
-        assert proc.poll() is None
+        seen = []  # nothing listens yet: refused, back off, again; the broker comes after 3 failures
+        for line in proc.stdout:
+            seen.append(json.loads(line))
+            if len(events(seen, "connect_failed")) == 3:
+                break
+        assert len(events(seen, "connect_failed")) == 3 and proc.poll() is None, seen
         broker = start_broker(tmp_path, port)
         out, _ = proc.communicate(timeout=20)
     finally:
@@ -506,9 +510,10 @@ def test_connect_forever_retries_with_backoff_until_the_broker_comes_up(runtime,
         if broker:
             broker.stop()
     assert proc.returncode == 0, out
-    lines = parse(out)
+    lines = seen + parse(out)
     res = step(lines, "connect_forever")
     assert res["session_present"] is False and res["failures"] >= 3
+    assert [e["n"] for e in events(lines, "connect_failed")] == list(range(1, res["failures"] + 1))
     assert set(res["failure_kinds"]) <= {"OSError", "ConnectionRefusedError"}, res
     assert step(lines, "status")["connected"] is True
 

@@ -175,7 +175,6 @@ def test_a_meter_with_its_key_cannot_stop_ingest(fleet):
     flood = cbor.dumps(cbor.Tag(17, [cose.PROTECTED, {4: b"A"}, b"", bytes(32)]))[:-34] + colliding_map(
         90_000
     )
-    t0 = time.monotonic()
     a.publish_all([(topics.up("A", "event"), poison)])
     info = a.publish(topics.up("A", "reading"), flood)
     try:
@@ -186,8 +185,8 @@ def test_a_meter_with_its_key_cannot_stop_ingest(fleet):
     assert not info.is_published(), "the broker acknowledged a %d-byte packet" % len(flood)
     a = MeterClient("A", fleet["password"]["A"], fleet["port"])
     a.publish_all([(topics.up("A", "reading"), reading(ka, "A", 2))])
-    wait_for(lambda: counters(fleet["db"]).get("accepted:reading") == 1, 15, "the reading after them")
-    assert time.monotonic() - t0 < 10, "ingest stalled"
+    # not stalled: the reading after them is stored (decoding the flood would take minutes)
+    wait_for(lambda: counters(fleet["db"]).get("accepted:reading") == 1, 30, "the reading after them")
     assert serve.proc.poll() is None, "".join(serve.lines)
     assert serve.terminate() == 0
     a.close()
@@ -197,6 +196,6 @@ def test_a_meter_with_its_key_cannot_stop_ingest(fleet):
         [e] = s.events("A")
         assert e["detail"] == {"0": "h'00ff'", "1": "Tag(99, [1])", "2": hex(10**40), "3": "ok"}
         keys = s.meter_keys()
-    t1 = time.monotonic()
+    t1 = time.thread_time()  # this thread's CPU time: what the refusal cost, whatever else runs
     v = ingest.verify(topics.up("A", "reading"), flood, keys)
-    assert v.reason == "structure" and "over" in v.detail and time.monotonic() - t1 < 1
+    assert v.reason == "structure" and "over" in v.detail and time.thread_time() - t1 < 1

@@ -23,7 +23,6 @@ import http.client
 import json
 import socket
 import threading
-import time
 
 import pytest
 
@@ -206,14 +205,27 @@ def test_hostile_bodies_are_400_and_the_server_lives_on(server, body):
     assert len(server.store.ledger("P1")) == 1
 
 
-def test_a_stalled_client_does_not_block_other_callbacks(server):
+def test_a_stalled_client_does_not_block_other_callbacks(server, monkeypatch):
+    # ordered by events, not timed: the stalled request is being read (its handler entered) when
+    # the callback comes, and the callback is answered before the stalled one is dropped (which a
+    # server reading one request at a time could only do after the stall timeout)
+    entered = threading.Event()
+    do_post = payserver._Handler.do_POST
+
+    def entering(handler):
+        entered.set()
+        do_post(handler)
+
+    monkeypatch.setattr(payserver._Handler, "do_POST", entering)
+    monkeypatch.setattr(payserver._Handler, "timeout", 3.0)  # the stall timeout of the connections below
     stalled = socket.create_connection(("127.0.0.1", server.server_port))
     stalled.sendall(b'POST /pay/notify HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"pay')
-    time.sleep(0.2)
-    t0 = time.monotonic()
+    assert entered.wait(10), "the server took the stalled request"
     assert post(server, notification())[0] == 200
-    assert time.monotonic() - t0 < 0.9, "the callback waited for the stalled client"
-    stalled.settimeout(5)
+    assert not any("not received" in line for line in server.logs), (
+        "the callback waited for the stalled client"
+    )
+    stalled.settimeout(10)
     assert stalled.recv(100) == b"", "the stalled connection was not dropped"
     stalled.close()
     assert any("not received" in line for line in server.logs)
