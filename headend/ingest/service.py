@@ -9,7 +9,7 @@ Exactly-once into SQLite over an at-least-once broker:
   messages while the head-end is away;
 - QoS 1 subscription to ``ami/v1/+/up/#`` (or ``$share/headend/ami/v1/+/up/#``
   with ``shared``, so several workers split the load);
-- ``manual_ack``: each message is verified (``headend.ingest.verify.add``) into the
+- ``manual_ack``: each message is verified (``headend.ingest.verify.take``) into the
   open batch; the batch (up to ``batch_max`` messages or ``batch_wait`` s after
   its first) is committed in one transaction and only then are its PUBACKs
   sent. A crash before the commit leaves the messages unacknowledged: the
@@ -215,7 +215,7 @@ class IngestService:
 
     def _on_message(self, client, userdata, message):
         received_at = time.time()
-        ingest.add(self._batch, message.topic, message.payload, received_at, self.keys)
+        ingest.take(self._batch, message.topic, message.payload, received_at, self.keys)
         if message.qos:
             self._acks.append(message.mid)
         self._pending += 1
@@ -227,7 +227,7 @@ class IngestService:
         if self._pending >= self.batch_max:
             return False
         received_at = time.time()
-        ingest.add(self._batch, topic, payload, received_at, self.keys)
+        ingest.take(self._batch, topic, payload, received_at, self.keys)
         self._acks.append(mid)
         self._pending += 1
         if self._pending == 1:

@@ -48,6 +48,10 @@ TOPICS = tuple(topics.up("A", k) for k in ("reading", "event", "ack", "status"))
 def ingest_one(topic, payload, seen: set):
     batch = IngestBatch()
     v = bounded(ingest.add, batch, topic, payload, 1.5, KEYS)
+    served = IngestBatch()  # what `headend serve` calls, with the topic as it reads it (bytes)
+    bounded(ingest.take, served, topic.encode() if type(topic) is str else topic, payload, 1.5, KEYS)
+    for field in IngestBatch.__slots__:
+        assert getattr(served, field) == getattr(batch, field), field
     rows = {
         "reading": batch.readings,
         "event": batch.events,

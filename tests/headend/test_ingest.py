@@ -170,6 +170,16 @@ def assert_agrees(body):
         assert fast == ref and list(fast) == list(ref)  # same keys in the same order
         assert ingest._ints(fast["imp"]) == json.dumps(ref["imp"], separators=(",", ":"))
         assert ingest._inst_json(fast.get("inst")) == ingest._json(ref.get("inst"))
+    row = ingest_fast.reading_row(body)  # serve's columns: the same verdict, the same values
+    if fast is None:
+        assert row is None
+    else:
+        assert row == (
+            ref["seq"], ref["ts"], ref["interval"],
+            json.dumps(ref["imp"], separators=(",", ":")), json.dumps(ref["exp"], separators=(",", ":")),
+            json.dumps(ref["q"], separators=(",", ":")), ingest._json(ref.get("inst")),
+            ref.get("balance"), ref.get("flags", 0), ref.get("tariff"),
+        )  # fmt: skip
     return fast, ref
 
 
