@@ -59,7 +59,8 @@ published, processes (boots this run), power cuts, outbox pending/dropped,
 boot count, readings and events stored in the database, how its broker link
 ended (``broker``: connected, refused: <CONNACK reason and code>,
 unreachable: <error>, lost: <error>; tools/emulate.py) with a line under the
-table for each meter that left messages undelivered; the faults with their
+table for each meter that left messages undelivered (``undelivered <meter>:
+<why> (exit N)``); the faults with their
 emulated and real times; wall time. Exit 0 when every meter finished its
 scenario and delivered everything, 1 when one did not finish (or on bad
 input), else, with ``--linger`` > 0, tools/emulate.py's delivery codes: 3 when
@@ -802,7 +803,9 @@ def summary_text(s: dict) -> str:
         )
     for m in s["meters"]:
         if m["delivery_error"]:
-            lines.append("%s: %s (exit %d)" % (m["meter_id"], m["delivery_error"], m["delivery_exit"]))
+            lines.append(
+                "undelivered %s: %s (exit %d)" % (m["meter_id"], m["delivery_error"], m["delivery_exit"])
+            )
     return "\n".join(lines)
 
 

@@ -241,5 +241,5 @@ def test_a_meter_the_broker_refuses_is_named_in_the_summary_and_the_exit_status(
     text = fleet_sim.summary_text(s).splitlines()
     [row] = [line for line in text if line.startswith("m-0002 ")]
     assert " refused " in row and "ERROR" not in row
-    assert "m-0002: %s (exit 3)" % bad["delivery_error"] in text
+    assert "undelivered m-0002: %s (exit 3)" % bad["delivery_error"] in text
     assert [line.split()[10] for line in text if line.startswith("m-0001 ")] == ["connected"]
