@@ -24,6 +24,39 @@ emulator.adc_model for a 230 V / 60 A meter on a 12-bit ADC):
            of cycles up to MAX_SAMPLES
   mains_hz nominal frequency, 50 or 60 (50)
   adc_bits ADC resolution 8..12 (12); boards using read_u16() shift right by 4
+  duty     at most this % of the time is sampled, 1..50 (20)
+  quiet_lsb  current-channel rms (LSB) from which one window per measurement
+           is enough, 1..2047 (64: 3.05 A with the default i_scale)
+
+A measurement is ``begin()``, ``add(vbuf, ibuf, n)`` per window, ``finish(out)``
+(``compute`` is the one-window case). Every window is measured on its own (its
+own DC offsets); out gets the means over the windows (P, Q and S summed in
+quarter mW and rounded to the nearest mW once, at the end: each window's P
+used to be truncated toward zero, 0.5 mW low on average), the status bits of
+all of them and the mean of the measured frequencies. ``windows(dt_ms)`` says how many
+windows the measurement of the dt_ms since the previous one takes: 1 when the
+previous measurement's Irms was at least quiet_lsb, (quiet_lsb / Irms)**2
+below it, never more than duty % of dt_ms nor MAX_WINDOWS (32); before the
+first measurement the duty's count. It depends only on earlier windows, so
+the choice cannot favour the noise of the windows it averages. A board
+samples them back to back (hal.AdcSource.poll): with 10-cycle windows at
+50 Hz and the default 10 s poll, 1 window (0.2 s) above quiet_lsb and up to
+10 (2 s) at low current.
+
+Why: at low current the energy error is the current channel's noise seen
+through the voltage waveform, sum(v[k] n[k]) / N. The two channels' noise is
+independent, so it has zero mean: nothing is biased and no offset or noise
+power is left to remove (tests/firmware/test_adc_accuracy_props.py
+test_low_current_error_is_zero_mean_noise: the mean of 400 windows is the
+true P within its standard error at 0, 0.004 Ib and 0.05 Ib). But its
+standard deviation, ~sigma * Vrms / sqrt(N), is the same number of watts at
+every load: with 1 LSB rms on the 12-bit channels ~0.45 W per 10-cycle
+window, 0.8 % of P at 0.05 Ib and 10 % at the 0.004 Ib starting current, and
+only more samples reduce it. Through the emulator (30 s polls, 40 start
+instants per point), one window per poll spread 0.15 % (one standard
+deviation) at 0.05 Ib over 20 minutes and 4 % at the starting current over
+60 s; with the defaults 0.025 % and 1.4 %. Above quiet_lsb (0.6 Ib) one
+window's noise is < 0.07 % of P and a measurement stays one window.
 
 Method (EmonLib/emonLibCM style, all integers below 2**30):
 - pass 1: sums and min/max; the DC offset is the floor of the mean, so the
@@ -59,8 +92,8 @@ Method (EmonLib/emonLibCM style, all integers below 2**30):
   harmonics, 10-cycle windows over 10 s): active error <= 0.08 % from
   0.05 Ib to Imax at PF 1, 0.5 ind and 0.8 cap (seed 11; +-0.36 % across
   seeds at 0.05 Ib); reactive <= 0.5 %; see tests/firmware/test_adc_accuracy_props.py.
-- compute() returns True when out[11] is 0; no creep threshold is applied
-  (noise gives zero-mean P around no load; the meter loop may add one).
+- compute() and finish() return True when out[11] is 0; no creep threshold is
+  applied (noise gives zero-mean P around no load; the meter loop adds one).
 """
 
 import math
@@ -100,6 +133,13 @@ _A_VV, _A_II, _A_S0, _A_S1, _A_Q0, _A_Q1 = 4, 6, 8, 10, 12, 14  # (hi, lo) limb 
 _A_ZN, _A_ZK0, _A_ZX0, _A_ZY0, _A_ZK1, _A_ZX1, _A_ZY1, _A_ZD0, _A_ZD1 = 16, 17, 18, 19, 20, 21, 22, 23, 24
 _A_SV, _A_SI, _A_VMIN, _A_VMAX, _A_IMIN, _A_IMAX = 25, 26, 27, 28, 29, 30
 _A_LEN = 31
+# slots of the per-measurement sums over its windows (two-limb pairs: hi, lo)
+_S_K, _S_ST, _S_F, _S_FN = 0, 1, 2, 3  # windows, status bits (or), frequency sum, windows with a frequency
+_S_U, _S_I, _S_P, _S_Q, _S_S = 4, 6, 8, 10, 12  # Urms mV, Irms mA; P, Q, S in quarter mW
+_S_LEN = 14
+_QBITS = const(2)  # P, Q and S carry 2 fraction bits until the mean over the windows is rounded
+MAX_WINDOWS = const(32)
+_DT_CAP_MS = const(300000)  # longer intervals take MAX_WINDOWS anyway; keeps dt * duty * Hz < 2**30
 
 DEFAULTS = {
     "v_scale": 13772114,
@@ -109,6 +149,8 @@ DEFAULTS = {
     "cycles": 10,
     "mains_hz": 50,
     "adc_bits": 12,
+    "duty": 20,
+    "quiet_lsb": 64,
 }
 _RANGES = {
     "v_scale": (1, (1 << 30) - 1),
@@ -118,6 +160,8 @@ _RANGES = {
     "cycles": (1, 64),
     "mains_hz": (50, 60),
     "adc_bits": (8, 12),
+    "duty": (1, 50),
+    "quiet_lsb": (1, 2047),
 }
 
 
@@ -286,6 +330,13 @@ class ADCFrontEnd:
         self._sq, self._sshift = scale_q(s_scale)
         self._pq, self._pshift = scale_q(s_scale / gain)
         self._acc = array("i", [0] * _A_LEN)
+        self._sum = array("i", [0] * _S_LEN)
+        # windows(dt) = dt * duty % / window length: dt * duty * mains_hz / (100_000 * cycles)
+        self._win_num = cfg["duty"] * cfg["mains_hz"]
+        self._win_den = 100000 * cfg["cycles"]
+        # quiet_lsb rms on the current channel in mA (capped so its square stays below 2**30)
+        self._quiet_ma = min(32767, cfg["quiet_lsb"] * cfg["i_scale"] >> _SCALE_BITS) or 1
+        self.last_ma = -1  # Irms of the last measurement, mA (-1: none yet)
         self.fast = FAST  # viper passes for array buffers (MicroPython with firmware.adc_viper)
 
     def _interp(self, m0, m1):
@@ -293,15 +344,52 @@ class ADCFrontEnd:
         t = smulshift(m1 - m0, self._pc, _PC_BITS)
         return m0 - t if self._pc_neg else m0 + t
 
+    def windows(self, dt_ms):
+        """How many windows the measurement of the dt_ms ms since the last one takes: 1..MAX_WINDOWS.
+
+        (quiet_ma / Irms of the last measurement)**2, rounded up (1 at or above quiet_ma; every
+        window's noise is the same in W, so this keeps its share of P about level), but at most
+        ``duty`` % of dt_ms; that many until a first measurement. dt_ms 0: one window.
+        """
+        if dt_ms <= 0:
+            return 1
+        if dt_ms > _DT_CAP_MS:
+            dt_ms = _DT_CAP_MS
+        k = (dt_ms * self._win_num + (self._win_den >> 1)) // self._win_den
+        i = self.last_ma
+        q = self._quiet_ma
+        if i >= q:
+            k = 1
+        elif i > 0:
+            ki = (q * q + i * i - 1) // (i * i)
+            if ki < k:
+                k = ki
+        if k < 1:
+            return 1
+        return MAX_WINDOWS if k > MAX_WINDOWS else k
+
+    def begin(self):
+        """Start a measurement of one or more windows (``add`` each, then ``finish``)."""
+        sums = self._sum
+        for k in range(_S_LEN):
+            sums[k] = 0
+
     def compute(self, vbuf, ibuf, n, out):
         """Fill ``out`` from n samples per channel (a whole number of cycles); True if status is 0."""
+        self.begin()
+        self.add(vbuf, ibuf, n)
+        return self.finish(out)
+
+    def add(self, vbuf, ibuf, n):
+        """Measure one window of n samples per channel (a whole number of cycles) into the running sums."""
         if n <= 0 or n % self._spc or n > MAX_SAMPLES or n > len(vbuf) or n > len(ibuf):
             raise ADCFrontEndError(
                 "n=%d must be a positive multiple of samples_per_cycle=%d, <= %d and the buffer lengths"
                 % (n, self._spc, MAX_SAMPLES)
             )
-        if len(out) < OUT_LEN:
-            raise ADCFrontEndError("out must have %d slots, got %d" % (OUT_LEN, len(out)))
+        sums = self._sum
+        if sums[_S_K] >= MAX_WINDOWS:
+            raise ADCFrontEndError("at most %d windows per measurement" % MAX_WINDOWS)
         acc = self._acc
         acc[_A_N] = n
         acc[_A_D] = self._d
@@ -329,8 +417,8 @@ class ADCFrontEnd:
         fi = frac_bits(mean_fx(acc[_A_II], acc[_A_II + 1], n, 0), 29, 2)
         ms = mean_fx(acc[_A_II], acc[_A_II + 1], n, fi) - ((uy * uy) >> (30 - fi))
         ri = isqrt(ms if ms > 0 else 0)
-        u_mv = mulshift(rv, self._v_scale, _SCALE_BITS + (fv >> 1))
-        i_ma = mulshift(ri, self._i_scale, _SCALE_BITS + (fi >> 1))
+        _add2(sums, _S_U, mulshift(rv, self._v_scale, _SCALE_BITS + (fv >> 1)))
+        _add2(sums, _S_I, mulshift(ri, self._i_scale, _SCALE_BITS + (fi >> 1)))
         # active and reactive: interpolated cross sums, DC residual removed
         big = 0
         for slot in range(_A_S0, _A_Q1 + 2, 2):  # the four cross sums
@@ -347,9 +435,10 @@ class ADCFrontEnd:
         qm = self._interp(
             smean_fx(acc[_A_Q0], acc[_A_Q0 + 1], n, f), smean_fx(acc[_A_Q1], acc[_A_Q1 + 1], n, f)
         )
-        p_mw = smulshift(pm - dc, self._pq, f + self._pshift)
-        q_mvar = smulshift(qm - dc, self._pq, f + self._pshift)
-        s_mw = mulshift(rv * ri, self._sq, (fv >> 1) + (fi >> 1) + self._sshift)
+        # P, Q and S in quarter mW: rounded to the mW only after the windows are summed
+        _add2(sums, _S_P, smulshift(pm - dc, self._pq, f + self._pshift - _QBITS))
+        _add2(sums, _S_Q, smulshift(qm - dc, self._pq, f + self._pshift - _QBITS))
+        _add2(sums, _S_S, mulshift(rv * ri, self._sq, (fv >> 1) + (fi >> 1) + self._sshift - _QBITS))
         status = 0
         if acc[_A_VMIN] == 0 or acc[_A_VMAX] == (1 << self.cal["adc_bits"]) - 1:
             status |= STATUS_V_CLIP
@@ -357,9 +446,32 @@ class ADCFrontEnd:
             status |= STATUS_I_CLIP
         freq = self._freq(acc, n, ux >> 7)
         if freq == 0:
-            freq = self._nominal
             status |= STATUS_NO_FREQ
+        else:
+            sums[_S_F] += freq
+            sums[_S_FN] += 1
+        sums[_S_ST] |= status
+        sums[_S_K] += 1
+
+    def finish(self, out):
+        """Fill ``out`` with the means over the windows added since ``begin``; True if status is 0."""
+        if len(out) < OUT_LEN:
+            raise ADCFrontEndError("out must have %d slots, got %d" % (OUT_LEN, len(out)))
+        sums = self._sum
+        k = sums[_S_K]
+        if k == 0:
+            raise ADCFrontEndError("finish() without a window")
+        kq = k << _QBITS
+        u_mv = _rmean(sums, _S_U, k)
+        p_mw = _rmean(sums, _S_P, kq)
+        q_mvar = _rmean(sums, _S_Q, kq)
+        s_mw = _rmean(sums, _S_S, kq)
+        status = sums[_S_ST]
+        fn = sums[_S_FN]
+        freq = round_div(sums[_S_F], fn) if fn else self._nominal
         out[URMS] = (u_mv + 5) // 10
+        i_ma = _rmean(sums, _S_I, k)
+        self.last_ma = i_ma
         out[IRMS] = i_ma
         out[PMEAN] = round_div(p_mw, 1000)
         out[QMEAN] = round_div(q_mvar, 1000)
@@ -393,6 +505,25 @@ class ADCFrontEnd:
         if freq < nominal - (nominal >> 2) or freq > nominal + (nominal >> 2):
             return 0
         return freq
+
+
+def _add2(sums, slot, v):
+    """Add v (|v| < 2**30) to the two-limb pair at sums[slot] (hi, lo: value = hi * 2**15 + lo)."""
+    sums[slot] += v >> 15
+    sums[slot + 1] += v & _M15
+
+
+def _rmean(sums, slot, d):
+    """The two-limb pair at sums[slot] divided by d (1..2**12), rounded half away from zero."""
+    h = sums[slot]
+    lo = sums[slot + 1]
+    h += lo >> 15
+    lo &= _M15
+    if h < 0:  # the magnitude's limbs
+        if lo:
+            return -mean_fx(-h - 1, (1 << 15) - lo + (d >> 1), d, 0)
+        return -mean_fx(-h, d >> 1, d, 0)
+    return mean_fx(h, lo + (d >> 1), d, 0)
 
 
 def _pf(p_mw, s_mw):

@@ -219,7 +219,7 @@ class App:
         b = self.board
         m = self.meter
         dt = b.elapsed_ms()
-        ok = self.fe.poll(m.out) if m.metering else True
+        ok = self.fe.poll(m.out, dt) if m.metering else True
         rep = self.reporter
         if rep is not None:
             rep.tariff_before = m.tariff_id()

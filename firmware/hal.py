@@ -18,9 +18,9 @@ A board (firmware/boards/<name>.py) is an object with:
     running()            False once the emulator's scenario ends; True on boards
 
 A front end has ``calibrate(cal) -> bool`` (False when the chip rejects its
-calibration, atm90e26.CalibrationError: fatal for metering), ``poll(out) -> bool`` (fill the shared
-``out`` layout of firmware/meter.py; False = invalid sample, skipped) and
-``bad_reads``. poll() allocates nothing.
+calibration, atm90e26.CalibrationError: fatal for metering), ``poll(out, dt_ms=0) -> bool`` (fill the
+shared ``out`` layout of firmware/meter.py for the dt_ms ms since the previous poll; False = invalid
+sample, skipped) and ``bad_reads``. poll() allocates nothing.
 
 Only board files import ``machine``; this module does not.
 """
@@ -47,8 +47,8 @@ class AtmSource:
             return False
         return True
 
-    def poll(self, out):
-        return self.driver.poll(out)
+    def poll(self, out, dt_ms=0):
+        return self.driver.poll(out)  # the chip integrates on its own: dt_ms is not needed
 
     @property
     def bad_reads(self):
@@ -57,7 +57,10 @@ class AtmSource:
 
 class AdcSource:
     """Direct ADC sampling as a front end: ``sample(vbuf, ibuf, n)`` fills two array('H') buffers
-    (the board's sampler), then firmware.adc_frontend computes the measurements."""
+    (the board's sampler, one window of consecutive samples per call); firmware.adc_frontend
+    measures each window and poll() gives the mean over ``fe.windows(dt_ms)`` windows taken back
+    to back: one at high current, more at low current (up to the calibration's ``duty`` % of
+    dt_ms), one when dt_ms is 0."""
 
     def __init__(self, sample):
         self._sample = sample
@@ -77,10 +80,20 @@ class AdcSource:
         self.ibuf = array("H", bytes(2 * n))
         return True
 
-    def poll(self, out):
-        n = self.fe.n
-        if not self._sample(self.vbuf, self.ibuf, n):
-            self.bad_reads += 1
+    def poll(self, out, dt_ms=0):
+        fe = self.fe
+        n = fe.n
+        vbuf = self.vbuf
+        ibuf = self.ibuf
+        fe.begin()
+        good = 0
+        for _ in range(fe.windows(dt_ms)):
+            if self._sample(vbuf, ibuf, n):
+                fe.add(vbuf, ibuf, n)
+                good += 1
+            else:
+                self.bad_reads += 1  # a window the board could not time: left out of the mean
+        if not good:
             return False
-        self.fe.compute(self.vbuf, self.ibuf, n, out)
+        fe.finish(out)
         return True  # status bits (clipping, no frequency) are in out[11]; the sample still counts

@@ -117,11 +117,12 @@ def pytest_configure(config):
 
 
 def accuracy_points(config):
-    """Parameters of test_accuracy: every class 1 point for both front ends on the emulator; on a
-    board the one point the tester declared (or None: that test skips, naming the missing options)."""
+    """Parameters of test_accuracy: the starting current and every class 1 point for both front ends on
+    the emulator; on a board the one point the tester declared (or None: that test skips, naming the
+    missing options)."""
     opts = _opts(config)
     if not opts.port:
-        return [p for fe in ("atm90e26", "adc") for p in iec.class1_points(fe)]
+        return [p for fe in ("atm90e26", "adc") for p in iec.accuracy_points(fe)]
     return [base.declared_point(opts, "board")]
 
 

@@ -14,6 +14,11 @@ factors in one row, and tests/firmware/test_emulate_accuracy.py does the same).
 A ``Point`` is one load: front end, current as a multiple of Ib, power-factor kind
 ("1", "0.5L", "0.8C"), the current's lag in degrees (capacitive: negative) and the
 class limit in % (None outside the class's ranges).
+
+The starting current, 0.004 Ib at PF 1 (REFERENCES.md: class 1, direct connected),
+is a point too. Class 1 sets no error limit there (the meter shall start and keep
+registering); the project holds both front ends to +-5 % of the true energy at it
+(``START_LIMIT_PCT``, issue 17), and the report shows it left of the class envelope.
 """
 
 import math
@@ -27,6 +32,8 @@ PF_LABEL = {"1": "PF 1", "0.5L": "PF 0.5 ind", "0.8C": "PF 0.8 cap"}
 PF_VALUE = {"1": 1.0, "0.5L": 0.5, "0.8C": 0.8}
 # the lower edge of the +-1.5 % band and of the +-1.0 % band, in multiples of Ib
 _BANDS = {"1": (0.05, 0.1), "0.5L": (0.1, 0.2), "0.8C": (0.1, 0.2)}
+START_REL = 0.004  # the class 1 starting current, x Ib, at PF 1
+START_LIMIT_PCT = 5.0  # the project's tolerance there (class 1 has none)
 # currents of the test points, multiples of Ib (None = Imax)
 _CURRENTS = {"1": (0.05, 0.1, 0.2, 0.5, 1.0, None), "0.5L": (0.1, 0.2, 0.5, 1.0, None)}
 _CURRENTS["0.8C"] = _CURRENTS["0.5L"]
@@ -37,7 +44,10 @@ class PowerFactorError(ValueError):
 
 
 def limit_pct(i_rel, pf_kind, imax_rel=IMAX / IB):
-    """Class 1 limit (%) at current i_rel x Ib and power-factor kind; None outside the class's ranges."""
+    """Class 1 limit (%) at current i_rel x Ib and power-factor kind; None outside the class's ranges
+    (START_LIMIT_PCT at the starting current, PF 1)."""
+    if pf_kind == "1" and abs(i_rel - START_REL) < START_REL * 1e-4:
+        return START_LIMIT_PCT
     if pf_kind not in _BANDS or i_rel > imax_rel * 1.0001:
         return None
     wide, narrow = _BANDS[pf_kind]
@@ -104,6 +114,11 @@ def class1_points(frontend, ib=IB, imax=IMAX):
         for rel in _CURRENTS[kind]:
             out.append(Point(frontend, imax / ib if rel is None else rel, kind, ib, imax))
     return out
+
+
+def accuracy_points(frontend, ib=IB, imax=IMAX):
+    """What the emulator measures for one front end: the starting current, then the 16 class 1 points."""
+    return [Point(frontend, START_REL, "1", ib, imax)] + class1_points(frontend, ib, imax)
 
 
 def parse_pf(text):

@@ -1,7 +1,8 @@
 """Energy accuracy at the IEC 62053-21 class 1 test points (hil_tests/iec.py, from REFERENCES.md).
 
 Emulator: every point for both front ends (ATM90E26 and direct ADC), 20 simulated
-minutes each at Un 230 V, Ib 5 A, Imax 60 A, against the scenario's exact load.
+minutes each at Un 230 V, Ib 5 A, Imax 60 A, against the scenario's exact load; the
+starting current 0.004 Ib too, against the project's +-5 % (class 1 sets no limit there).
 Board: the one load the tester's bench applies, declared with --ref-watts/--ref-volts/
 --ref-amps/--ref-pf, integrated for --ref-seconds. Every point goes into the report
 (error against the class limit; report.html draws error versus current per PF).
@@ -52,3 +53,12 @@ def test_class_points_cover_references_table():
         assert [round(p.i_rel, 3) for p in pts if p.pf_kind == kind] == [0.1, 0.2, 0.5, 1.0, 12.0]
         assert [p.limit for p in pts if p.pf_kind == kind] == [1.5, 1.0, 1.0, 1.0, 1.0]
     assert iec.limit_pct(0.04, "1") is None and iec.limit_pct(13, "1") is None
+    start = iec.accuracy_points("x")
+    assert [(p.i_rel, p.pf_kind) for p in start[1:]] == [(p.i_rel, p.pf_kind) for p in pts]
+    assert (start[0].i_rel, start[0].pf_kind, start[0].limit, start[0].label) == (
+        0.004,
+        "1",
+        5.0,
+        "0.004 Ib PF 1",
+    )
+    assert iec.limit_pct(0.004, "0.5L") is None and iec.limit_pct(0.0045, "1") is None

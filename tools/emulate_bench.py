@@ -17,8 +17,9 @@ fixed-size replies). This side owns:
   emulator.atm90e26_model (SENSOR_ERRORS, which the factory
   calibration corrects) answering SPI frames, or emulator.adc_model
   filling one window per ADC request (start phase and noise seed are
-  functions of the emulated time, so a re-run after a restart measures the
-  same samples); cover and magnet inputs from the segment (``cover``,
+  functions of the emulated time and of the window's place among those asked
+  for at that instant, which follow each other in time, so a re-run after a
+  restart measures the same samples); cover and magnet inputs from the segment (``cover``,
   ``magnet``: 0/1);
 - the factory: an empty flash directory gets config.json (``ensure_config``:
   meter "emu-0001", a fixed key, the scenario's front end and mains
@@ -313,6 +314,8 @@ class Bench:
         self.load = scenario.segments[0]
         self.chip = None
         self.windows = 0
+        self._adc_t = None  # the instant of the last ADC window and how many were taken then
+        self._adc_j = 0
         self.requests = 0
         self._sample_us = 1e6 / (scenario.mains_hz * ADC_SPC)
         if cfg.get("frontend", "atm90e26") == "atm90e26":
@@ -386,12 +389,24 @@ class Bench:
         return ib
 
     def adc(self, n):
-        """One window of n sample pairs with the load of the interval that just ended (deterministic)."""
+        """One window of n sample pairs with the load of the interval that just ended (deterministic).
+
+        Windows asked for at one instant (a measurement of several) follow each other: window j
+        starts j windows after the first and has noise of its own, as a real ADC's would.
+        """
         seg = self.load
         t = self.t_ms
+        if t != self._adc_t:
+            self._adc_t = t
+            self._adc_j = 0
+        j = self._adc_j
+        self._adc_j = j + 1
         seed = (t * 2654435761 + 12345) & 0xFFFFFFFF
-        model = ADCModel(skew_us=self._sample_us / 2, seed=seed)
         t0_us = float((t * 7919) % 20000) + (seed & 0xFF) / 256.0  # start phase across the cycle
+        if j:
+            t0_us += j * n * self._sample_us
+            seed = (seed + j * 0x9E3779B9) & 0xFFFFFFFF or 1
+        model = ADCModel(skew_us=self._sample_us / 2, seed=seed)
         i = seg[3] if self.relay_closed else 0.0
         vbuf = array.array("H", bytes(2 * n))
         ibuf = array.array("H", bytes(2 * n))

@@ -213,9 +213,76 @@ def test_compute_does_not_allocate():
         p1 = out[P_MW]
         ok2 = fe.compute(vl, il, N, out)
         p2 = out[P_MW]
+        k = fe.windows(60000)
+        fe.begin()  # a measurement of several windows, as hal.AdcSource.poll takes it
+        for _ in range(fe_mod.MAX_WINDOWS):
+            fe.add(vb, ib, N)
+            fe.add(vl, il, N)
+            if fe._sum[0] == fe_mod.MAX_WINDOWS:
+                break
+        ok3 = fe.finish(out)
+        p3 = out[P_MW]
     finally:
         compat.heap_unlock()
     assert ok1 and ok2 and p1 > 0 and p2 < 0, (p1, p2)
+    assert ok3 and k == 1 and abs(p3 - (p1 + p2) / 2) <= 1, (p1, p2, p3, k)
+
+
+def test_windows_follow_the_last_current_within_the_duty():
+    # 2-cycle windows of 40 ms; quiet_lsb 64 is 3050 mA with the default i_scale; duty 20 %
+    fe = ADCFrontEnd({"samples_per_cycle": SPC, "cycles": CYCLES})
+    assert fe.last_ma == -1 and fe._quiet_ma == 3050
+    assert fe.windows(0) == 1 and fe.windows(-5) == 1
+    assert fe.windows(1000) == 5 and fe.windows(100) == 1  # no measurement yet: the duty's count
+    assert fe.windows(10000) == fe_mod.MAX_WINDOWS and fe.windows(10**9) == fe_mod.MAX_WINDOWS
+    model = ADCModel(seed=2)
+    vb = array("H", [0] * N)
+    ib = array("H", [0] * N)
+    out = [0] * 14
+    for irms, want_10s, want_1s in ((5.0, 1, 1), (3.2, 1, 1), (1.0, 10, 5), (0.5, 32, 5), (0.0, 32, 5)):
+        model.fill(vb, ib, N, 0, DEFAULT_SAMPLE_US, UN, irms, 0.0, 50, (), 0)
+        fe.compute(vb, ib, N, out)
+        assert fe.last_ma == out[IRMS], (fe.last_ma, out)
+        assert fe.windows(10000) == want_10s and fe.windows(1000) == want_1s, (irms, out[IRMS])
+    assert "duty" in str(raises(ADCFrontEndError, ADCFrontEnd, {"duty": 51}))
+    assert "quiet_lsb" in str(raises(ADCFrontEndError, ADCFrontEnd, {"quiet_lsb": 0}))
+
+
+def test_a_measurement_of_several_windows_is_their_mean():
+    model = ADCModel(seed=4)
+    fe = ADCFrontEnd(model.frontend_cal(DEFAULT_SAMPLE_US, SPC, CYCLES))
+    one = [0] * 14
+    out = [0] * 14
+    sums = [0] * 14
+    wins = []
+    for k, (irms, phase, noise) in enumerate(
+        ((0.25, 0.0, 0), (0.3, 60.0, 1), (0.2, -36.87, 1), (12.0, 10.0, 2))
+    ):
+        vb = array("H", [0] * N)
+        ib = array("H", [0] * N)
+        model.fill(vb, ib, N, 1000 + 7919 * k, DEFAULT_SAMPLE_US, UN, irms, phase, 50, HARM, noise)
+        wins.append((vb, ib))
+        fe.compute(vb, ib, N, one)
+        for slot in (URMS, IRMS, P_MW, Q_MVAR, fe_mod.FREQ):
+            sums[slot] += one[slot]
+    fe.begin()
+    for vb, ib in wins:
+        fe.add(vb, ib, N)
+    ok = fe.finish(out)
+    m = len(wins)
+    for slot in (URMS, IRMS, P_MW, Q_MVAR, fe_mod.FREQ):  # P, Q rounded once, from quarter mW
+        assert abs(out[slot] - sums[slot] / m) <= 1, (slot, out, sums)
+    assert out[PMEAN] == (out[P_MW] + 500) // 1000 and out[QMEAN] == fixedpoint.round_div(out[Q_MVAR], 1000)
+    assert ok and out[STATUS] == 0 and fe.last_ma == out[IRMS], out
+    assert "without a window" in str(raises(ADCFrontEndError, ADCFrontEnd().finish, out))
+    vb, ib = wins[0]
+    fe.compute(vb, ib, N, one)
+    fe.begin()
+    for _ in range(fe_mod.MAX_WINDOWS):
+        fe.add(vb, ib, N)
+    assert "windows" in str(raises(ADCFrontEndError, fe.add, vb, ib, N))
+    fe.finish(out)
+    assert out == one, (out, one)  # 32 times the same window
 
 
 def test_fixed_point_helpers_are_exact():

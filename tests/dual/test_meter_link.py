@@ -129,7 +129,7 @@ def _step(board, fe, out):
     """The board's part of firmware.app.App.step: one 60 s pass; the elapsed ms."""
     board.sleep_ms(60000)
     dt = board.elapsed_ms()
-    ok = fe.poll(out)
+    ok = fe.poll(out, dt)
     board.set_relay(ok)
     board.inputs()
     board.wdt_feed()
@@ -183,9 +183,32 @@ def test_link_adc_app_step_allocates_nothing():
             _step(board, fe, out)
     finally:
         compat.heap_unlock()
-    assert fake.slept == 61 * 60000 and fake.counts[bench_link.OP_ADC & 0x0F] == 61
+    # the first poll (no current measured yet) samples the duty's share, 32 windows; then 10 A needs one
+    assert fake.slept == 61 * 60000 and fake.counts[bench_link.OP_ADC & 0x0F] == 32 + 60
     assert 22000 < out[4] < 24000 and 9000 < out[5] < 11000 and out[12] > 2000000  # ~230 V, ~10 A, ~2.3 kW
     assert fe.bad_reads == 0 and out[11] == 0
+    fe = board = None
+    _drop("firmware.adc_frontend", "firmware.adc_viper", "firmware.fixedpoint")
+
+
+def test_link_adc_low_current_poll_of_many_windows_allocates_nothing():
+    fake = FakeBench()
+    fake.wave_i = [2048, 2050, 2051, 2050, 2048, 2046, 2045, 2046]  # ~0.1 A: noise-bound, so 32 windows
+    link = bench_link.BenchLink(fake, fake)
+    board = UnixBoard(link, "/tmp")
+    fe = board.frontend({"frontend": "adc"})
+    assert fe.calibrate({"samples_per_cycle": 8, "cycles": 2})
+    out = [0] * 14
+    _step(board, fe, out)
+    gc.collect()
+    compat.heap_lock()
+    try:
+        for _ in range(10):
+            _step(board, fe, out)
+    finally:
+        compat.heap_unlock()
+    assert fake.counts[bench_link.OP_ADC & 0x0F] == 11 * 32 and 50 < out[5] < 150 and out[11] == 0, out
+    assert 0 < out[12] < 30000 and fe.bad_reads == 0, out
     fe = board = None
     _drop("firmware.adc_frontend", "firmware.adc_viper", "firmware.fixedpoint")
 

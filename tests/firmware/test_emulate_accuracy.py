@@ -5,10 +5,21 @@ flash, default config with the factory calibration): 20 simulated minutes at
 Un 230 V, Ib 5 A, Imax 60 A; ATM90E26 polled every 60 s (the emulated chip
 has +1.2 % U, -0.9 % I and 0.25 deg phase errors that its factory calibration
 corrects), ADC every 30 s (one 10-cycle window per poll, 1 LSB rms noise).
-Registered energy = imp_mwh (whole Wh plus carried remainder) against the
-true urms * irms * cos(phi) * seconds; reactive = q_mvarh of the quadrant.
+Registered energy = the import registers exactly (whole Wh plus the carried
+remainder, in the front end's units) against the true
+urms * irms * cos(phi) * seconds; reactive = q_mvarh of the quadrant.
 `.venv/bin/pytest -s tests/firmware/test_emulate_accuracy.py` prints the
 table (error %; limits class 1 / 0.5S, class 2 for Q).
+
+Beyond class 1, both front ends are held to the project's own target (issue
+17, item 9): |active error| <= 0.1 % at every point. And at the class 1
+starting current, 0.004 Ib at PF 1, the registered energy is within 5 % of
+the true energy: over 60 s for the ADC (76.7 mWh; it registered +7 % there
+when it sampled one window per poll, because the window's noise, 10 % of P,
+averaged over only 2 windows) and over the 20 minutes for both (the
+ATM90E26 cannot over 60 s: one count of its energy register is 1/32 Wh,
+41 % of 76.7 mWh, and the chip keeps the sub-count residue). At no load the
+registers do not move.
 
 Both tests run on two runtimes (tools/emulate.py --runtime): the default
 (unix32: the 32-bit unix port, firmware frozen) and qemu-arm (MicroPython's
@@ -32,6 +43,8 @@ START = 1719792000
 CAP = -math.degrees(math.acos(0.8))
 RUNTIMES = pytest.mark.parametrize("runtime", [None, "qemu-arm"], ids=["default", "qemu-arm"])
 # (label, current A, phase deg, class 1 %, class 0.5S %, class 2 reactive % or None)
+TARGET_PCT = 0.1  # |active error| at every point, both front ends
+START_PCT = 5.0  # starting current: registered energy against true
 POINTS = [
     ("0.05 Ib PF 1", 0.05 * IB, 0.0, 1.5, 1.0, None),
     ("0.1 Ib PF 1", 0.1 * IB, 0.0, 1.0, 0.5, None),
@@ -75,13 +88,20 @@ def _scenario(frontend, irms, phase, seconds=SECONDS, urms=UN):
     return sc
 
 
+def registered_mwh(state):
+    """Import energy of every rate, exactly: whole Wh plus the remainders (imp_mwh floors to the mWh)."""
+    r = state["registers"]  # firmware.energy.Registers.snapshot()
+    n, per = r[1], r[2]
+    return sum(r[4 + k] * per + r[4 + n + k] for k in range(n)) * 1000.0 / per
+
+
 def _measure(tmp_path, frontend, k, irms, phase, runtime=None):
     s = run(tmp_path, "%s-%d" % (frontend, k), _scenario(frontend, irms, phase), runtime=runtime)
     ui = UN * irms * SECONDS / 3.6  # mWh
     p_true = ui * math.cos(math.radians(phase))
     q_true = ui * math.sin(math.radians(phase))
     q_reg = s["q_mvarh"][0] if q_true >= 0 else s["q_mvarh"][3]
-    ep = (s["imp_mwh"][0] - p_true) * 100.0 / p_true
+    ep = (registered_mwh(s) - p_true) * 100.0 / p_true
     eq = (q_reg - abs(q_true)) * 100.0 / abs(q_true) if abs(q_true) > 1 else None
     return ep, eq
 
@@ -114,6 +134,13 @@ def test_iec_points_both_front_ends(tmp_path, runtime):
         assert abs(ap) <= l1 and abs(dp) <= l1, (label, ap, dp)
         if lq is not None:
             assert abs(aq) <= lq and abs(dq) <= lq, (label, aq, dq)
+    off = [
+        (label, fe, round(e, 3))
+        for (label, *_rest), (ap, _aq), (dp, _dq) in zip(POINTS, atm, adc, strict=True)
+        for fe, e in (("atm90e26", ap), ("adc", dp))
+        if abs(e) > TARGET_PCT
+    ]
+    assert not off, "active error beyond %.1f %%: %r" % (TARGET_PCT, off)
 
 
 @RUNTIMES
@@ -127,9 +154,17 @@ def test_starting_current_registers_and_no_creep(tmp_path, runtime):
             # no load: 115 % Un, current circuit open, one hour
             creep = _scenario(fe, 0.0, 0.0, 3600, 1.15 * UN)
             cases.append(pool.submit(run, tmp_path, fe + "-creep", creep, **rt))
+        # the ADC's starting current over one minute (76.7 mWh)
+        cases.append(pool.submit(run, tmp_path, "adc-start60", _scenario("adc", 0.004 * IB, 0.0, 60), **rt))
         res = [c.result() for c in cases]
     true_mwh = UN * 0.004 * IB * SECONDS / 3.6  # 1533 mWh
-    for start, creep in (res[0:2], res[2:4]):
-        assert start["imp_mwh"][0] > 0.5 * true_mwh, start
+    errs = []
+    for fe, start, creep in (("atm90e26", res[0], res[1]), ("adc", res[2], res[3])):
+        errs.append((fe, "20 min", (registered_mwh(start) - true_mwh) * 100.0 / true_mwh))
         assert creep["registers"][4:] == [0] * (len(creep["registers"]) - 4), creep
         assert creep["imp_mwh"] == [0, 0, 0, 0] and creep["q"] == [0, 0, 0, 0]
+    true60 = UN * 0.004 * IB * 60 / 3.6
+    errs.append(("adc", "60 s", (registered_mwh(res[4]) - true60) * 100.0 / true60))
+    print("\nstarting current 0.004 Ib PF 1 (%s): %s" % (runtime or "default runtime", errs))
+    for fe, span, e in errs:
+        assert abs(e) <= START_PCT, (fe, span, e)
