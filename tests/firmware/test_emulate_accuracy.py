@@ -25,7 +25,15 @@ Both tests run on two runtimes (tools/emulate.py --runtime): the default
 (unix32: the 32-bit unix port, firmware frozen) and qemu-arm (MicroPython's
 qemu port on an emulated Cortex-M3, MPS2-AN385, firmware frozen with viper
 compiled for Thumb-2, 64 KiB heap, the bench link over its UART: make
-firmware-arm). The same bench answers both, so their registers agree.
+firmware-arm). The same bench answers both, so their registers agree. On
+qemu-arm every ATM90E26 point runs, and the ADC at QEMU_ADC_POINTS: below
+0.6 Ib the ADC samples up to 32 windows a poll, each about 20 ms over the
+emulated UART, so the whole ADC table would take minutes there; the points
+kept cover one window a poll (Ib, Imax, both power factors) and the low-current
+path (0.1 Ib 0.5 ind). (The ADC's registers there are not the default
+runtime's to the unit: at Ib the remainders differed by 60 units of 3.6e6 per
+Wh; the ATM90E26's are identical.) The ADC's no-load check runs 10 minutes
+there instead of an hour.
 """
 
 import math
@@ -103,23 +111,32 @@ def _measure(tmp_path, frontend, k, irms, phase, runtime=None):
     q_reg = s["q_mvarh"][0] if q_true >= 0 else s["q_mvarh"][3]
     ep = (registered_mwh(s) - p_true) * 100.0 / p_true
     eq = (q_reg - abs(q_true)) * 100.0 / abs(q_true) if abs(q_true) > 1 else None
-    return ep, eq
+    return ep, eq, (s["registers"], s["q_mvarh"])
 
 
-def _table(tmp_path, runtime=None):
+QEMU_ADC_POINTS = ("0.1 Ib 0.5 ind", "Ib PF 1", "Imax PF 1", "Ib 0.5 ind", "Ib 0.8 cap")
+
+
+def _table(tmp_path, runtime=None, points=None):
+    """Errors per point for both front ends; the ADC only at ``points`` (labels) when given."""
     jobs = []
     with ThreadPoolExecutor(2) as pool:
         for fe in ("atm90e26", "adc"):
-            for k, (_label, irms, phase, _l1, _l05, _lq) in enumerate(POINTS):
+            for k, (label, irms, phase, _l1, _l05, _lq) in enumerate(POINTS):
+                if fe == "adc" and points is not None and label not in points:
+                    jobs.append(None)
+                    continue
                 jobs.append(pool.submit(_measure, tmp_path, fe, k, irms, phase, runtime))
-        res = [j.result() for j in jobs]
+        res = [None if j is None else j.result() for j in jobs]
     n = len(POINTS)
     return res[:n], res[n:]
 
 
 @RUNTIMES
 def test_iec_points_both_front_ends(tmp_path, runtime):
-    atm, adc = _table(tmp_path, runtime)
+    atm, adc = _table(tmp_path, runtime, QEMU_ADC_POINTS if runtime == "qemu-arm" else None)
+    atm = [r[:2] for r in atm]
+    adc = [(None, None) if r is None else r[:2] for r in adc]
     print("\n" + (runtime or "default runtime"), end="")
     print()
     head = ("point", "ATM P%", "ADC P%", "ATM Q%", "ADC Q%", "cl1/0.5S", "cl2")
@@ -131,14 +148,14 @@ def test_iec_points_both_front_ends(tmp_path, runtime):
             % (label, f(ap), f(dp), f(aq), f(dq), "%.1f/%.1f" % (l1, l05), "-" if lq is None else "%.1f" % lq)
         )
     for (label, _i, _ph, l1, _l05, lq), (ap, aq), (dp, dq) in zip(POINTS, atm, adc, strict=True):
-        assert abs(ap) <= l1 and abs(dp) <= l1, (label, ap, dp)
+        assert abs(ap) <= l1 and (dp is None or abs(dp) <= l1), (label, ap, dp)
         if lq is not None:
-            assert abs(aq) <= lq and abs(dq) <= lq, (label, aq, dq)
+            assert abs(aq) <= lq and (dq is None or abs(dq) <= lq), (label, aq, dq)
     off = [
         (label, fe, round(e, 3))
         for (label, *_rest), (ap, _aq), (dp, _dq) in zip(POINTS, atm, adc, strict=True)
         for fe, e in (("atm90e26", ap), ("adc", dp))
-        if abs(e) > TARGET_PCT
+        if e is not None and abs(e) > TARGET_PCT
     ]
     assert not off, "active error beyond %.1f %%: %r" % (TARGET_PCT, off)
 
@@ -151,8 +168,8 @@ def test_starting_current_registers_and_no_creep(tmp_path, runtime):
         for fe in ("atm90e26", "adc"):
             # class 1 starting current 0.004 Ib at PF 1, 20 minutes
             cases.append(pool.submit(run, tmp_path, fe + "-start", _scenario(fe, 0.004 * IB, 0.0), **rt))
-            # no load: 115 % Un, current circuit open, one hour
-            creep = _scenario(fe, 0.0, 0.0, 3600, 1.15 * UN)
+            # no load: 115 % Un, current circuit open, one hour (the ADC on qemu-arm: 10 minutes)
+            creep = _scenario(fe, 0.0, 0.0, 600 if fe == "adc" and runtime == "qemu-arm" else 3600, 1.15 * UN)
             cases.append(pool.submit(run, tmp_path, fe + "-creep", creep, **rt))
         # the ADC's starting current over one minute (76.7 mWh)
         cases.append(pool.submit(run, tmp_path, "adc-start60", _scenario("adc", 0.004 * IB, 0.0, 60), **rt))
