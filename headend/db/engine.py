@@ -96,6 +96,9 @@ def translate(sql: str) -> str:
             else:
                 out.append(c)
                 i += 1
+        elif c in "uU" and sql[i : i + 4].lower() == "user" and _bare_word(sql, i, 4):
+            out.append('"user"')  # a column named user: a reserved word on PostgreSQL
+            i += 4
         elif c == "?":
             out.append("%s")
             i += 1
@@ -109,6 +112,20 @@ def translate(sql: str) -> str:
     if re.match(r"\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE|DEFERRED)\b", text, re.I):
         text = "BEGIN"
     return text
+
+
+def _bare_word(sql: str, i: int, n: int) -> bool:
+    before = sql[i - 1] if i else " "
+    after = sql[i + n] if i + n < len(sql) else " "
+    return not (before.isalnum() or before in "_.$") and not (after.isalnum() or after in "_(")
+
+
+def insert_id(conn, sql: str, params: Sequence, pk: str = "id") -> int:
+    """Run an INSERT; the new row's integer primary key (sqlite3's ``lastrowid``, PostgreSQL's
+    ``RETURNING``)."""
+    if dialect(conn) == "postgresql":
+        return conn.insert_id(sql, params, pk)
+    return conn.execute(sql, params).lastrowid
 
 
 # ------------------------------------------------------------------ errors

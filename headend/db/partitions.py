@@ -43,7 +43,8 @@ def existing(conn, table: str) -> set[str]:
         r[0]
         for r in conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = ?",
+            " JOIN pg_class p ON p.oid = i.inhparent"
+            " WHERE p.relname = ? AND p.relnamespace = current_schema()::regnamespace",
             [table],
         )
     }

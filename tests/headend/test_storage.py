@@ -11,8 +11,8 @@ from headend.ingest.store import IngestBatch
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Storage(tmp_path / "h.db") as s:
+def store(db_target):  # both engines (tests/conftest.py)
+    with Storage(db_target) as s:
         s.add_meter("m1", "00" * 32, "$7$hash", account="acc-1", now=1.0)
         yield s
 
