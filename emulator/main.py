@@ -156,6 +156,9 @@ def main(link=None, prepare=None, log=None):
             "failures": comms.failures,
             "published": comms.published,
             "last_error": comms.last_error,
+            # firmware/comms.py LINK_*: 0 idle, 1 up, 2 refused, 3 unreachable, 4 lost
+            "state": comms.state,
+            "refused": comms.refused,  # CONNACK return code of the last refusal, 0 none
         }
     wall = compat.ticks_diff(compat.ticks_ms(), t0)
     app.shutdown()

@@ -21,11 +21,24 @@ forever (an asyncio task beside the metering loop of firmware/app.py):
               on flash, so the broker redelivers a command the meter died on.
     back-off  after a failed or lost connection: capped exponential with full
               jitter (mqtt_client.Backoff), reset by a successful CONNACK.
+    status    ``state`` (small int) says how the link stands: LINK_IDLE (no
+              attempt yet), LINK_UP (CONNACK accepted; stays so after stop()),
+              LINK_REFUSED (the last attempt's CONNACK refused the meter:
+              ``refused`` holds its return code, 1..5 in MQTT 3.1.1, e.g. 4 bad
+              user name or password, 5 not authorized), LINK_UNREACHABLE (the
+              last attempt got no CONNACK: no route, connection refused, timeout)
+              or LINK_LOST (an established session ended: broker gone, keepalive,
+              PUBACK timeout). ``refused`` keeps the last refusal's code (0: never
+              refused); ``connects``, ``failures``, ``published`` count, and
+              ``last_error`` is the text of the last failure (made when it happens,
+              never in the measurement loop).
 
 Real time (asyncio) drives the network; the meter's clock is the app's.
 """
 
 import asyncio
+
+from micropython import const
 
 from firmware import mqtt_client
 from firmware.report import KIND_STATUS
@@ -34,7 +47,13 @@ from protocol import topics
 WINDOW = 8
 PUBACK_TIMEOUT_MS = 20000
 KEEPALIVE_S = 60
+ANSWER_MS = 30000  # drain(): how long past its timeout it waits for the first connection attempt to end
 _KIND_TOPIC = {1: "reading", 2: "event", 3: "ack", 4: "status"}
+LINK_IDLE = const(0)
+LINK_UP = const(1)
+LINK_REFUSED = const(2)
+LINK_UNREACHABLE = const(3)
+LINK_LOST = const(4)
 
 
 class Comms:
@@ -53,6 +72,8 @@ class Comms:
         self.connects = 0
         self.failures = 0
         self.last_error = None
+        self.state = LINK_IDLE
+        self.refused = 0  # CONNACK return code of the last refusal (0: none)
         self.published = 0
         self._stop = False
         app.reporter.on_append = self.wake.set
@@ -83,13 +104,28 @@ class Comms:
         while not self._stop:
             try:
                 await self._session()
+                if not self._stop:  # the reader found the connection gone (its client says why)
+                    c = self.client
+                    self._failed((c.error if c is not None else None) or OSError("connection closed"))
             except (OSError, mqtt_client.MQTTError, asyncio.TimeoutError) as e:
-                self.failures += 1
-                self.last_error = str(e)
+                self._failed(e)
             self._close()
             if self._stop:
                 break
             await asyncio.sleep_ms(self.backoff.next_ms())
+
+    def _failed(self, e):
+        """Record why the connection attempt or the session ended (``state``, ``refused``)."""
+        self.failures += 1
+        self.last_error = str(e) or type(e).__name__
+        code = e.code if isinstance(e, mqtt_client.MQTTError) else None
+        if code:
+            self.refused = code
+            self.state = LINK_REFUSED
+        elif self.state == LINK_UP:
+            self.state = LINK_LOST
+        else:
+            self.state = LINK_UNREACHABLE
 
     async def _session(self):
         app = self.app
@@ -109,6 +145,7 @@ class Comms:
         c.set_will(self.topics[KIND_STATUS], topics.will_payload(), 1, True)
         self.client = c
         await c.connect(b["host"], b["port"])
+        self.state = LINK_UP
         self.connects += 1
         self.backoff.reset()
         await c.subscribe(self.cmd_topic, 1)
@@ -164,13 +201,18 @@ class Comms:
     # -- the end of an emulated run -------------------------------------------------------
 
     async def drain(self, timeout_ms):
-        """Wait until the outbox is empty and acknowledged, or timeout_ms real ms; True when empty."""
+        """Wait until the outbox is empty and acknowledged, or timeout_ms real ms have passed and the
+        broker has answered (the first connection attempt ended: ``state`` is no longer LINK_IDLE;
+        at most ANSWER_MS more), so the caller learns what the broker said however slow the host;
+        True when empty."""
         t0 = asyncio.ticks()
-        while asyncio.ticks_diff(asyncio.ticks(), t0) < timeout_ms:
+        while True:
             if self.app.outbox.pending() == 0 and not self.inbox:
                 return True
+            waited = asyncio.ticks_diff(asyncio.ticks(), t0)
+            if waited >= timeout_ms and (self.state != LINK_IDLE or waited >= timeout_ms + ANSWER_MS):
+                return False
             await asyncio.sleep_ms(20)
-        return self.app.outbox.pending() == 0
 
     def stop(self):
         """Stop without a clean DISCONNECT: the broker publishes the will (offline), as at a power cut."""

@@ -6,7 +6,9 @@ firmware.app.App with comms (reporter + outbox); ``broker`` is config
 runs while ``board.running()`` (always, on boards); the link
 (firmware/comms.py) runs beside it and gets the CPU whenever the loop sleeps.
 When the loop ends (the emulator's scenario is over) the link gets up to
-``linger_ms`` real ms to empty the outbox and run commands, then stops
+``linger_ms`` real ms to empty the outbox and run commands (and, however
+slow the host, until the broker has answered its first connection attempt:
+Comms.drain, so ``comms.state`` says what the broker said), then stops
 without a clean DISCONNECT (the broker publishes the will), and the state is
 saved with the clean mark. Returns the Comms object (its counters).
 """

@@ -288,7 +288,10 @@ def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
     logf = open(serve_log, "w")
     procs, serve = [], None
     try:
-        cmd = [sys.executable, "-m", "headend.cli", "serve", "--db", db, "--broker", cfg["headend_url"]]
+        cmd = [sys.executable] + (
+            ["-m", "cProfile", "-o", "%s.%d" % (args.profile, run)] if args.profile else []
+        )
+        cmd += ["-m", "headend.cli", "serve", "--db", db, "--broker", cfg["headend_url"]]
         cmd += ["--batch", str(args.batch), "--workers", str(args.workers), "--mqtt", args.mqtt]
         serve = subprocess.Popen(cmd, cwd=ROOT, stderr=logf)
         wait_for(
@@ -451,7 +454,15 @@ def main(argv=None) -> int:
     p.add_argument(
         "--no-ceiling", action="store_true", help="skip the broker's ceiling (its figures are then null)"
     )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run `headend serve` under cProfile, writing FILE.<run> (with --workers 1: a worker's"
+        " children are not profiled)",
+    )
     args = p.parse_args(argv)
+    if args.profile and args.workers != 1:
+        p.error("--profile needs --workers 1")
     total = args.meters * args.per_meter
     print(
         "bench_ingest: %d runs of %d meters x %d readings, %d publishers, %d head-end worker(s), MQTT %s"

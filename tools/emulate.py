@@ -14,13 +14,32 @@ With --broker the meter reports over MQTT (PROTOCOL.md; firmware/comms.py):
 readings, events, acks and status from its flash outbox, commands in; the
 emulated clock then runs at --speed emulated s per real s (default: as fast
 as it can) and, when the scenario ends, the meter keeps its session up to
---linger real s until its outbox is empty. Scripted commands in the
+--linger real s until its outbox is empty (longer only if the broker has not
+answered its first connection attempt yet). Scripted commands in the
 scenario ("commands") need no broker: the bench delivers them.
 Running again with the same --flash DIR continues from the persisted state;
 an empty DIR gets a default config (meter "emu-0001", calibrated); a config.json
 without a calibration (``headend meter config``, a hand-written one) gets the
 emulated front end's factory calibration written into it, said on stderr; a meter
 whose calibration cannot be trusted does not meter (``metering_fault``, event 18).
+
+Delivery (--broker): the output says how the broker link ended, ``broker`` in
+the JSON and a ``broker:`` line in the table: "connected", "refused: not
+authorized (CONNACK 5)" (the broker's MQTT 3.1.1 CONNACK return code: 1
+unacceptable protocol version, 2 identifier rejected, 3 server unavailable,
+4 bad user name or password, 5 not authorized), "unreachable: <error>" (no
+CONNACK ever: nothing listening, no route, timeout) or "lost: <error>" (a
+session was up and ended; no new one by the end), and ``undelivered``, the
+messages left in the outbox (they stay on the flash for the next run). Exit
+status, with --linger > 0 (the default: delivery was asked for):
+
+  0  every message delivered (or --linger 0: nothing asked)
+  1  the emulator could not run (bad input, the firmware died, no runtime)
+  3  the broker refused the meter (whatever was left to send), or could not
+     be reached (never, or not again after a lost session) while messages
+     were left undelivered; the reason and the count go to stderr
+  4  the meter was connected but messages were still undelivered when
+     --linger ran out (a slow broker or a large backlog: raise --linger)
 
 Scenario JSON: {"frontend": "atm90e26"|"adc", "start": unix ts, "mains_hz": 50,
 "segments": [{"seconds": N, "urms": V, "irms": A, "phase_deg": deg,
@@ -77,6 +96,75 @@ import emulate_qemu  # noqa: E402
 
 class EmulatorError(Exception):
     """The emulator could not run or gave no result."""
+
+
+EXIT_UNDELIVERED = 3  # --linger: the broker refused the meter or could not be reached; messages left
+EXIT_BACKLOG = 4  # --linger: connected, but messages were still undelivered when the linger ran out
+
+# firmware/comms.py LINK_* (the firmware reports the number): what the broker link's end was
+LINK_STATES = {0: "idle", 1: "connected", 2: "refused", 3: "unreachable", 4: "lost"}
+# MQTT 3.1.1 CONNACK return codes 1..5 (firmware/mqtt_packets.py CONNACK_NAMES)
+CONNACK_NAMES = {
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def connack_text(code):
+    """'bad user name or password (CONNACK 4)'."""
+    return "%s (CONNACK %d)" % (CONNACK_NAMES.get(code, "unknown return code"), code)
+
+
+def broker_status(link):
+    """The end of the broker link as a user reads it, from the firmware's link counters (comms
+    ``link``): "connected", "refused: not authorized (CONNACK 5)", "unreachable: <error>",
+    "lost: <error>" or "not tried"."""
+    state = LINK_STATES.get(link.get("state"), "idle")
+    if state == "connected":
+        return "connected"
+    if state == "refused":
+        return "refused: " + connack_text(link.get("refused") or 0)
+    if state in ("unreachable", "lost"):
+        return "%s: %s" % (state, link.get("last_error") or "no reason given")
+    return "not tried"
+
+
+def delivery(state, broker=None, linger=0.0):
+    """(exit status, message or None) of a --broker run from its final state: EXIT_UNDELIVERED,
+    EXIT_BACKLOG or 0 (module docstring). ``broker``: its settings (host, port) for the message;
+    ``linger``: the real s the meter was given to deliver (0: not asked, always 0)."""
+    comms = state.get("comms") or {}
+    link = comms.get("link")
+    if link is None or linger <= 0:
+        return 0, None
+    pending = comms.get("pending") or 0
+    where = "the broker" if broker is None else "the broker at %s:%d" % (broker["host"], broker["port"])
+    st = LINK_STATES.get(link.get("state"), "idle")
+    left = "%d message%s left undelivered in the outbox" % (pending, "" if pending == 1 else "s")
+    if st == "refused":
+        who = "the meter" if broker is None else "the meter (user %s)" % broker["user"]
+        return EXIT_UNDELIVERED, "%s refused %s: %s; %s" % (
+            where,
+            who,
+            connack_text(link.get("refused") or 0),
+            left,
+        )
+    if not pending:
+        return 0, None
+    if st == "connected":
+        return EXIT_BACKLOG, "connected to %s, but %s after --linger %g s (raise --linger)" % (
+            where,
+            left,
+            linger,
+        )
+    if st == "lost":
+        why = "the connection to %s was lost and not re-established (%s)" % (where, link.get("last_error"))
+    else:
+        why = "%s could not be reached (%s)" % (where, link.get("last_error") or "no connection attempt")
+    return EXIT_UNDELIVERED, "%s; %s" % (why, left)
 
 
 def micropython_exe():
@@ -226,6 +314,7 @@ class Session:
         self.bench.comms = comms or broker is not None or os.path.isdir(os.path.join(flash, "outbox"))
         self.bench.speed = speed or 0
         self.bench.linger_s = linger
+        self.delivery = (0, None)  # after wait(): (exit status, message) of delivery(), --broker runs
         self._err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             rt.command(heap), cwd=rt.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err
@@ -252,6 +341,11 @@ class Session:
             self.proc.stdin.close()
             self.proc.stdout.close()
         rc = self._rt.finish(self.proc)
+        link = ((state or {}).get("comms") or {}).get("link")
+        if link is not None:  # the broker link's end and what it left undelivered (module docstring)
+            state["broker"] = broker_status(link)
+            state["undelivered"] = state["comms"].get("pending")
+            self.delivery = delivery(state, self.bench.broker, self.bench.linger_s)
         self._err.seek(0)
         err = self._err.read().decode(errors="replace")
         self._err.close()
@@ -281,12 +375,22 @@ def run(
     scenario, flash, heap=None, timeout=600, broker=None, speed=0, linger=0, comms=False, runtime_name=None
 ):
     """Run the emulator once (scenario: a JSON file path); return (state dict, stderr text)."""
+    state, err, _session = run_session(
+        scenario, flash, heap, timeout, broker, speed, linger, comms, runtime_name
+    )
+    return state, err
+
+
+def run_session(
+    scenario, flash, heap=None, timeout=600, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+):
+    """``run`` returning (state dict, stderr text, the Session: its ``delivery``)."""
     ensure_built(runtime_name)
     s = Session(scenario, flash, heap, broker, speed, linger, comms, runtime_name)
     state, err, rc = s.wait(timeout)
     if state is None or rc != 0:
         raise EmulatorError("emulator failed (exit %d):\n%s" % (rc, err))
-    return state, err
+    return state, err, s
 
 
 def table(state):
@@ -306,6 +410,8 @@ def table(state):
         "clock: %d   steps: %d   bad reads: %d   boots: %d"
         % (state["ts"], state["steps"], state["bad_reads"], state["boot_count"])
     )
+    if state.get("broker") is not None:
+        out.append("broker: %s   undelivered: %s" % (state["broker"], state["undelivered"]))
     return "\n".join(out)
 
 
@@ -341,13 +447,14 @@ def main(argv=None):
         "--linger",
         type=float,
         default=10.0,
-        help="with --broker: real s to stay connected after the scenario to empty the outbox (default 10)",
+        help="with --broker: real s to stay connected after the scenario to empty the outbox (default 10); "
+        "exit 3 or 4 if messages are left undelivered, 0 disables delivery (and that check)",
     )
     args = p.parse_args(argv)
     if args.speed < 0:
         p.error("--speed must be >= 0")
     try:
-        state, err = run(
+        state, err, session = run_session(
             args.scenario,
             args.flash,
             args.heap,
@@ -367,7 +474,10 @@ def main(argv=None):
         return 1
     sys.stderr.write(err)
     print(json.dumps(state, sort_keys=True) if args.json else table(state))
-    return 0
+    code, message = session.delivery
+    if message is not None:
+        print("error: %s (exit %d)" % (message, code), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -56,9 +56,16 @@ emulated time, messages the broker carried (seen by an observer logged in
 as the head-end user: tools/fleet_observer.py) and processes started.
 Summary (text, or JSON with ``--json``): per meter readings and events
 published, processes (boots this run), power cuts, outbox pending/dropped,
-boot count, readings and events stored in the database; the faults with
-their emulated and real times; wall time. Exit 0 when every meter finished
-its scenario, 1 otherwise (or on bad input).
+boot count, readings and events stored in the database, how its broker link
+ended (``broker``: connected, refused: <CONNACK reason and code>,
+unreachable: <error>, lost: <error>; tools/emulate.py) with a line under the
+table for each meter that left messages undelivered; the faults with their
+emulated and real times; wall time. Exit 0 when every meter finished its
+scenario and delivered everything, 1 when one did not finish (or on bad
+input), else, with ``--linger`` > 0, tools/emulate.py's delivery codes: 3 when
+a meter's broker refused it (CONNACK return code) or could not be reached
+with messages left in its outbox, 4 when a meter was connected but still had
+messages undelivered when its linger ran out (3 wins over 4).
 
 Practical size on a 2-core machine: the benches share one CPython process
 (the GIL) and each meter is a micropython process; about 20 meters at full
@@ -191,6 +198,7 @@ class MeterRun(threading.Thread):
         self.session = None
         self.state = None
         self.error: str | None = None
+        self.delivery: tuple[int, str | None] = (0, None)  # emulate.delivery() of the last session
         self.t_ms = scenario.start * 1000
         self._cut_now = False
 
@@ -230,6 +238,7 @@ class MeterRun(threading.Thread):
                 state, err, rc = s.wait(sim.timeout)
                 if state is not None and rc == 0:
                     self.state = state
+                    self.delivery = s.delivery
                     break
                 if self._cut_now:
                     self._cut_now = False
@@ -706,6 +715,9 @@ class FleetSim:
                     "events_sent": o["events"] if o else None,
                     "messages": o["msgs"] if o else None,
                     "bad_frames": o["bad"] if o else None,
+                    "broker_state": st.get("broker"),
+                    "delivery_exit": r.delivery[0],
+                    "delivery_error": r.delivery[1],
                     "outbox_pending": comms.get("pending"),
                     "outbox_dropped": comms.get("dropped"),
                     "seq": st.get("seq"),
@@ -720,6 +732,7 @@ class FleetSim:
             )
         return {
             "ok": all(m["ok"] for m in meters),
+            "delivered": not any(m["delivery_exit"] for m in meters),
             "meters": meters,
             "count": len(meters),
             "start": self.start_ts,
@@ -755,11 +768,23 @@ def summary_text(s: dict) -> str:
             "fault: %-14s %s at %s (%.1f s real)"
             % (f["fault"], f.get("meter", ""), _fmt_ts(f["ts"]), f["wall_s"])
         )
-    head = ("meter", "front", "readings", "stored", "events", "pending", "boots", "cuts", "msgs", "kWh")
-    lines.append("%-12s %-8s %8s %8s %6s %7s %5s %5s %8s %8s  %s" % (head + ("event codes",)))
+    head = (
+        "meter",
+        "front",
+        "readings",
+        "stored",
+        "events",
+        "pending",
+        "boots",
+        "cuts",
+        "msgs",
+        "kWh",
+        "broker",
+    )
+    lines.append("%-12s %-8s %8s %8s %6s %7s %5s %5s %8s %8s %-11s  %s" % (head + ("event codes",)))
     for m in s["meters"]:
         lines.append(
-            "%-12s %-8s %8s %8s %6s %7s %5s %5d %8s %8s  %s"
+            "%-12s %-8s %8s %8s %6s %7s %5s %5d %8s %8s %-11s  %s"
             % (
                 m["meter_id"],
                 m["frontend"],
@@ -771,10 +796,27 @@ def summary_text(s: dict) -> str:
                 len(m["power_cuts"]),
                 "-" if m["messages"] is None else m["messages"],
                 "-" if m["imp_wh"] is None else "%.1f" % (m["imp_wh"] / 1000),
+                (m["broker_state"] or "-").split(":")[0],
                 " ".join(str(c) for c in m["events_sent"] or []) if m["ok"] else "ERROR " + str(m["error"]),
             )
         )
+    for m in s["meters"]:
+        if m["delivery_error"]:
+            lines.append("%s: %s (exit %d)" % (m["meter_id"], m["delivery_error"], m["delivery_exit"]))
     return "\n".join(lines)
+
+
+def exit_status(s: dict) -> int:
+    """1 when a meter did not finish its scenario; else 3 when a meter's broker refused it or could
+    not be reached with messages left, 4 when one was connected but not done when its linger ran out
+    (tools/emulate.py's codes; the worst, 3 before 4); else 0."""
+    if not s["ok"]:
+        return 1
+    codes = {m["delivery_exit"] for m in s["meters"]}
+    for code in (emulate.EXIT_UNDELIVERED, emulate.EXIT_BACKLOG):
+        if code in codes:
+            return code
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -843,7 +885,14 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: every process started was stopped", file=sys.stderr)
         return 130
     print(json.dumps(s) if args.json else summary_text(s))
-    return 0 if s["ok"] else 1
+    code = exit_status(s)
+    if code in (emulate.EXIT_UNDELIVERED, emulate.EXIT_BACKLOG):
+        bad = [m["meter_id"] for m in s["meters"] if m["delivery_exit"]]
+        print(
+            "error: %d meter(s) left messages undelivered: %s (exit %d)" % (len(bad), ", ".join(bad), code),
+            file=sys.stderr,
+        )
+    return code
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def _rejected(meter_id, reason, detail):
     return Verdict("rejected", meter_id, None, reason, detail)
 
 
-_topics: dict = {}  # topic -> topics.parse(topic), for topics that parsed
+_topics: dict = {}  # topic (str, or bytes as serve reads it) -> topics.parse(topic), for topics that parsed
 MAX_CACHED_TOPICS = 100_000
 
 
@@ -82,7 +82,9 @@ def _parse_topic(topic):
 
 def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
     try:
-        meter_id, direction, kind = _parse_topic(topic) if type(topic) is str else topics.parse(topic)
+        meter_id, direction, kind = (
+            _parse_topic(topic) if type(topic) is str or type(topic) is bytes else topics.parse(topic)
+        )
     except ProtocolError as e:
         return _rejected(None, "topic", str(e))
     if direction != "up":
@@ -271,7 +273,8 @@ def add(
             if len(payload) <= MAX_QUARANTINED_PAYLOAD
             else "%s (payload truncated from %d bytes)" % (v.detail, len(payload))
         )
-        batch.quarantine.append((received_at, str(topic)[:256], v.meter_id, v.reason, detail, kept))
+        text = str(topic, "utf-8", "replace") if type(topic) is bytes else str(topic)
+        batch.quarantine.append((received_at, text[:256], v.meter_id, v.reason, detail, kept))
         batch.count("rejected:" + v.reason)
         return v
     if v.kind != "will":

@@ -40,7 +40,8 @@ th{background:#e9eef3;font-weight:600;white-space:nowrap}
 .nw{white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 table.kv>tbody>tr>th,table.kv>tr>th{width:11rem}
-table.kv td{overflow-wrap:anywhere}
+table.kv>tbody>tr>td{overflow-wrap:anywhere}
+table.kv table td{overflow-wrap:normal}
 table.evidence{margin:0}
 .cards{display:flex;gap:1rem;flex-wrap:wrap}
 .card{background:#fff;border:1px solid #d8dee4;border-radius:6px;padding:.8rem 1.2rem;min-width:10rem}

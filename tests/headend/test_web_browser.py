@@ -1,15 +1,19 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium`` driven by Playwright through
 ``executable_path``; nothing downloaded): the login flow, approving a held bill and
 acknowledging an alert through the pages, closing a work order, a viewer's read-only view,
-and a screenshot of the meter page with its load-profile chart."""
+a screenshot of the meter page with its load-profile chart; the pages on a 390 px phone
+screen, and values as a person reads them (no None, named fields, ISO times, currency)."""
 
 import pathlib
+import re
 import shutil
 
 import pytest
 from playwright import sync_api
 
 from headend.web import charts
+from protocol import messages
+from tests.headend.alerts_support import NOW, add_event
 from tests.headend.web_support import (
     OPERATOR,
     PASSWORD,
@@ -193,3 +197,160 @@ def test_meter_page_screenshot_with_its_chart(site, tmp_path):
     assert len(seen) > 8
     for hex_colour in charts.COLOURS[:4]:  # every rate's colour is on screen
         assert bytes.fromhex(hex_colour[1:]) in seen, hex_colour
+
+
+# ------------------------------------------------------------ readable values, phone width
+
+PHONE = {"width": 390, "height": 844}
+
+
+def rows_after(heading: str) -> str:
+    """The body rows of the table that follows an h2 (the table itself or inside a box)."""
+    return "xpath=//h2[.='%s']/following-sibling::*[1]/descendant-or-self::table[1]/tbody/tr" % heading
+
+
+@pytest.fixture
+def phone(site, browser):
+    store, ids, base, _ = site
+    context = browser.new_context(viewport=PHONE, device_scale_factor=1)
+    yield store, ids, base, context
+    context.close()
+
+
+def test_every_main_page_fits_a_phone_screen_with_its_header_links_readable(phone):
+    store, ids, base, context = phone
+    page = context.new_page()
+    login(page, base)
+    held = store.bill("A1", "2024-02")["id"]
+    paths = [
+        "/",
+        "/meters",
+        "/meters/m1",
+        "/bills",
+        "/bills?cycle=2024-02",
+        "/bills/%d" % held,
+        "/bills/%d" % ids["review"],
+        "/prepaid",
+        "/prepaid/P1",
+        "/alerts",
+        "/alerts/%d" % ids["tamper"],
+        "/workorders",
+        "/workorders/%d" % ids["work_order"],
+    ]
+    out = ROOT / "build" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        page.goto(base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (path, width)
+        controls = page.locator("header a, header button")
+        assert controls.count() == 7, path  # six links and Log out
+        for i in range(controls.count()):
+            el = controls.nth(i)
+            assert el.is_visible(), (path, el.inner_text())
+            box = el.bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"], (
+                path,
+                el.inner_text(),
+                box,
+            )
+            assert box["y"] >= 0 and box["height"] >= 10, (path, el.inner_text(), box)
+        # nothing in the header covers a link: the link is what is hit at its centre
+        for i in range(controls.count()):
+            box = controls.nth(i).bounding_box()
+            hit = page.evaluate(
+                "([x, y]) => document.elementFromPoint(x, y).closest('a, button')?.textContent",
+                [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+            )
+            assert hit == controls.nth(i).inner_text(), (path, hit)
+    page.goto(base + "/meters/m1")
+    (out / "meter-phone.png").write_bytes(page.screenshot(full_page=True))
+    page.goto(base + "/bills/%d" % ids["review"])
+    (out / "bill-phone.png").write_bytes(page.screenshot(full_page=True))
+
+
+def test_a_held_bill_without_energy_says_why_instead_of_none(site):
+    store, _, base, context = site
+    bill = store.bill("A1", "2024-02")
+    assert bill["state"] == "held" and bill["energy_kwh"] is None and bill["kwh_by_rate"] is None
+    page = context.new_page()
+    login(page, base, path="/bills/%d" % bill["id"])
+    text = page.inner_text("main")
+    assert "None" not in text and "null" not in text
+    why = "not measured: the bill is held: no load profile and no boundary reads"
+    energy = page.inner_text("table.kv tr:has(th:text-is('energy')) td")
+    assert energy.startswith("\u2014") and why in energy
+    assert why in page.inner_text("#kwh-by-rate")
+    assert page.inner_text("table.kv tr:has(th:text-is('tariff')) td") == "TOU"
+    assert "t-" not in page.inner_text("table.kv")
+
+
+def test_a_bill_shows_kwh_by_rate_as_a_table_with_the_tariffs_period_names(site):
+    _, ids, base, context = site
+    page = context.new_page()
+    login(page, base, path="/bills/%d" % ids["review"])
+    rows = page.locator("#kwh-by-rate table tbody tr")
+    got = [tuple(c.strip() for c in r.split("\t")) for r in rows.all_inner_texts()]
+    assert got == [("T1", "peak", "104.400 kWh"), ("T2", "valley", "69.600 kWh")]
+    assert page.locator("#kwh-by-rate pre").count() == 0 and "{" not in page.inner_text("main")
+    assert page.inner_text("#bill-total") == "78.08 CNY"
+    assert "Energy\t\t73.08 CNY" in page.inner_text("main")
+
+
+def test_event_details_and_evidence_read_as_named_fields_and_iso_times(site):
+    store, ids, base, context = site
+    ts = NOW - 3 * 3600
+    add_event(store, "m1", 3, ts, messages.EVT_CLOCK_ADJUSTED, {0: ts - 7200, 1: ts})
+    add_event(store, "m1", 4, ts + 10, messages.EVT_TOPUP_APPLIED, {0: 2, 1: 120000})
+    add_event(store, "m1", 5, ts + 20, messages.EVT_CMD_REJECTED, {0: 0, 1: 7, 2: 3})
+    add_event(store, "m1", 6, ts + 30, messages.EVT_TARIFF_ACTIVATED, {0: 1290689797})
+    page = context.new_page()
+    login(page, base, path="/meters/m1")
+    rows = {r.split("\t")[0].strip(): r for r in page.locator(rows_after("Events")).all_inner_texts()}
+    assert "old: 2024-03-17T01:00:00Z, new: 2024-03-17T03:00:00Z" in rows["3"]
+    assert "topup id: 2, amount: 120.000 CNY" in rows["4"]
+    assert "cmd seq: 0, reason: authentication failed, count: 3" in rows["5"]
+    assert "tariff: 1290689797" in rows["6"]
+    assert "in_ma: 5000" in rows["2"] and "open: 1" in rows["1"]
+    for r in rows.values():
+        assert not re.search(r"\b\d+=", r) and "2024-03-17T" in r, r
+    page.goto(base + "/alerts/%d" % ids["tamper"])
+    evidence = page.inner_text("#evidence")
+    assert "first event\t2024-03-17T04:00:00Z" in evidence and "tamper cover (3)" in evidence
+    assert "1710648000" not in evidence and '"' not in evidence and "{" not in evidence
+    comm = next(a for a in store.alerts(meter_id="m2") if a["rule"] == "comm_loss")
+    page.goto(base + "/alerts/%d" % comm["id"])
+    evidence = page.inner_text("#evidence")
+    assert "silent\t16 d 6 h" in evidence and "interval\t15 min" in evidence
+    assert "last seen\t2024-03-01T00:00:00Z" in evidence and "1382400" not in evidence
+
+
+def test_balances_read_as_currency_amounts(site):
+    _, _, base, context = site
+    page = context.new_page()
+    login(page, base, path="/prepaid")
+    row = page.locator(rows_after("Accounts")).first.inner_text()
+    assert "30.000 CNY" in row
+    topup = page.locator(rows_after("Latest top-ups")).first.inner_text()
+    assert "30.000 CNY" in topup
+    page.goto(base + "/prepaid/P1")
+    assert page.inner_text("#ledger-balance") == "30.000 CNY"
+
+
+def test_the_meter_page_opens_on_the_last_seven_whole_days(site):
+    _, _, base, context = site
+    page = context.new_page()
+    login(page, base, path="/meters/m1")
+    assert page.input_value("#day-picker input[name=day]") == "2024-03-16"  # the last whole day
+    assert page.input_value("#day-picker select[name=days]") == "7"
+    assert "2024-03-10 to 2024-03-16" in page.inner_text("#profile-note")
+    starts = page.locator("svg#load-profile rect.bar title").evaluate_all(
+        "els => els.map(e => e.textContent)"
+    )
+    days = {t[:10] for t in starts}
+    assert days == {"2024-03-%02d" % d for d in range(10, 17)}, sorted(days)
+    legend = page.locator("svg#load-profile text").evaluate_all("els => els.map(e => e.textContent)")
+    assert "peak" in legend and "valley" in legend  # the tariff's periods name rates 1 and 2
+    page.click("text=Show 2024-03-17")  # the day in progress is one click away
+    page.wait_for_load_state()
+    assert page.input_value("#day-picker input[name=day]") == "2024-03-17"
