@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH):/usr/sbin:/usr/local/sbin
 
-.PHONY: venv mosquitto chromium firmware firmware-arm arm-toolchain test test-micropython lint format demo bench mpy clean
+.PHONY: venv mosquitto postgresql chromium firmware firmware-arm arm-toolchain test test-micropython lint format demo bench mpy clean
 
 # The emulator's runtime: MicroPython 1.28.0's unix port compiled 32-bit (gcc -m32, Debian's
 # gcc-multilib, installed when missing) with the firmware frozen in from emulator/manifest.py
@@ -32,6 +32,11 @@ $(STAMP): pyproject.toml
 
 mosquitto:
 	@sh tools/ensure_mosquitto.sh
+
+# PostgreSQL for the tests of both engines: a server at 127.0.0.1:5432, else Debian's initdb and
+# pg_ctl for a private cluster (tests/pg_support.py); the package is installed when missing
+postgresql:
+	@sh tools/ensure_postgresql.sh
 
 # headless Chromium for the web dashboard's browser tests (Debian's package; Playwright drives it)
 chromium:
@@ -61,7 +66,7 @@ arm-toolchain:
 $(QEMU_ARM): $(FROZEN_SOURCES) $(CMODULE_SOURCES) tools/build_qemu_arm.py tools/build_micropython.py | arm-toolchain
 	$(BUILD_PYTHON) tools/build_qemu_arm.py --jobs 2
 
-test: venv mosquitto chromium firmware firmware-arm
+test: venv mosquitto postgresql chromium firmware firmware-arm
 	$(BIN)/pytest
 
 # the dual-runtime tests alone, one process per module on a 64 KiB heap (as pytest's

@@ -31,6 +31,7 @@ from headend.billing import cli as billing_cli
 from headend.commands import cli as commands_cli
 from headend.console import cli as console_cli
 from headend.db import cli as db_cli
+from headend.db.engine import is_postgres
 from headend.errors import CLIError, HeadendError
 from headend.ingest import cli as ingest_cli
 from headend.meters import cli as meters_cli
@@ -64,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Smart-meter head-end: ingest, VEE, billing, prepaid, alerts.",
     )
     parser.add_argument("--version", action="version", version="headend " + __version__)
-    parser.add_argument("--db", default="headend.db", help="SQLite database file (default headend.db)")
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("HEADEND_DB") or "headend.db",
+        help="SQLite database file, or a postgresql:// URL (default $HEADEND_DB, else headend.db)",
+    )
     parser.add_argument("--master-key-file", metavar="PATH", help=MASTER_KEY_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for feature in FEATURES:
@@ -121,7 +126,13 @@ def missing_database(parser: argparse.ArgumentParser, args) -> str | None:
     """The error for a command that opens ``--db`` when there is no such file, else None."""
     db_use = getattr(args, "db_use", None)
     path = getattr(args, "db", None)
-    if db_use in (CREATES, NO_DB) or not path or path == ":memory:" or os.path.exists(path):
+    if (
+        db_use in (CREATES, NO_DB)
+        or not path
+        or path == ":memory:"
+        or os.path.exists(path)
+        or is_postgres(path)
+    ):
         return None
     return "no database at %s (commands that create one: %s)" % (path, ", ".join(creating_commands(parser)))
 

@@ -20,3 +20,40 @@ def broker_tmp():
     d = pathlib.Path(broker_tmpdir())
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ both database engines
+
+ENGINES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def pg_session():
+    """One PostgreSQL database for the test session (tests/pg_support.py), dropped at its end."""
+    from tests.pg_support import SessionDatabase
+
+    s = SessionDatabase()
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    return request.param
+
+
+@pytest.fixture
+def db_target(engine, request, tmp_path, monkeypatch):
+    """A new empty database on ``engine``: a SQLite path in tmp_path, or a PostgreSQL URL to a
+    schema of its own in the session's database (its master key in a file named by
+    $HEADEND_MASTER_KEY_FILE: a URL has no default key file beside it)."""
+    if engine == "sqlite":
+        return str(tmp_path / "h.db")
+    pg = request.getfixturevalue("pg_session")
+    if pg.url is None:
+        pytest.skip(pg.why_not)
+    monkeypatch.setenv("HEADEND_MASTER_KEY_FILE", str(tmp_path / "pg.master-key"))
+    import secrets as _secrets
+
+    return pg.schema_url("t_" + _secrets.token_hex(6))

@@ -13,11 +13,55 @@ import json
 
 from headend.db import cli_keys
 from headend.db.backup import ADVANCE, backup, restore
+from headend.db.engine import is_postgres, not_yet
+from headend.errors import StorageError
 
 
 def register(subparsers) -> None:
     _register_backup(subparsers)
+    _register_db(subparsers)
     cli_keys.register(subparsers)
+
+
+def _register_db(subparsers) -> None:
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db",
+        default=argparse.SUPPRESS,
+        help="SQLite database file or postgresql:// URL (default headend.db)",
+    )
+    p = subparsers.add_parser("db", help="the database itself: migrations, partitions (PostgreSQL)")
+    sub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
+    mg = sub.add_parser(
+        "migrate", help="apply the pending migrations (either engine); prints their names", parents=[db]
+    )
+    mg.set_defaults(db_use="create")
+    pt = sub.add_parser(
+        "partitions", help="the monthly partitions of readings and load_profile (PostgreSQL)", parents=[db]
+    )
+    pt.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+
+def cmd_db(args) -> int:
+    from headend.db import partitions
+    from headend.db.storage import Storage
+
+    with Storage(args.db, master_key_file=getattr(args, "master_key_file", None)) as store:
+        if args.db_command == "migrate":
+            print(json.dumps({"engine": store.dialect, "applied": store.migrated}, separators=(", ", ": ")))
+            return 0
+        if store.dialect != "postgresql":
+            raise StorageError("headend db partitions: a SQLite database has no partitions (PostgreSQL only)")
+        rows = partitions.listing(store.conn)
+    if args.json:
+        print(json.dumps(rows, separators=(", ", ": ")))
+    else:
+        for r in rows:
+            print(
+                "%-14s %-22s %s  [%d, %d)  %d rows"
+                % (r["table"], r["partition"], r["month"], r["from"], r["to"], r["rows"])
+            )
+    return 0
 
 
 def _register_backup(subparsers) -> None:
@@ -45,13 +89,20 @@ def _register_backup(subparsers) -> None:
     )
 
 
+def _sqlite_only(args, command: str) -> None:
+    if is_postgres(args.db):
+        raise not_yet("headend %s (for PostgreSQL use pg_dump / pg_restore, docs/scaling.md)" % command)
+
+
 def cmd_backup(args) -> int:
+    _sqlite_only(args, "backup")
     summary = backup(args.db, args.out, master_key_file=getattr(args, "master_key_file", None))
     print(json.dumps(summary, separators=(", ", ": ")))
     return 0
 
 
 def cmd_restore(args) -> int:
+    _sqlite_only(args, "restore")
     result = restore(
         args.source,
         args.db,
@@ -63,4 +114,4 @@ def cmd_restore(args) -> int:
     return 0
 
 
-COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, **cli_keys.COMMANDS}
+COMMANDS = {"backup": cmd_backup, "restore": cmd_restore, "db": cmd_db, **cli_keys.COMMANDS}

@@ -54,6 +54,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from headend.db.engine import dialect, is_postgres
 from headend.errors import KeystoreError, MasterKeyError  # noqa: F401
 
 ENV_FILE = "HEADEND_MASTER_KEY_FILE"
@@ -66,6 +67,7 @@ VERSION = "v1"
 # headend.meters.provision.HEADEND_PASSWORD_SETTING (tests/headend/test_keystore.py checks they agree)
 SECRET_SETTINGS = ("broker.headend_password",)
 _SEALED = re.compile(r"v([0-9]+):([0-9a-f]{8}):([A-Za-z0-9+/]+={0,2})")
+_SEALED_RE = "^v[0-9].*:"  # the same on PostgreSQL
 _SEALED_GLOB = "v[0-9]*:*"  # the SQL pre-filter of _SEALED (a clear key is hex, a password has no ':')
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -242,15 +244,24 @@ class KeySource:
             return cls(Path(os.path.abspath(environ[ENV_FILE])), "$" + ENV_FILE)
         if environ.get(ENV_HEX):
             return cls(None, "$" + ENV_HEX, environ[ENV_HEX])
+        if is_postgres(db_path):  # no file beside a URL: the key must be named
+            return cls(None, "none")
         return cls(default_key_file(db_path), "the default, beside the database")
 
     def describe(self) -> str:
+        if self.how == "none":
+            return "no master key source"
         if self.path is None:
             return "$" + ENV_HEX
         return "master key file %s (%s)" % (self.path, self.how)
 
     def load(self, create: bool = False) -> MasterKey:
         """The key; a missing file is created when ``create``, else MasterKeyError names it."""
+        if self.how == "none":
+            raise MasterKeyError(
+                "no master key: a PostgreSQL database has no default master key file; name one with"
+                " --master-key-file or $%s (or give the key in $%s)" % (ENV_FILE, ENV_HEX)
+            )
         if self.path is None:
             return parse_key(self._hex or "", self.describe())
         try:
@@ -299,9 +310,12 @@ def _write(conn, table: str, name: str, stored: str) -> None:
 
 def sealed_sample(conn) -> tuple[str, str, str] | None:
     """One sealed secret of the database (table, name, stored), or None if it holds none."""
-    row = conn.execute(
-        "SELECT meter_id, key FROM meters WHERE key GLOB ? LIMIT 1", (_SEALED_GLOB,)
-    ).fetchone()
+    if dialect(conn) == "postgresql":
+        row = conn.execute("SELECT meter_id, key FROM meters WHERE key ~ ? LIMIT 1", (_SEALED_RE,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT meter_id, key FROM meters WHERE key GLOB ? LIMIT 1", (_SEALED_GLOB,)
+        ).fetchone()
     if row is not None and is_sealed(row[1]):
         return ("meters", row[0], row[1])
     return next(((t, n, s) for t, n, s in secret_rows(conn) if is_sealed(s)), None)
@@ -329,6 +343,9 @@ def key_ids(conn) -> tuple[dict[str, int], int]:
 def _scrubbing(conn):
     """``secure_delete`` while secrets are rewritten: SQLite zeroes the old values' bytes (the
     cells it moves, the pages it frees) instead of leaving them in the file's free space."""
+    if dialect(conn) == "postgresql":  # no such setting: old row versions go at VACUUM
+        yield
+        return
     before = conn.execute("PRAGMA secure_delete").fetchone()[0]
     conn.execute("PRAGMA secure_delete = ON")
     try:

@@ -1,4 +1,9 @@
-"""The ``Storage`` facade: one SQLite database (through sqlite-utils), one object, every feature's SQL.
+"""The ``Storage`` facade: one database, one object, every feature's SQL.
+
+``Storage(target)``: a SQLite file path (the default engine, through sqlite-utils), or a
+``postgresql://`` URL (psycopg 3, ``headend.db.engine``; docs/scaling.md). ``store.dialect``
+says which ("sqlite" or "postgresql"): the stores pick their SQL by it where the dialects
+differ. What follows about files, WAL and the default master key file is SQLite's.
 
 ``Storage(path)`` opens (creating) the database, turns on WAL with ``synchronous=NORMAL`` (a
 commit is durable once the WAL is synced at checkpoint; a process crash loses nothing
@@ -37,8 +42,8 @@ from sqlite_utils import Database
 from headend.alerts.store import AlertStorageMixin
 from headend.billing.store import BillingStorageMixin
 from headend.commands.store import CommandStorageMixin
-from headend.db import keystore
-from headend.db.migrations import migrations
+from headend.db import keystore, migrations
+from headend.db.engine import is_postgres, open_database, redact
 from headend.errors import MeterExists, StorageError, UnknownMeter  # noqa: F401
 from headend.ingest.store import READING_COLUMNS, IngestBatch, IngestStoreMixin  # noqa: F401 (re-exported)
 from headend.meters.store import MeterStoreMixin
@@ -69,6 +74,10 @@ class Storage(
         """master_key_file / master_key: the master key (headend.db.keystore), else from the
         environment or the default file beside the database; loaded when a secret is first
         sealed or opened."""
+        self.dialect = "postgresql" if is_postgres(path) else "sqlite"
+        if self.dialect == "postgresql":
+            self._open_postgres(path, timeout, master_key_file, master_key)
+            return
         create_private(path)
         try:
             conn = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False)
@@ -88,7 +97,7 @@ class Storage(
         for attempt in range(3):  # two workers creating one new file: the loser retries
             try:
                 with keystore.migrating(self.secrets):  # m009 seals an older database's clear keys
-                    migrations.apply(self.db)
+                    self.migrated = migrations.apply(self.db)
                 break
             except sqlite3.OperationalError:
                 if attempt == 2:
@@ -96,12 +105,30 @@ class Storage(
                 time.sleep(0.2)
         self._scrub()
 
+    def _open_postgres(self, url, timeout, master_key_file, master_key) -> None:
+        """A ``postgresql://`` URL: psycopg 3 (headend.db.engine), the same migrations (tables
+        partitioned by month where docs/scaling.md says), the master key from
+        --master-key-file or the environment (there is no default file beside a URL)."""
+        try:
+            conn, self.db = open_database(url, timeout=timeout)
+        except sqlite3.Error as e:
+            raise StorageError("cannot open database %s: %s" % (redact(url), e)) from e
+        self.conn = conn
+        self.secrets = keystore.Vault(
+            url, conn, master_key_file=master_key_file, master_key=master_key, name=redact(url)
+        )
+        with keystore.migrating(self.secrets):
+            self.migrated = migrations.apply(self.db)
+        self._partitions: set[str] = set()
+
     def _scrub(self) -> None:
         """After secrets were rewritten in place (m009 sealing clear keys, a rotation): move the
         WAL into the database file now and empty it, so the old values' pages are overwritten
         (secure_delete zeroed their bytes) rather than kept until some later checkpoint."""
         if self.secrets.scrub:
             self.secrets.scrub = 0
+            if self.dialect == "postgresql":  # the old row versions go at the next VACUUM
+                return
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from headend.db import partitions
 from headend.ingest.store_quarantine import QuarantineStorageMixin
 
 READING_COLUMNS = (
@@ -48,8 +49,37 @@ _INSERT_ACK = (
     "INSERT INTO acks (meter_id, seq, cmd_seq, result, detail, ts, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, seq) DO NOTHING"
 )
-_BUMP = "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?"
-_SEEN = "UPDATE meters SET last_seen = max(coalesce(last_seen, 0), ?) WHERE meter_id = ?"
+_BUMP = (
+    "INSERT INTO counters (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = counters.value + ?"  # qualified: PostgreSQL asks
+)
+# the dialects' variants, side by side: SQLite's two-argument max() is PostgreSQL's greatest();
+# on PostgreSQL readings are partitioned by month (headend/db/migrations.py: m001 and
+# reading_keys), so a batch's readings go by COPY into a staging table and one INSERT ... SELECT
+# whose rows the reading_keys trigger keeps once per (meter_id, seq) (docs/scaling.md)
+_MAX = {"sqlite": "max", "postgresql": "greatest"}
+_SEEN = {
+    d: "UPDATE meters SET last_seen = %s(coalesce(last_seen, 0), ?) WHERE meter_id = ?" % f
+    for d, f in _MAX.items()
+}
+_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS reading_stage (ord BIGINT, %s) ON COMMIT DELETE ROWS"
+    % ", ".join(
+        '"%s" %s' % (c, "BYTEA" if c == "raw" else "DOUBLE PRECISION" if c == "received_at" else
+                     "TEXT" if c in ("meter_id", "imp", "exp", "q", "inst") else "BIGINT")
+        for c in READING_COLUMNS
+    )
+)  # fmt: skip
+_COPY_STAGE = "COPY reading_stage (ord, %s) FROM STDIN" % ", ".join('"%s"' % c for c in READING_COLUMNS)
+_FROM_STAGE = "INSERT INTO readings (%s) SELECT %s FROM reading_stage ORDER BY ord" % (
+    ", ".join('"%s"' % c for c in READING_COLUMNS),
+    ", ".join('"%s"' % c for c in READING_COLUMNS),
+)
+_INSERT_READING_PG = "INSERT INTO readings (%s) VALUES (%s)" % (
+    ", ".join('"%s"' % c for c in READING_COLUMNS),
+    ", ".join("?" * len(READING_COLUMNS)),
+)
+PG_READINGS_BY = "copy"  # or "executemany": tools/bench_pg_ingest.py measures both
 
 
 class IngestBatch:
@@ -98,6 +128,11 @@ class IngestStoreMixin(QuarantineStorageMixin):
             if n:
                 counters[name] = counters.get(name, 0) + n
 
+        pg = getattr(self, "dialect", "sqlite") == "postgresql"
+        if pg and batch.readings:  # the months' partitions exist before the batch's transaction
+            partitions.ensure(
+                self.conn, "readings", {partitions.month_of(r[2]) for r in batch.readings}, self._partitions
+            )
         with self.db.atomic():
             refused: list[tuple] = []  # quarantine rows: seq_reused readings, then the batch's
             accepted, duplicates, reused = self._insert_readings(batch, refused)
@@ -114,7 +149,7 @@ class IngestStoreMixin(QuarantineStorageMixin):
                 count("accepted:will" if seq is None else "accepted:status", 1)
             accepted += len(batch.statuses)
             if batch.seen:
-                self.conn.executemany(_SEEN, [(t, m) for m, t in batch.seen.items()])
+                self.conn.executemany(_SEEN[self._dialect()], [(t, m) for m, t in batch.seen.items()])
             count("accepted", accepted)
             count("duplicates", duplicates)
             count("rejected:seq_reused", reused)
@@ -125,7 +160,10 @@ class IngestStoreMixin(QuarantineStorageMixin):
         rows = batch.readings
         if not rows:
             return 0, 0, 0
-        accepted = self.conn.executemany(_INSERT_READING, rows).rowcount
+        if self._dialect() == "postgresql":
+            accepted = self._insert_readings_pg(rows)
+        else:
+            accepted = self.conn.executemany(_INSERT_READING, rows).rowcount
         if accepted == len(rows):
             return accepted, 0, 0
         # some were already there: a re-send of the same frame is a duplicate, a
@@ -136,7 +174,7 @@ class IngestStoreMixin(QuarantineStorageMixin):
             stored = self.conn.execute(
                 "SELECT raw FROM readings WHERE meter_id = ? AND seq = ?", (r[0], r[1])
             ).fetchone()
-            if stored[0] != r[raw_at]:
+            if stored is not None and bytes(stored[0]) != r[raw_at]:  # None: its month was detached
                 reused += 1
                 refused.append(
                     (
@@ -149,6 +187,20 @@ class IngestStoreMixin(QuarantineStorageMixin):
                     )
                 )
         return accepted, len(rows) - accepted - reused, reused
+
+    def _dialect(self) -> str:
+        return getattr(self, "dialect", "sqlite")
+
+    def _insert_readings_pg(self, rows: Sequence[tuple]) -> int:
+        """PostgreSQL: the rows stored (the reading_keys trigger drops a (meter_id, seq) already
+        claimed). COPY into a staging table, one INSERT ... SELECT; or executemany."""
+        if PG_READINGS_BY == "executemany":
+            return self.conn.executemany(_INSERT_READING_PG, rows).rowcount
+        self.conn.execute(_STAGE)
+        self.conn.copy_rows(_COPY_STAGE, ((i,) + tuple(r) for i, r in enumerate(rows)))
+        n = self.conn.execute(_FROM_STAGE).rowcount
+        self.conn.execute("DELETE FROM reading_stage")  # a nested batch (savepoint) leaves none behind
+        return n
 
     def insert_readings_batch(self, rows: Sequence[tuple]) -> tuple[int, int]:
         """Store reading rows (READING_COLUMNS order); (accepted, duplicates)."""
@@ -192,7 +244,7 @@ class IngestStoreMixin(QuarantineStorageMixin):
     def _set_online(self, meter_id, online, at, seq, fields) -> None:
         sets, args = ["online = ?"], [1 if online else 0]
         if seq is not None:  # a signed status is the meter speaking; the will is the broker
-            sets.append("last_seen = max(coalesce(last_seen, 0), ?)")
+            sets.append("last_seen = %s(coalesce(last_seen, 0), ?)" % _MAX[self._dialect()])
             args.append(at)
         for name in STATUS_FIELDS:
             if name in fields:

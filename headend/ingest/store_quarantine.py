@@ -73,7 +73,7 @@ class QuarantineStorageMixin:
         kept_rows: list[tuple] = []
         adds: dict[tuple[str, int, str], list[int]] = {b: [0, 0] for b in buckets}
         for (o, h), rs in groups.items():
-            room = SAMPLE_PER_HOUR - self.conn.execute(_KEPT, (o, h)).fetchone()[0]
+            room = SAMPLE_PER_HOUR - int(self.conn.execute(_KEPT, (o, h)).fetchone()[0])  # numeric on PG
             for r in rs:
                 if room > 0:
                     kept_rows.append(r)
@@ -98,7 +98,7 @@ class QuarantineStorageMixin:
         refused frames not kept as a sample (in total and by reason), and the sample size."""
         kept = self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0]
         by_reason = {
-            reason: n
+            reason: int(n)  # PostgreSQL's sum of a bigint is a numeric
             for reason, n in self.conn.execute(
                 "SELECT reason, sum(dropped) FROM quarantine_hours GROUP BY reason HAVING sum(dropped) > 0"
                 " ORDER BY reason"

@@ -87,7 +87,11 @@ class MeterStoreMixin:
         if name in keystore.SECRET_SETTINGS and value is not None:
             value = self.secrets.seal(keystore.setting_id(name), value)
         with self.db.atomic():
-            self.conn.execute("INSERT OR REPLACE INTO settings (name, value) VALUES (?, ?)", [name, value])
+            self.conn.execute(  # an upsert both engines speak (SQLite >= 3.24)
+                "INSERT INTO settings (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [name, value],
+            )
 
     def rotate_master_key(self, new_key: keystore.MasterKey) -> dict:
         """Re-seal every secret under ``new_key`` in one transaction (opened with the current

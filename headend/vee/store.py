@@ -33,6 +33,9 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 
+from headend.db import partitions
+from headend.db.engine import dialect, insert_id
+
 _MANUAL_READING = "seq, ts, received_at, interval, imp, exp, balance, flags, vee_state"
 
 
@@ -93,8 +96,10 @@ class VeeStorageMixin:
     ) -> None:
         with self.db.atomic():
             self.conn.execute(
-                "INSERT OR REPLACE INTO vee_results (meter_id, ts, rule, seq, outcome, detail, run_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO vee_results (meter_id, ts, rule, seq, outcome, detail, run_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (meter_id, ts, rule) DO UPDATE SET"
+                " seq = excluded.seq, outcome = excluded.outcome, detail = excluded.detail,"
+                " run_at = excluded.run_at",  # both engines' upsert: the row replaced
                 (meter_id, ts, rule, seq, outcome, _j(detail), time.time() if run_at is None else run_at),
             )
 
@@ -113,8 +118,11 @@ class VeeStorageMixin:
     ) -> None:
         with self.db.atomic():
             self.conn.execute(
-                "INSERT OR REPLACE INTO estimates (meter_id, interval_start, interval_end, method, [values],"
-                " replaced_by_real, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                "INSERT INTO estimates (meter_id, interval_start, interval_end, method, [values],"
+                " replaced_by_real, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)"
+                " ON CONFLICT (meter_id, interval_start, interval_end) DO UPDATE SET"
+                " method = excluded.method, [values] = excluded.[values], replaced_by_real = 0,"
+                " created_at = excluded.created_at",  # both engines' upsert: the row replaced
                 (
                     meter_id,
                     interval_start,
@@ -143,11 +151,12 @@ class VeeStorageMixin:
         self, meter_id: str, target: str, old, new, reason: str, user: str, at: float | None = None
     ) -> int:
         with self.db.atomic():
-            return self.conn.execute(
+            return insert_id(
+                self.conn,
                 "INSERT INTO audit (meter_id, target, old, new, reason, user, at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (meter_id, target, _j(old), _j(new), reason, user, time.time() if at is None else at),
-            ).lastrowid
+            )
 
     def audit(self, meter_id: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM audit", []
@@ -158,6 +167,11 @@ class VeeStorageMixin:
     def replace_load_profile(
         self, meter_id: str, interval_s: int, from_ts: int, to_ts: int, rows: Iterable[Mapping]
     ) -> int:
+        rows = list(rows)
+        if dialect(self.conn) == "postgresql" and rows:  # monthly partitions (headend/db/partitions.py)
+            partitions.ensure(
+                self.conn, "load_profile", {partitions.month_of(r["interval_start"]) for r in rows}
+            )
         with self.db.atomic():
             self.conn.execute(
                 "DELETE FROM load_profile WHERE meter_id = ? AND interval_s = ?"
@@ -227,6 +241,8 @@ class VeeStorageMixin:
 
     def insert_manual_reading(self, reading: Mapping, marker: Mapping) -> None:
         """One readings row (vee_state pending) and its manual_readings marker, together."""
+        if dialect(self.conn) == "postgresql":  # monthly partitions (headend/db/partitions.py)
+            partitions.ensure(self.conn, "readings", [partitions.month_of(reading["ts"])])
         with self.db.atomic():
             self.db["readings"].insert(dict(reading))
             self.db["manual_readings"].insert(dict(marker))

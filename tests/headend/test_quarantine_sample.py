@@ -26,8 +26,8 @@ UP = topics.up("A", "reading")
 
 
 @pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "h.db")
+def db(db_target):  # both engines (tests/conftest.py)
+    path = db_target
     with Storage(path) as s:
         s.add_meter("A", KA.hex(), "$7$x", now=1.0)
         s.add_meter("B", bytes(32).hex(), "$7$x", now=1.0)
