@@ -241,8 +241,14 @@ def default_config(sc):
     return cfg
 
 
-def ensure_config(flash, sc):
-    """Write the default config.json into ``flash`` unless it has one (temp + rename); True if written."""
+def ensure_config(flash, sc, log=None):
+    """Write the default config.json into ``flash`` unless it has one (temp + rename); True if written.
+
+    The factory's other job: a config.json without a calibration (no ``calibration`` section, or
+    an empty one: a config written by ``headend meter config`` or by hand) gets the emulated front
+    end's factory calibration written into it, as a board's factory would before it leaves, and
+    ``log`` (default: stderr) says so. A calibration that is there is left alone, trusted or not:
+    the firmware judges it (firmware/app.py refuses one it cannot trust)."""
     from protocol import board_config as config
 
     path = os.path.join(flash, CONFIG_NAME)
