@@ -22,6 +22,9 @@ meter per hour, headend.ingest.store_quarantine) and all of them to ``rejected:<
 
   ``verify(topic, payload, keys) -> Verdict``      keys: meter_id -> 32-byte key
   ``add(batch, topic, payload, received_at, keys) -> Verdict``  verify and append rows
+  ``take(batch, topic, payload, received_at, keys)``  add's rows without the verdict
+      (what `headend serve` calls; topic str or bytes): our meters' readings go
+      straight to their row (headend.ingest.fast.reading_row), the rest through add
 """
 
 from __future__ import annotations
