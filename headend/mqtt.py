@@ -66,6 +66,13 @@ PASSWORD_HELP = (
 )
 
 
+def add_broker_arguments(parser) -> None:
+    """``--broker URL`` and ``--password-file FILE``, as serve, dispatch and console take them;
+    ``broker_url_with_password(args.broker, args.password_file)`` combines them."""
+    parser.add_argument("--broker", required=True, metavar="URL", help=BROKER_HELP)
+    parser.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
+
+
 def broker_url_with_password(url: str, password_file: str | None = None, environ=None) -> str:
     """The broker URL carrying its password, for this process only.
 

@@ -102,22 +102,27 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+def reading_message(seq: int) -> dict:
+    """The benchmark's reading number ``seq`` (every meter sends the same ones)."""
+    return messages.reading(
+        seq,
+        T0 + 900 * seq,
+        900,
+        [seq * 100, seq * 10, seq, 0],
+        [0, 0, 0, 0],
+        [seq, 0, 0, 0],
+        inst={"urms_mv": 230000, "irms_ma": 1500, "p_w": 340},
+        flags=0,
+        tariff=1,
+    )
+
+
 def sealed_packets(m: dict, per_meter: int) -> list[bytes]:
     key, mid = bytes.fromhex(m["key"]), m["meter_id"]
     topic = topics.up(mid, "reading").encode()
     packets = []
     for seq in range(1, per_meter + 1):
-        msg = messages.reading(
-            seq,
-            T0 + 900 * seq,
-            900,
-            [seq * 100, seq * 10, seq, 0],
-            [0, 0, 0, 0],
-            [seq, 0, 0, 0],
-            inst={"urms_mv": 230000, "irms_ma": 1500, "p_w": 340},
-            flags=0,
-            tariff=1,
-        )
+        msg = reading_message(seq)
         packets.append(publish_packet(topic, (seq - 1) % 65535 + 1, messages.seal(key, mid, msg)))
     return packets
 

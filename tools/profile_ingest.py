@@ -39,7 +39,7 @@ from headend.db.storage import Storage  # noqa: E402
 from headend.ingest.service import RECEIVE_MAXIMUM, IngestService  # noqa: E402
 from headend.meters import provision  # noqa: E402
 from protocol import messages, topics  # noqa: E402
-from tools.bench_ingest import T0, publish_packet  # noqa: E402
+from tools.bench_ingest import publish_packet, reading_message  # noqa: E402
 
 
 def reading_frames(meters: list[dict], per_meter: int) -> list[tuple[bytes, bytes]]:
@@ -47,17 +47,7 @@ def reading_frames(meters: list[dict], per_meter: int) -> list[tuple[bytes, byte
     out = []
     for seq in range(1, per_meter + 1):
         for m in meters:
-            msg = messages.reading(
-                seq,
-                T0 + 900 * seq,
-                900,
-                [seq * 100, seq * 10, seq, 0],
-                [0, 0, 0, 0],
-                [seq, 0, 0, 0],
-                inst={"urms_mv": 230000, "irms_ma": 1500, "p_w": 340},
-                flags=0,
-                tariff=1,
-            )
+            msg = reading_message(seq)
             key = bytes.fromhex(m["key"])
             out.append((topics.up(m["meter_id"], "reading").encode(), messages.seal(key, m["meter_id"], msg)))
     return out

@@ -30,7 +30,7 @@ from headend.commands import CMD_NAMES, RESULT_NAMES, build
 from headend.commands import tariff as tariff_file
 from headend.commands.queue import DEFAULT_TTL, describe, queue
 from headend.errors import CommandError
-from headend.mqtt import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
+from headend.mqtt import add_broker_arguments, broker_url_with_password
 from protocol import commands, messages
 
 TYPES = {
@@ -115,13 +115,7 @@ def register(subparsers) -> None:
     cl.add_argument("--json", action="store_true")
 
     dp = subparsers.add_parser("dispatch", help="deliver queued commands to meters until acked", parents=[db])
-    dp.add_argument(
-        "--broker",
-        required=True,
-        metavar="URL",
-        help=BROKER_HELP,
-    )
-    dp.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
+    add_broker_arguments(dp)
     dp.add_argument("--once", action="store_true", help="one round (acks, expiry, sends), then exit")
     dp.add_argument("--interval", type=float, default=1.0, help="s between rounds (default 1)")
     dp.add_argument("--backoff", type=float, default=30.0, help="s before the first resend (default 30)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from headend.mqtt import BROKER_HELP, PASSWORD_HELP, broker_url_with_password
+from headend.mqtt import add_broker_arguments, broker_url_with_password
 
 
 def register(subparsers) -> None:
@@ -24,13 +24,7 @@ def register(subparsers) -> None:
         " time-sync, topup, config, tariff, filter, quit). Full screen on a terminal, one line"
         " per message otherwise.",
     )
-    c.add_argument(
-        "--broker",
-        required=True,
-        metavar="URL",
-        help=BROKER_HELP,
-    )
-    c.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
+    add_broker_arguments(c)
     c.add_argument("--meter", metavar="ID", help="show only this meter (the `filter` command changes it)")
     c.add_argument(
         "--client-id", help="MQTT client id (default headend.console.<random>; never a valid meter id)"

@@ -14,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 
 from headend.errors import CLIError
-from headend.mqtt import BROKER_HELP, PASSWORD_HELP
+from headend.mqtt import add_broker_arguments
 from headend.timearg import epoch_arg as _ts
 
 
@@ -22,13 +22,7 @@ def register(subparsers) -> None:
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     serve = subparsers.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
-    serve.add_argument(
-        "--broker",
-        required=True,
-        metavar="URL",
-        help=BROKER_HELP,
-    )
-    serve.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
+    add_broker_arguments(serve)
     serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
     serve.add_argument(
         "--client-id",

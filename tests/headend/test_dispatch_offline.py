@@ -31,6 +31,7 @@ class PersistentMeter:
         self.meter_id, self.key, self.seq = meter_id, key, seq0
         self.commands: list[int] = []  # command seqs received, in order
         self.taken: set[int] = set()
+        self.marker = threading.Event()  # a test's marker after the commands (see ``marker_after``)
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=meter_id, clean_session=False)
         self.client.username_pw_set(meter_id, password)
         self.client.will_set(topics.up(meter_id, "status"), WILL, qos=1, retain=True)
@@ -52,6 +53,9 @@ class PersistentMeter:
         self._send("status", {0: messages.TYPE_STATUS, **fields}, retain=True)
 
     def _on_message(self, client, userdata, m) -> None:
+        if m.topic.endswith("/marker"):
+            self.marker.set()
+            return
         cmd = messages.open_frame(self.key, self.meter_id, m.payload)
         self.commands.append(cmd["seq"])
         result = messages.ACK_DUPLICATE if cmd["seq"] in self.taken else messages.ACK_DONE
@@ -127,7 +131,10 @@ def test_a_command_for_an_offline_meter_is_sent_once_and_acked_once_on_its_retur
     assert d.round(now) == {"sent": 0, "acked": 1, "failed": 0, "expired": 0}
     for dt in (BACKOFF, 10 * BACKOFF):
         assert d.round(now + dt)["sent"] == 0
-    time.sleep(0.5)  # a stray resend would have reached the meter by now (the round waits for its PUBACK)
+    # a marker from the dispatcher's own connection, after its rounds: the broker delivers one
+    # publisher's messages to a subscriber in order, so a stray resend would arrive before it
+    d.client.publish("ami/v1/m1/down/marker", b"", qos=1)
+    assert back.marker.wait(15), "the marker after the rounds"
     assert back.commands == [q["seq"]]
     assert [a["result"] for a in store.command_acks("m1", q["seq"])] == [messages.ACK_DONE]
     assert store.commands("m1")[0]["state"] == "acked"
