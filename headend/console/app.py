@@ -94,6 +94,8 @@ class ConsoleApp:
         self._esc = 0
         self._dirty = True
         self._alerts_read = False
+        self._answered = False  # the broker has accepted or refused our CONNECT
+        self._eof_deadline: float | None = None
         self.client = make_client(self.broker, self.client_id, clean_session=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -191,6 +193,7 @@ class ConsoleApp:
         elif kind == "keys":
             self._keys(value)
         elif kind == "connected":
+            self._answered = True
             self.state.connected = True
             self._note("ok", "connected to %s as %s" % (self.state.broker, self.client_id))
         elif kind == "subscribed":
@@ -204,11 +207,19 @@ class ConsoleApp:
                 self.state.connected = False
                 self._note("warn", "disconnected (%s); reconnecting" % value)
         elif kind == "refused":
+            self._answered = True
             self.fatal = "broker refused the connection: %s" % value
             self.stop()
         elif kind == "note":
             self._note(*value)
         elif kind == "eof":
+            # Input can end before the broker has answered our CONNECT (``console < /dev/null``):
+            # wait for its answer, so a refusal is still reported as an error, not an exit 0.
+            if self._answered:
+                self.stop()
+            else:
+                self._eof_deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        if self._eof_deadline is not None and self._answered:
             self.stop()
 
     def handle_line(self, line: str) -> None:
@@ -376,6 +387,12 @@ class ConsoleApp:
         while not self._stop.is_set():
             self._pump(DRAW_EVERY_S)
             now = time.monotonic()
+            if self._eof_deadline is not None and now >= self._eof_deadline and not self._stop.is_set():
+                self.fatal = "the broker at %s did not answer within %.0f s" % (
+                    self.state.broker,
+                    CONNECT_TIMEOUT_S,
+                )
+                self.stop()
             if now >= next_alerts:
                 self.refresh_alerts()
                 next_alerts = now + self.alerts_every
