@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from headend.billing.store_sql import (
+    ACCOUNTS,
     BILL_COLUMNS,
     BOUNDARY_READS,
     HISTORY,
@@ -37,6 +38,7 @@ from headend.billing.store_sql import (
     VEE_PROBLEMS,
     marks,
 )
+from headend.db.engine import dialect, insert_id
 from headend.errors import AccountError, BillingError  # noqa: F401
 
 
@@ -116,12 +118,7 @@ class BillingStorageMixin:
         return row
 
     def accounts(self) -> list[dict]:
-        return list(
-            self.db.query(
-                "SELECT a.*, group_concat(m.meter_id) AS meter_ids FROM accounts a"
-                " LEFT JOIN account_meters m USING (account_id) GROUP BY a.account_id ORDER BY a.account_id"
-            )
-        )
+        return list(self.db.query(ACCOUNTS[dialect(self.conn)]))
 
     # ------------------------------------------------------------ bill-run reads (one batch)
 
@@ -138,30 +135,44 @@ class BillingStorageMixin:
         return [r[0] for r in self.conn.execute(POSTPAID_TARIFFS)]
 
     def db_path(self) -> str | None:
-        """The database file, for another connection to it (None: in memory)."""
+        """The database file (PostgreSQL: its URL), for another connection to it (None: in memory)."""
+        if dialect(self.conn) == "postgresql":
+            return self.conn.url
         row = self.conn.execute("PRAGMA database_list").fetchone()
         return row[2] or None
 
     def profile_sums(self, ids: Sequence[str], interval_s: int, start: int, end: int) -> list[tuple]:
         """(account_id, rate, source, count, sum Wh, min Wh, first start, last start) over the
         account's meters' load-profile rows in [start, end), each meter within its link window."""
-        return self.conn.execute(PROFILE_SUMS % marks(ids), (interval_s, start, end, end, *ids)).fetchall()
+        if not ids:  # PostgreSQL refuses an empty IN list
+            return []
+        return self.conn.execute(
+            PROFILE_SUMS[dialect(self.conn)] % marks(ids), (interval_s, start, end, end, *ids)
+        ).fetchall()
 
     def profile_points(self, account_id: str, interval_s: int, start: int, end: int) -> list[tuple]:
         """(interval_start, rate, wh_imp, source) of one account, by interval_start, rate."""
-        return self.conn.execute(PROFILE_POINTS, (interval_s, start, end, end, account_id)).fetchall()
+        return self.conn.execute(
+            PROFILE_POINTS[dialect(self.conn)], (interval_s, start, end, end, account_id)
+        ).fetchall()
 
     def boundary_reads(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
         """(account_id, meter_id, ts, imp JSON, vee_state) of readings at ts = start or end."""
+        if not ids:
+            return []
         return self.conn.execute(BOUNDARY_READS % marks(ids), (start, end, *ids)).fetchall()
 
     def vee_problems(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
         """(account_id, vee_state, count) of cycle readings (start < ts <= end) 'failed' or 'pending'."""
+        if not ids:
+            return []
         return self.conn.execute(VEE_PROBLEMS % marks(ids), (start, end, end, *ids)).fetchall()
 
     def bill_history(self, ids: Sequence[str], cycle: str, n: int) -> dict[str, list[str]]:
         """account_id -> energy_kwh of its last ``n`` released bills before ``cycle``, newest first."""
         out: dict[str, list[str]] = {}
+        if not ids:
+            return out
         for account_id, kwh in self.conn.execute(HISTORY % marks(ids), (cycle, *ids)):
             got = out.setdefault(account_id, [])
             if len(got) < n:
@@ -169,6 +180,8 @@ class BillingStorageMixin:
         return out
 
     def bill_states(self, ids: Sequence[str], cycle: str) -> dict[str, tuple[int, str]]:
+        if not ids:
+            return {}
         sql = "SELECT account_id, id, state FROM bills WHERE cycle = ? AND state != 'void'"
         sql += " AND account_id IN (%s)" % marks(ids)
         return {a: (i, s) for a, i, s in self.conn.execute(sql, (cycle, *ids))}
@@ -189,12 +202,14 @@ class BillingStorageMixin:
 
     def open_run(self, cycle: str, seed: int, policy: Mapping, now: float) -> dict:
         with self.db.atomic():
-            cur = self.conn.execute(
+            run_id = insert_id(
+                self.conn,
                 "INSERT INTO bill_runs (cycle, state, started_at, seed, policy, cursor, batches, counts)"
                 " VALUES (?, 'running', ?, ?, ?, '', 0, ?)",
                 (cycle, now, seed, json.dumps(policy, sort_keys=True), json.dumps({})),
+                pk="run_id",
             )
-        return self.bill_run(cur.lastrowid)
+        return self.bill_run(run_id)
 
     def commit_bill_batch(
         self,

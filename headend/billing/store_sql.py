@@ -25,22 +25,35 @@ POSTPAID_COUNT = "SELECT count(*) FROM accounts WHERE billing = 'postpaid' AND a
 
 POSTPAID_TARIFFS = "SELECT DISTINCT tariff_id FROM accounts WHERE billing = 'postpaid' ORDER BY tariff_id"
 
-_LINKED = (
-    " FROM account_meters am JOIN load_profile lp"
+# The dialects' variants side by side (a dict by ``headend.db.engine.dialect``): SQLite's
+# two-argument max()/min() are PostgreSQL's greatest()/least(), and PostgreSQL's sum() of a
+# BIGINT is a numeric (a Decimal in Python): cast back to BIGINT as SQLite gives it.
+_LINKED = {
+    d: " FROM account_meters am JOIN load_profile lp"
     " ON lp.meter_id = am.meter_id AND lp.interval_s = ?"
-    " AND lp.interval_start >= max(am.from_ts, ?) AND lp.interval_start < min(coalesce(am.to_ts, ?), ?)"
-)
+    " AND lp.interval_start >= %s(am.from_ts, ?) AND lp.interval_start < %s(coalesce(am.to_ts, ?), ?)" % pair
+    for d, pair in (("sqlite", ("max", "min")), ("postgresql", ("greatest", "least")))
+}
 
-PROFILE_SUMS = (
-    "SELECT am.account_id, lp.rate, lp.source, count(*), sum(lp.wh_imp), min(lp.wh_imp),"
-    " min(lp.interval_start), max(lp.interval_start)" + _LINKED + " WHERE am.account_id IN (%s)"
+PROFILE_SUMS = {
+    d: "SELECT am.account_id, lp.rate, lp.source, count(*), %s, min(lp.wh_imp),"
+    " min(lp.interval_start), max(lp.interval_start)" % total + _LINKED[d] + " WHERE am.account_id IN (%s)"
     " GROUP BY am.account_id, lp.rate, lp.source"
-)
+    for d, total in (("sqlite", "sum(lp.wh_imp)"), ("postgresql", "CAST(sum(lp.wh_imp) AS BIGINT)"))
+}
 
-PROFILE_POINTS = (
-    "SELECT lp.interval_start, lp.rate, lp.wh_imp, lp.source" + _LINKED + " WHERE am.account_id = ?"
+PROFILE_POINTS = {
+    d: "SELECT lp.interval_start, lp.rate, lp.wh_imp, lp.source" + _LINKED[d] + " WHERE am.account_id = ?"
     " ORDER BY lp.interval_start, lp.rate"
-)
+    for d in _LINKED
+}
+
+# every meter of each account, comma-separated
+ACCOUNTS = {
+    d: "SELECT a.*, %s AS meter_ids FROM accounts a"
+    " LEFT JOIN account_meters m USING (account_id) GROUP BY a.account_id ORDER BY a.account_id" % agg
+    for d, agg in (("sqlite", "group_concat(m.meter_id)"), ("postgresql", "string_agg(m.meter_id, ',')"))
+}
 
 BOUNDARY_READS = (
     "SELECT am.account_id, r.meter_id, r.ts, r.imp, r.vee_state FROM account_meters am"

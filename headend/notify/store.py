@@ -15,23 +15,27 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 
 from headend.billing.store_sql import marks
+from headend.db.engine import dialect
 
-_PAYLOAD = (
-    "json_object('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
-    " 'currency', b.currency, 'state', b.state)"
-)
+# The payload, by dialect: SQLite's json_object is PostgreSQL's json_build_object (as text).
+_PAYLOAD = {
+    d: fn + "('bill_id', b.id, 'account_id', b.account_id, 'cycle', b.cycle, 'total', b.total,"
+    " 'currency', b.currency, 'state', b.state)" + cast
+    for d, fn, cast in (("sqlite", "json_object", ""), ("postgresql", "json_build_object", "::text"))
+}
 # One pass over the bills: an e-mail and/or a webhook notice, or a console one without either.
-_BILL_NOTIFY = (
-    "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
+_BILL_NOTIFY = {
+    d: "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
     " SELECT b.id, ch.channel, CASE ch.channel WHEN 'email' THEN a.email WHEN 'webhook' THEN a.webhook END, "
-    + _PAYLOAD
+    + payload
     + ", 'pending', 0, ?, ? FROM bills b JOIN accounts a USING (account_id)"
     " JOIN (SELECT 'email' AS channel UNION ALL SELECT 'webhook' UNION ALL SELECT 'console') ch"
     " ON CASE ch.channel WHEN 'email' THEN a.email IS NOT NULL WHEN 'webhook' THEN a.webhook IS NOT NULL"
     " ELSE a.email IS NULL AND a.webhook IS NULL END"
     " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND b.account_id IN (%s)"
     " ON CONFLICT (bill_id, channel) DO NOTHING"
-)
+    for d, payload in _PAYLOAD.items()
+}
 
 _ALERT_NOTIFY = (
     "INSERT INTO outbox (alert_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
@@ -51,7 +55,7 @@ class NotifyStoreMixin:
         """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
         for i in range(0, len(ids), 30000):
             part = ids[i : i + 30000]
-            self.conn.execute(_BILL_NOTIFY % marks(part), (now, now, cycle, *part))
+            self.conn.execute(_BILL_NOTIFY[dialect(self.conn)] % marks(part), (now, now, cycle, *part))
 
     def cancel_bill_notifications(self, bill_id: int, reason: str) -> int:
         """The bill's pending notices become ``failed`` with ``reason`` (in the caller's transaction)."""

@@ -57,8 +57,10 @@ def tariff_id(text: str) -> str:
     return "t-" + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def new_store(tmp_path) -> Storage:
-    return Storage(str(tmp_path / "bills.db"))
+def new_store(where) -> Storage:
+    """A store in directory ``where`` (bills.db), or on ``where`` itself when it is a database
+    target string (the ``db_target`` fixture: a SQLite path or a PostgreSQL URL)."""
+    return Storage(where if isinstance(where, str) else str(where / "bills.db"))
 
 
 def add_account(

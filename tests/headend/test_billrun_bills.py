@@ -34,8 +34,8 @@ def amounts(bill):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with new_store(tmp_path) as s:
+def store(db_target):  # both engines (tests/conftest.py)
+    with new_store(db_target) as s:
         yield s
 
 

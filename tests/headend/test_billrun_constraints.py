@@ -15,8 +15,8 @@ NO_REVIEW = Policy(review_sample_pct=Decimal(0))
 
 
 @pytest.fixture
-def store(tmp_path):
-    with new_store(tmp_path) as s:
+def store(db_target):  # both engines (tests/conftest.py)
+    with new_store(db_target) as s:
         yield s
 
 

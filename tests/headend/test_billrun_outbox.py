@@ -79,10 +79,10 @@ def smtp():
     srv.server_close()
 
 
-def test_webhook_retry_email_and_console(tmp_path, webhook, smtp):
+def test_webhook_retry_email_and_console(db_target, webhook, smtp):
     url, posts = webhook
     port, mails = smtp
-    with new_store(tmp_path) as s:
+    with new_store(db_target) as s:
         add_account(s, "w", webhook=url)
         add_account(s, "e", email="e@example.org")
         add_account(s, "c")
@@ -112,8 +112,8 @@ def test_webhook_retry_email_and_console(tmp_path, webhook, smtp):
         assert bill["rendered_text"] and "<table>" in bill["rendered_html"]  # the copy sent
 
 
-def test_failed_after_max_attempts(tmp_path):
-    with new_store(tmp_path) as s:
+def test_failed_after_max_attempts(db_target):
+    with new_store(db_target) as s:
         add_account(s, "x", webhook="http://127.0.0.1:9/nowhere")
         hourly(s, "m-x", tou_rates)
         run_bills(s, "2024-02", NOW, Policy(review_sample_pct=Decimal(0)))
@@ -124,8 +124,8 @@ def test_failed_after_max_attempts(tmp_path):
         assert row["state"] == "failed" and row["attempts"] == 2 and "webhook" in row["last_error"]
 
 
-def test_bill_documents_print_lines_and_rounding_rule(tmp_path):
-    with new_store(tmp_path) as s:
+def test_bill_documents_print_lines_and_rounding_rule(db_target):
+    with new_store(db_target) as s:
         add_account(s, "d<&>")
         hourly(s, "m-d<&>", tou_rates)
         run_bills(s, "2024-02", NOW, Policy(review_sample_pct=Decimal(0)))

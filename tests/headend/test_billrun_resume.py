@@ -40,9 +40,9 @@ def exactly_once(store, n):
     return states
 
 
-def test_injected_crash_between_batches_then_resume(tmp_path):
+def test_injected_crash_between_batches_then_resume(db_target):
     policy = Policy(batch_size=4, review_sample_pct=Decimal(10), review_seed=3)
-    with new_store(tmp_path) as s:
+    with new_store(db_target) as s:
         fleet(s, 30)
 
         def crash(run):
@@ -65,8 +65,8 @@ def test_injected_crash_between_batches_then_resume(tmp_path):
         assert exactly_once(s, 30) == first
 
 
-def test_unique_constraint_is_the_last_line_of_defence(tmp_path):
-    with new_store(tmp_path) as s:
+def test_unique_constraint_is_the_last_line_of_defence(db_target):
+    with new_store(db_target) as s:
         fleet(s, 2)
         run_bills(s, "2024-02", NOW, Policy(review_sample_pct=Decimal(0)))
         bill = s.bill("acc00001", "2024-02")

@@ -19,26 +19,26 @@ def run(capsys, db, *argv):
     return code, out.out, out.err
 
 
-def fleet(tmp_path, tariff=TOU):
-    with new_store(tmp_path) as s:
+def fleet(db, tariff=TOU):
+    with new_store(db) as s:
         add_account(s, "A1", tariff=tariff, meter="m1")
         hourly(s, "m1", tou_rates)
-    return str(tmp_path / "bills.db")
+    return db
 
 
-def test_a_cycle_that_has_not_ended_is_refused_naming_when_it_ends(tmp_path, capsys):
-    db = fleet(tmp_path)
+def test_a_cycle_that_has_not_ended_is_refused_naming_when_it_ends(db_target, capsys):
+    db = fleet(db_target)
     code, out, err = run(capsys, db, "bill", "run", "--cycle", "2024-03", "--now", str(NOW))
     assert code == 1 and out == ""
     assert "cycle 2024-03 has not ended" in err and "2024-04-01T00:00:00Z" in err and "--interim" in err
     code, _, err = run(capsys, db, "bill", "run", "--cycle", "2027-01", "--now", str(NOW))
     assert code == 1 and "cycle 2027-01 has not ended" in err and "2027-02-01T00:00:00Z" in err
-    with new_store(tmp_path) as s:
+    with new_store(db) as s:
         assert s.bills("2024-03") == [] and s.running_run("2024-03") is None  # nothing started
 
 
-def test_the_cycle_ends_at_midnight_of_the_tariffs_local_time(tmp_path, capsys):
-    db = fleet(tmp_path, TOU_CST)
+def test_the_cycle_ends_at_midnight_of_the_tariffs_local_time(db_target, capsys):
+    db = fleet(db_target, TOU_CST)
     # 2024-02-29 23:00 at UTC+08:00: February has an hour to go there
     code, _, err = run(capsys, db, "bill", "run", "--cycle", "2024-02", "--now", str(MAR - 9 * H))
     assert code == 1 and "2024-02-29T16:00:00Z" in err and "1 h from now" in err
@@ -47,8 +47,8 @@ def test_the_cycle_ends_at_midnight_of_the_tariffs_local_time(tmp_path, capsys):
     assert code == 0 and json.loads(out)["cycle"] == "2024-02"
 
 
-def test_an_interim_run_is_allowed_when_asked_for(tmp_path, capsys):
-    db = fleet(tmp_path)
+def test_an_interim_run_is_allowed_when_asked_for(db_target, capsys):
+    db = fleet(db_target)
     argv = ("bill", "run", "--cycle", "2024-03", "--interim", "--now", str(NOW), "--json")
     code, out, _ = run(capsys, db, *argv)
     assert code == 0
@@ -56,14 +56,14 @@ def test_an_interim_run_is_allowed_when_asked_for(tmp_path, capsys):
     assert summary["cycle"] == "2024-03" and summary["held"] + summary["issued"] + summary["review"] == 1
 
 
-def test_void_keeps_the_bill_audited_and_the_next_run_bills_again(tmp_path, capsys):
-    db = fleet(tmp_path)
+def test_void_keeps_the_bill_audited_and_the_next_run_bills_again(db_target, tmp_path, capsys):
+    db = fleet(db_target)
     policy = tmp_path / "policy.toml"
     policy.write_text("review_sample_pct = 0\n")
     base = ("bill", "run", "--cycle", "2024-02", "--policy", str(policy), "--now", str(NOW), "--json")
     code, out, _ = run(capsys, db, *base)
     assert code == 0 and json.loads(out)["issued"] == 1
-    with new_store(tmp_path) as s:
+    with new_store(db) as s:
         first = s.bill("A1", "2024-02")
         assert [o["state"] for o in s.outbox()] == ["pending"]
 
@@ -72,7 +72,7 @@ def test_void_keeps_the_bill_audited_and_the_next_run_bills_again(tmp_path, caps
     assert code == 0, err
     voided = json.loads(out)
     assert voided["state"] == "void" and voided["account_id"] == "A1"
-    with new_store(tmp_path) as s:
+    with new_store(db) as s:
         [audit] = [a for a in s.bill_audit(first["id"]) if a["action"] == "void"]
         assert (audit["old_state"], audit["new_state"], audit["user"], audit["reason"]) == (
             "issued", "void", "clerk", "wrong tariff")  # fmt: skip
@@ -90,7 +90,7 @@ def test_void_keeps_the_bill_audited_and_the_next_run_bills_again(tmp_path, caps
     # billed again: a new bill, the void one kept
     code, out, _ = run(capsys, db, *base)
     assert code == 0 and json.loads(out)["issued"] == 1
-    with new_store(tmp_path) as s:
+    with new_store(db) as s:
         again = s.bill("A1", "2024-02")
         assert again["id"] != first["id"] and again["state"] == "issued" and again["total"] == first["total"]
         assert s.bill_by_id(first["id"])["state"] == "void"
@@ -102,12 +102,12 @@ def test_void_keeps_the_bill_audited_and_the_next_run_bills_again(tmp_path, caps
                 " VALUES ('A1', '2024-02', 1, 'held', '[]', '[]', '0', 0)"
             )
     # a third run leaves the live bill alone
-    code, out, _ = run(capsys, db, *base)
-    assert code == 0 and json.loads(out)["skipped"] == 1
+    code, out, err = run(capsys, db, *base)
+    assert code == 0 and json.loads(out)["skipped"] == 1, err
 
 
-def test_voiding_an_unknown_or_void_bill_names_it(tmp_path, capsys):
-    db = fleet(tmp_path)
+def test_voiding_an_unknown_or_void_bill_names_it(db_target, capsys):
+    db = fleet(db_target)
     code, _, err = run(capsys, db, "bill", "void", "A-NOPE", "--cycle", "2024-02", "--reason", "x")
     assert code == 1 and "'A-NOPE'" in err and "2024-02" in err and "no such account" in err
     code, _, err = run(capsys, db, "bill", "void", "A1", "--cycle", "2024-02", "--reason", "x")
