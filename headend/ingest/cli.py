@@ -23,11 +23,17 @@ def register(subparsers) -> None:
     db.add_argument("--db", default=argparse.SUPPRESS, help="SQLite database file (default headend.db)")
     serve = subparsers.add_parser("serve", help="ingest from the broker until SIGTERM/SIGINT", parents=[db])
     add_broker_arguments(serve)
-    serve.add_argument("--shared", action="store_true", help="join the shared subscription (MQTT 5)")
+    serve.add_argument(
+        "--share",
+        metavar="GROUP",
+        help="consume $share/GROUP/ami/v1/+/up/# with the other processes of GROUP (each with its own"
+        " --client-id, the same after a restart: docs/scaling.md)",
+    )
+    serve.add_argument("--shared", action="store_true", help="the same as --share headend")
     serve.add_argument(
         "--client-id",
-        default="headend.ingest",
-        help="stable id of the persistent session (default headend.ingest; never a valid meter id)",
+        help="stable id of the persistent session (default headend.ingest; never a valid meter id;"
+        " required with --share unless --workers names them CLIENT_ID-0..)",
     )
     serve.add_argument("--batch", type=int, default=500, help="messages per commit, at most (default 500)")
     serve.add_argument(
@@ -40,9 +46,8 @@ def register(subparsers) -> None:
         "--workers",
         type=int,
         default=1,
-        help="ingest processes on the shared subscription, sessions CLIENT_ID-0.. (default 1;"
-        " > 1 accepts Mosquitto issue 2662: a QoS 1 message in flight to a worker that"
-        " disconnects can be lost)",
+        help="ingest processes on the shared subscription $share/headend/..., sessions CLIENT_ID-0.."
+        " (default 1; a worker that dies leaves its messages in its session until it is back)",
     )
     serve.add_argument(
         "--mqtt",
@@ -81,6 +86,20 @@ def cmd_serve(args) -> int:
         raise CLIError("--batch must be >= 1 and --batch-ms > 0")
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")
+    share = args.share if args.share is not None else "headend" if args.shared or args.workers > 1 else None
+    if args.share is not None and args.shared and args.share != "headend":
+        raise CLIError("--shared is --share headend: give one of them")
+    if share is not None:
+        from headend.ingest.service import check_share_group
+
+        check_share_group(share)
+    if args.client_id is None:
+        if args.share is not None and args.workers == 1:
+            raise CLIError(
+                "--share needs --client-id: every process of the group keeps its own persistent session,"
+                " under the same id after a restart (what was in flight to it waits for it: docs/scaling.md)"
+            )
+        args.client_id = "headend.ingest"
     if args.workers > 1:
         from headend.ingest.service import run_workers
         from headend.mqtt import (
@@ -90,7 +109,8 @@ def cmd_serve(args) -> int:
             parse_broker_url,
         )
 
-        url = broker_url_with_password(args.broker, args.password_file)  # one error, not N
+        # one error, not N
+        url = broker_url_with_password(args.broker, args.password_file, cafile=args.cafile)
         check_service_client_id(args.client_id)
         if parse_broker_url(url)["password"] is not None:  # to the workers by environment, not argv (ps)
             os.environ[PASSWORD_ENV] = parse_broker_url(url)["password"]
@@ -101,7 +121,8 @@ def cmd_serve(args) -> int:
             args.db,
             "--broker",
             broker_url_without_password(url),
-            "--shared",
+            "--share",
+            share,
             "--batch",
             str(args.batch),
         ]
@@ -113,9 +134,9 @@ def cmd_serve(args) -> int:
     with _store(args) as store:
         service = IngestService(
             store,
-            broker_url_with_password(args.broker, args.password_file),
+            broker_url_with_password(args.broker, args.password_file, cafile=args.cafile),
             client_id=args.client_id,
-            shared=args.shared,
+            share=share,
             batch_max=args.batch,
             batch_wait=args.batch_ms / 1000,
             protocol=args.mqtt,

@@ -36,13 +36,16 @@ the receive path; nothing here needs MQTT 5 (Mosquitto keeps a 3.1.1
 persistent session, applies ``max_inflight_messages`` as the receive maximum
 and serves ``$share`` filters to 3.1.1 clients too).
 
-Shared subscriptions (``run_workers``, ``headend serve --workers N``): N
-processes, each with its own persistent session ``<client_id>-<i>``, split the
-load; SQLite WAL serialises their commits (busy_timeout). Caveat, Mosquitto
-issue 2662: when a member of a shared subscription disconnects, a QoS 1
-message in flight to it can be lost instead of going to another member. The
-single-worker mode (the default) has no such hole: the kill test
-(tests/headend/test_serve.py) runs it.
+Shared subscriptions (``share="GROUP"``: ``headend serve --share GROUP --client-id ID`` on
+several hosts, or ``run_workers``, ``headend serve --workers N``: N processes on one host,
+sessions ``<client_id>-<i>``): the members of ``$share/GROUP/ami/v1/+/up/#`` split the load,
+each with its own persistent session; PostgreSQL (or SQLite's WAL, busy_timeout) serialises
+their commits and ``(meter_id, seq)`` keeps every reading once. Mosquitto 2.0 (measured with
+2.0.11: tests/faults/test_serve_pg.py) keeps what was in flight to a member that dies in that
+member's session, and goes on routing the member its round-robin turn of new messages while it
+is away: nothing is lost or doubled, but those messages wait until the member reconnects under
+the same client id (docs/scaling.md: restart it, or its share waits, up to the broker's
+max_queued_messages).
 """
 
 from __future__ import annotations
@@ -76,6 +79,21 @@ _PUBACK = struct.Struct("!BBH").pack  # PUBACK, remaining length 2, packet id (a
 
 
 INGEST_CLIENT_ID = "headend.ingest"  # the default persistent session of `headend serve`
+SHARE_GROUP = "headend"  # the group of --shared (protocol.topics.HEADEND_SHARED_FILTER)
+
+
+def check_share_group(group: str) -> str:
+    """ServiceError unless ``group`` can name a shared subscription (``$share/GROUP/...``)."""
+    if not isinstance(group, str) or not group or any(c in group for c in "/+#") or group.strip() != group:
+        raise ServiceError(
+            "a share group is a non-empty name without '/', '+', '#' or surrounding spaces, got %r" % (group,)
+        )
+    return group
+
+
+def share_filter(group: str) -> str:
+    """The shared subscription of group ``group``: ``$share/GROUP/ami/v1/+/up/#``."""
+    return "$share/%s/%s" % (check_share_group(group), topics.HEADEND_UP_FILTER)
 
 
 class _Client(mqtt.Client):
@@ -160,6 +178,7 @@ class IngestService:
         broker_url: str,
         client_id: str = INGEST_CLIENT_ID,
         shared: bool = False,
+        share: str | None = None,
         batch_max: int = 500,
         batch_wait: float = 0.05,
         protocol: str = "3.1.1",
@@ -170,7 +189,8 @@ class IngestService:
         check_service_client_id(client_id)
         self.store = store
         self.broker = parse_broker_url(broker_url)
-        self.shared = shared
+        self.share = check_share_group(share) if share is not None else SHARE_GROUP if shared else None
+        self.shared = self.share is not None
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.protocol = protocol
@@ -207,7 +227,7 @@ class IngestService:
             self.fatal = "broker refused the connection: %s" % reason_code
             self._stop.set()
             return
-        flt = topics.HEADEND_SHARED_FILTER if self.shared else topics.HEADEND_UP_FILTER
+        flt = share_filter(self.share) if self.share is not None else topics.HEADEND_UP_FILTER
         client.subscribe(flt, qos=topics.QOS)
         self.log(
             "connected to %s:%d (MQTT %s, session present: %s), subscribed to %s"

@@ -283,6 +283,16 @@ def test_serve_refuses_bad_workers(fleet, capsys):
     assert "--workers must be >= 1" in capsys.readouterr().err
 
 
+def test_serve_share_needs_its_own_client_id_and_a_group_name(fleet, capsys):
+    from headend.cli import main
+
+    base = ["serve", "--db", fleet["db"], "--broker", fleet["url"], "--mqtt", "5"]
+    assert main(base + ["--share", "g"]) == 1
+    assert "--share needs --client-id" in capsys.readouterr().err
+    assert main(base + ["--share", "a/b", "--client-id", "headend.a"]) == 1
+    assert "share group" in capsys.readouterr().err
+
+
 def test_bench_ingest_reports_and_merges_results(tmp_path):
     """tools/bench_ingest.py end to end at toy size: nothing lost, the table, results merged."""
     out = tmp_path / "results.json"
