@@ -19,6 +19,11 @@ forever (an asyncio task beside the metering loop of firmware/app.py):
     commands  each PUBLISH on down/cmd goes to firmware/commands_exec.py; its
               PUBACK is sent only after the command's effect and its ack are
               on flash, so the broker redelivers a command the meter died on.
+    TLS       with config broker.tls the connection is MQTT over TLS, the broker's
+              certificate verified against broker.cafile (firmware/tls.py, imported
+              only then); when TLS cannot be had (no ssl module in this MicroPython,
+              no CA file) the link says so at startup on stderr, in ``last_error``
+              and ``fatal``, and never connects: no fallback to plaintext.
     back-off  after a failed or lost connection: capped exponential with full
               jitter (mqtt_client.Backoff), reset by a successful CONNACK.
     status    ``state`` (small int) says how the link stands: LINK_IDLE (no
@@ -76,7 +81,20 @@ class Comms:
         self.refused = 0  # CONNACK return code of the last refusal (0: none)
         self.published = 0
         self._stop = False
+        self.ssl = None  # the SSLContext of a TLS broker (config broker.tls)
+        self.fatal = None  # why the link cannot run at all (TLS asked for and not available)
         app.reporter.on_append = self.wake.set
+        if broker.get("tls"):
+            from firmware import tls
+
+            try:
+                self.ssl = tls.context(broker, app.board.flash_dir)
+            except OSError as e:
+                self.fatal = str(e)
+                self._failed(e)
+                import sys
+
+                sys.stderr.write("link: %s\n" % self.fatal)
 
     # -- client callbacks ------------------------------------------------------------
 
@@ -101,7 +119,7 @@ class Comms:
     # -- the session -------------------------------------------------------------------
 
     async def run(self):
-        while not self._stop:
+        while not self._stop and self.fatal is None:
             try:
                 await self._session()
                 if not self._stop:  # the reader found the connection gone (its client says why)
@@ -144,7 +162,10 @@ class Comms:
         )
         c.set_will(self.topics[KIND_STATUS], topics.will_payload(), 1, True)
         self.client = c
-        await c.connect(b["host"], b["port"])
+        if self.ssl is None:
+            await c.connect(b["host"], b["port"])
+        else:
+            await c.connect(b["host"], b["port"], ssl=self.ssl)
         self.state = LINK_UP
         self.connects += 1
         self.backoff.reset()
@@ -209,6 +230,8 @@ class Comms:
         while True:
             if self.app.outbox.pending() == 0 and not self.inbox:
                 return True
+            if self.fatal is not None:
+                return False
             waited = asyncio.ticks_diff(asyncio.ticks(), t0)
             if waited >= timeout_ms and (self.state != LINK_IDLE or waited >= timeout_ms + ANSWER_MS):
                 return False

@@ -44,6 +44,7 @@ FIRMWARE = (
     "prepaid.py",
     "report.py",
     "runner.py",
+    "tls.py",
     "boards/__init__.py",
     "boards/mcu.py",
     "boards/esp32.py",

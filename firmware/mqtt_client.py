@@ -10,6 +10,11 @@ Contract:
   username/password, clean_session, keepalive, will from ``set_will``) and
   waits for CONNACK; returns session_present. A refusal raises MQTTError
   named after the return code ("CONNACK refused: not authorized (5)").
+  ``connect(host, port, ssl=ctx)`` (an SSLContext: firmware/tls.py) speaks
+  TLS, the server name ``host``; a failed handshake (the broker's certificate
+  refused: unknown CA, expired, another name; a broker not speaking TLS) raises
+  MQTTError "TLS with HOST:PORT failed: <why>" (mbedTLS reports a refused
+  certificate as ValueError: it never escapes as one).
 - ``await client.loop()`` is the reader: run it as a task while connected. It
   dispatches PUBLISH to ``on_message(topic, payload, pid)`` (pid 0 for QoS 0;
   ``client.dup``/``client.retain`` hold that message's flags during the call),
@@ -205,6 +210,17 @@ class MQTTClient:
         if self._c is not None and self._c.open:
             raise MQTTError("connect: already connected; disconnect() or close() first")
         self.connected = False
+        if ssl is not None:
+            try:
+                return await self._connect(host, port, timeout_ms, ssl)
+            except MQTTError:
+                raise
+            except (OSError, ValueError) as e:
+                why = (str(e) or type(e).__name__).strip().replace("\n", "; ")
+                raise MQTTError("TLS with %s:%d failed: %s" % (host, port, why))
+        return await self._connect(host, port, timeout_ms, None)
+
+    async def _connect(self, host, port, timeout_ms, ssl):
         try:
             if ssl is None:
                 r, w = await wait_for_ms(asyncio.open_connection(host, port), timeout_ms)
@@ -234,6 +250,13 @@ class MQTTClient:
                 ptype, flags, body = await wait_for_ms(self._read_packet(c), timeout_ms)
             except asyncio.TimeoutError:
                 raise MQTTError("connect: no CONNACK within %d ms" % timeout_ms)
+            except OSError as e:  # closed, reset or garbage instead of an answer
+                if ssl is not None:
+                    raise
+                raise MQTTError(
+                    "connect: %s:%d ended the connection before a CONNACK (%s): a TLS listener? (config"
+                    " broker.tls)" % (host, port, e)
+                )
             if ptype != CONNACK:
                 raise MQTTError("connect: expected CONNACK, got %s" % NAMES[ptype])
             session_present, rc = decode_connack(body)

@@ -1,18 +1,21 @@
 """The head-end's MQTT edges, shared: broker URLs and paho clients (``serve``, ``dispatch``, ``console``).
 
-``parse_broker_url("mqtt://USER:PASS@HOST:PORT")`` -> {host, port, username, password}
-(``ServiceError`` naming the URL when it is not one); ``check_service_client_id(id)``: a head-end
+``parse_broker_url("mqtt://USER:PASS@HOST:PORT")`` -> {host, port, username, password, tls, cafile}
+(``ServiceError`` naming the URL when it is not one; ``mqtts://`` is MQTT over TLS, port 8883 by
+default, the server's certificate checked against ``?cafile=PATH`` (``--cafile``) or, without one,
+the system's CAs, and its name against HOST); ``check_service_client_id(id)``: a head-end
 client id must be one no meter can have; ``broker_url_with_password(url, password_file)``: the
 password from the URL, ``--password-file`` or ``$HEADEND_BROKER_PASSWORD`` (``BROKER_HELP``,
-``PASSWORD_HELP`` are the options' help); ``make_client(broker, client_id, ...)``
-is a paho-mqtt 2 client (callback API version 2) with the URL's credentials set, of class
+``PASSWORD_HELP`` are the options' help; ``cafile=`` puts ``--cafile`` into the URL);
+``make_client(broker, client_id, ...)``
+is a paho-mqtt 2 client (callback API version 2) with the URL's credentials (and TLS) set, of class
 ``cls`` (ingest passes its chunked-read subclass) with paho's keyword arguments passed on.
 """
 
 from __future__ import annotations
 
 import os
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import paho.mqtt.client as mqtt
 
@@ -21,19 +24,34 @@ from protocol import topics
 
 
 def parse_broker_url(url: str) -> dict:
-    """``mqtt://USER:PASS@HOST:PORT`` -> {host, port, username, password}."""
+    """``mqtt[s]://USER:PASS@HOST:PORT[?cafile=PATH]`` -> {host, port, username, password, tls, cafile}."""
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ServiceError("broker URL must look like mqtt://USER:PASS@HOST:PORT, got %r" % url)
+    if parts.scheme not in ("mqtt", "tcp", "mqtts") or not parts.hostname:
+        raise ServiceError(
+            "broker URL must look like mqtt://USER:PASS@HOST:PORT (mqtts:// for TLS), got %r"
+            % broker_url_without_password(url)
+        )
+    tls = parts.scheme == "mqtts"
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if tls else 1883)
     except ValueError:
-        raise ServiceError("broker URL has a bad port: %r" % url)
+        raise ServiceError("broker URL has a bad port: %r" % broker_url_without_password(url))
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"cafile"})
+    if unknown:
+        raise ServiceError("broker URL: unknown parameter %s (only cafile)" % ", ".join(unknown))
+    cafile = query.get("cafile", [None])[-1]
+    if cafile is not None and not tls:
+        raise ServiceError("--cafile is for a TLS broker: use an mqtts:// URL, got %s://" % parts.scheme)
+    if cafile == "":
+        raise ServiceError("--cafile must name a file")
     return {
         "host": parts.hostname,
         "port": port,
         "username": unquote(parts.username) if parts.username else None,
         "password": unquote(parts.password) if parts.password else None,
+        "tls": tls,
+        "cafile": cafile,
     }
 
 
@@ -59,7 +77,14 @@ def check_service_client_id(client_id: str, flag: str = "--client-id") -> str:
 
 
 PASSWORD_ENV = "HEADEND_BROKER_PASSWORD"
-BROKER_HELP = "mqtt://USER[:PASS]@HOST:PORT (better without PASS: see --password-file)"
+BROKER_HELP = (
+    "mqtt://USER[:PASS]@HOST:PORT, or mqtts://... for MQTT over TLS (better without PASS: see"
+    " --password-file)"
+)
+CAFILE_HELP = (
+    "with an mqtts:// --broker: the CA certificate(s) (PEM) the broker's certificate must chain to"
+    " (broker-config --tls writes DIR/ca.pem); default: the system's CAs"
+)
 PASSWORD_HELP = (
     "read the broker password from FILE's first line instead of the URL (which `ps` shows);"
     " without either, $%s is used" % PASSWORD_ENV
@@ -71,15 +96,39 @@ def add_broker_arguments(parser) -> None:
     ``broker_url_with_password(args.broker, args.password_file)`` combines them."""
     parser.add_argument("--broker", required=True, metavar="URL", help=BROKER_HELP)
     parser.add_argument("--password-file", metavar="FILE", help=PASSWORD_HELP)
+    parser.add_argument("--cafile", metavar="FILE", help=CAFILE_HELP)
 
 
-def broker_url_with_password(url: str, password_file: str | None = None, environ=None) -> str:
+def broker_url_with_cafile(url: str, cafile: str | None) -> str:
+    """The URL carrying ``--cafile`` (an absolute path) as its ``cafile`` parameter; ServiceError for
+    --cafile with a plain mqtt:// URL or a file that cannot be read."""
+    if cafile is None:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != "mqtts":
+        raise ServiceError("--cafile is for a TLS broker: use an mqtts:// URL, got %s://" % parts.scheme)
+    path = os.path.abspath(cafile)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ServiceError("cannot read --cafile %s: %s" % (cafile, e.strerror))
+    query = [(k, v) for k, v in parse_qs(parts.query, keep_blank_values=True).items() if k != "cafile"]
+    query = urlencode([(k, x) for k, vs in query for x in vs] + [("cafile", path)])
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def broker_url_with_password(
+    url: str, password_file: str | None = None, environ=None, cafile: str | None = None
+) -> str:
     """The broker URL carrying its password, for this process only.
 
     The password comes from the URL (``mqtt://USER:PASS@HOST:PORT``, visible in ``ps``),
     else from ``password_file``'s first line (``--password-file``), else from
-    ``$HEADEND_BROKER_PASSWORD``. Giving it in the URL and in a file is refused."""
+    ``$HEADEND_BROKER_PASSWORD``. Giving it in the URL and in a file is refused. ``cafile``
+    (``--cafile``) goes into the URL too (``broker_url_with_cafile``)."""
     environ = os.environ if environ is None else environ
+    url = broker_url_with_cafile(url, cafile)
     broker = parse_broker_url(url)
     password = None
     if password_file is not None:
@@ -117,8 +166,33 @@ def broker_url_without_password(url: str) -> str:
 
 
 def make_client(broker: dict, client_id: str, cls=mqtt.Client, **kwargs) -> mqtt.Client:
-    """A paho client for ``broker`` (a ``parse_broker_url`` result), credentials set."""
+    """A paho client for ``broker`` (a ``parse_broker_url`` result), credentials set; for an mqtts://
+    broker TLS that verifies the broker's certificate (chain to ``cafile`` or the system's CAs,
+    validity, the host name or address): a failed check is an ``ssl.SSLCertVerificationError``
+    (an OSError) from connect(), saying why (``certificate has expired``, ``unable to get local
+    issuer certificate``, ``IP address mismatch``)."""
     client = cls(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, **kwargs)
     if broker["username"]:
         client.username_pw_set(broker["username"], broker["password"])
+    if broker.get("tls"):
+        client.tls_set_context(tls_context(broker.get("cafile")))
     return client
+
+
+def tls_context(cafile: str | None = None):
+    """A client ``ssl.SSLContext`` that requires the server's certificate, checked against cafile
+    (the system's CAs when None) and the host name; ServiceError for a cafile it cannot load."""
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cafile is None:
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        return ctx
+    try:
+        ctx.load_verify_locations(cafile=cafile)  # only these CAs, not the system's too
+    except ssl.SSLError as e:
+        raise ServiceError("--cafile %s holds no PEM certificate: %s" % (cafile, e))
+    except OSError as e:
+        raise ServiceError("cannot read --cafile %s: %s" % (cafile, e.strerror or e))
+    return ctx

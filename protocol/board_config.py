@@ -16,7 +16,13 @@ Keys (contract; A, V, s, ms, milli-units of currency):
   meter_id          required, 1..32 chars of [A-Za-z0-9_-]
   key               required, 64 hex chars -> ``bytes`` of 32 (32 bytes also
                     accepted, so validate(validate(c)) == validate(c))
-  broker            {host "127.0.0.1", port 1883, user = meter_id, password ""}
+  broker            {host "127.0.0.1", port 1883 (8883 with tls), user = meter_id, password "",
+                    tls false, cafile}: with tls true the meter speaks MQTT over TLS and
+                    verifies the broker's certificate (and host name) against cafile, the
+                    CA certificate(s) in PEM as a file on the meter's flash (a path relative
+                    to the flash directory, where config.json is, or absolute; 1..64 chars),
+                    required with tls true, refused without it (firmware/tls.py). The
+                    validated broker holds tls and cafile only when tls is true
   wifi              optional {ssid (1..32 chars), password "" (0..63)}; None if absent
   interval          reading interval s, 900; 60..86400 and divides 86400
   frontend          "atm90e26" or "adc"
@@ -130,16 +136,26 @@ def _key(v):
 
 
 def _broker(v, meter_id):
-    v = _section("broker", v, ("host", "port", "user", "password"))
-    return {
+    v = _section("broker", v, ("host", "port", "user", "password", "tls", "cafile"))
+    tls = _bool("broker.tls", v.get("tls", False))
+    out = {
         "host": _str("broker.host", v.get("host", "127.0.0.1"), 1, 253),
-        "port": _int("broker.port", v.get("port", 1883), 1, 65535),
+        "port": _int("broker.port", v.get("port", 8883 if tls else 1883), 1, 65535),
         "user": _str("broker.user", v.get("user", meter_id), 1, 64),
         "password": _str("broker.password", v.get("password", ""), 0, 256),
     }
 
 
 def _wifi(v):
+    if not tls:
+        if "cafile" in v:
+            raise ConfigError("broker.cafile", "only with tls true (the meter would connect in clear)")
+        return out
+    if "cafile" not in v:
+        raise ConfigError("broker.cafile", "required with tls true: the CA certificate file on the flash")
+    out["tls"] = True
+    out["cafile"] = _str("broker.cafile", v["cafile"], 1, 64)
+    return out
     if v is None:
         return None
     v = _section("wifi", v, ("ssid", "password"))

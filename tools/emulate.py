@@ -2,6 +2,7 @@
 
 Usage: python tools/emulate.py --scenario FILE --flash DIR [--json] [--runtime unix32|unix64|qemu-arm]
                                 [--heap SIZE] [--broker mqtt://USER:PASS@HOST:PORT] [--speed N] [--linger S]
+                                [--broker mqtts://USER:PASS@HOST:PORT --cafile CA.pem]
 
 Runs the firmware alone in a MicroPython process (``micropython -X heapsize=64K
 -m emulator.main``), serves it the emulated hardware from this process
@@ -17,6 +18,11 @@ as it can) and, when the scenario ends, the meter keeps its session up to
 --linger real s until its outbox is empty (longer only if the broker has not
 answered its first connection attempt yet). Scripted commands in the
 scenario ("commands") need no broker: the bench delivers them.
+``--broker mqtts://...`` is MQTT over TLS (port 8883 by default): --cafile FILE (PEM) is
+copied onto the flash as ``ca.pem`` and the meter verifies the broker's certificate and
+host name against it (config ``broker.tls``/``broker.cafile``: firmware/tls.py). Only the
+unix64 runtime has TLS (pip's MicroPython with mbedTLS); the unix32 runtime is built from
+the vendored source without mbedTLS, so its meter says so on stderr and never connects.
 Running again with the same --flash DIR continues from the persisted state;
 an empty DIR gets a default config (meter "emu-0001", calibrated); a config.json
 without a calibration (``headend meter config``, a hand-written one) gets the
@@ -297,7 +303,16 @@ class Session:
     """
 
     def __init__(
-        self, scenario, flash, heap=None, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+        self,
+        scenario,
+        flash,
+        heap=None,
+        broker=None,
+        speed=0,
+        linger=0,
+        comms=False,
+        runtime_name=None,
+        cafile=None,
     ):
         rt = runtime(runtime_name)
         self.runtime = rt.name
@@ -309,7 +324,9 @@ class Session:
                 scenario = emulate_bench.Scenario(json.load(f))
         emulate_bench.ensure_config(flash, scenario)
         self.bench = rt.bench_class(scenario, flash)
-        self.bench.broker = broker_settings(broker, self.bench.meter_id) if broker else None
+        self.bench.broker = broker_settings(broker, self.bench.meter_id, cafile) if broker else None
+        if self.bench.broker is not None and self.bench.broker.get("tls"):
+            shutil.copyfile(cafile, os.path.join(flash, self.bench.broker["cafile"]))
         # a meter that reported once keeps reporting (into its outbox) on later runs
         self.bench.comms = comms or broker is not None or os.path.isdir(os.path.join(flash, "outbox"))
         self.bench.speed = speed or 0
@@ -352,41 +369,75 @@ class Session:
         return state, err, rc
 
 
-def broker_settings(url, meter_id):
-    """``mqtt://USER:PASS@HOST:PORT`` -> config "broker" {host, port, user, password} (user: meter id)."""
+CAFILE_ON_FLASH = "ca.pem"  # where --cafile goes on the emulated flash (config broker.cafile)
+
+
+def broker_settings(url, meter_id, cafile=None):
+    """``mqtt://USER:PASS@HOST:PORT`` -> config "broker" {host, port, user, password} (user: meter id);
+    ``mqtts://`` (with ``cafile``, a readable PEM file) adds tls true and cafile ``ca.pem``."""
     from urllib.parse import unquote, urlsplit
 
     u = urlsplit(url)
-    if u.scheme != "mqtt" or not u.hostname:
-        raise EmulatorError("--broker %r: expected mqtt://USER:PASS@HOST:PORT" % (url,))
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        raise EmulatorError("--broker %r: expected mqtt://USER:PASS@HOST:PORT (or mqtts://)" % (url,))
+    tls = u.scheme == "mqtts"
     try:
-        port = u.port or 1883
+        port = u.port or (8883 if tls else 1883)
     except ValueError:
         raise EmulatorError("--broker %r: the port is not a number 1..65535" % (url,)) from None
-    return {
+    out = {
         "host": u.hostname,
         "port": port,
         "user": unquote(u.username) if u.username else meter_id,
         "password": unquote(u.password) if u.password else "",
     }
+    if not tls:
+        if cafile is not None:
+            raise EmulatorError("--cafile is for a TLS broker: use an mqtts:// --broker URL")
+        return out
+    if cafile is None:
+        raise EmulatorError("--broker mqtts://... needs --cafile: the CA the meter verifies the broker with")
+    if not os.path.isfile(cafile):
+        raise EmulatorError("--cafile %s: no such file" % cafile)
+    out["tls"] = True
+    out["cafile"] = CAFILE_ON_FLASH
+    return out
 
 
 def run(
-    scenario, flash, heap=None, timeout=600, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+    scenario,
+    flash,
+    heap=None,
+    timeout=600,
+    broker=None,
+    speed=0,
+    linger=0,
+    comms=False,
+    runtime_name=None,
+    cafile=None,
 ):
     """Run the emulator once (scenario: a JSON file path); return (state dict, stderr text)."""
     state, err, _session = run_session(
-        scenario, flash, heap, timeout, broker, speed, linger, comms, runtime_name
+        scenario, flash, heap, timeout, broker, speed, linger, comms, runtime_name, cafile
     )
     return state, err
 
 
 def run_session(
-    scenario, flash, heap=None, timeout=600, broker=None, speed=0, linger=0, comms=False, runtime_name=None
+    scenario,
+    flash,
+    heap=None,
+    timeout=600,
+    broker=None,
+    speed=0,
+    linger=0,
+    comms=False,
+    runtime_name=None,
+    cafile=None,
 ):
     """``run`` returning (state dict, stderr text, the Session: its ``delivery``)."""
     ensure_built(runtime_name)
-    s = Session(scenario, flash, heap, broker, speed, linger, comms, runtime_name)
+    s = Session(scenario, flash, heap, broker, speed, linger, comms, runtime_name, cafile)
     state, err, rc = s.wait(timeout)
     if state is None or rc != 0:
         raise EmulatorError("emulator failed (exit %d):\n%s" % (rc, err))
@@ -435,7 +486,13 @@ def main(argv=None):
     p.add_argument(
         "--broker",
         help="mqtt://USER:PASS@HOST:PORT: report over MQTT (overrides config.json's broker; USER defaults "
-        "to the meter id)",
+        "to the meter id); mqtts://... over TLS, with --cafile (the unix64 runtime)",
+    )
+    p.add_argument(
+        "--cafile",
+        metavar="FILE",
+        help="with an mqtts:// --broker: the CA certificate(s), PEM, the meter verifies the broker with"
+        " (copied onto the flash as %s)" % CAFILE_ON_FLASH,
     )
     p.add_argument(
         "--speed",
@@ -462,6 +519,7 @@ def main(argv=None):
             speed=args.speed,
             linger=args.linger if args.broker else 0,
             runtime_name=args.runtime,
+            cafile=args.cafile,
         )
     except (
         EmulatorError,

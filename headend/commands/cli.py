@@ -282,7 +282,7 @@ def cmd_dispatch(args) -> int:
     with _store(args) as store:
         d = Dispatcher(
             store,
-            broker_url_with_password(args.broker, args.password_file),
+            broker_url_with_password(args.broker, args.password_file, cafile=args.cafile),
             args.client_id,
             args.backoff,
             args.backoff_max,

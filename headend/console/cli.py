@@ -42,7 +42,7 @@ def cmd_console(args) -> int:
     with Storage(args.db, master_key_file=getattr(args, "master_key_file", None)) as store:
         app = ConsoleApp(
             store,
-            broker_url_with_password(args.broker, args.password_file),
+            broker_url_with_password(args.broker, args.password_file, cafile=args.cafile),
             meter=args.meter,
             client_id=args.client_id,
             live=False if args.plain else None,

@@ -57,6 +57,36 @@ def register(subparsers) -> None:
         " command line keeps working; meters need only PORT open)",
     )
     bc.add_argument("--persistence", action="store_true", help="keep broker state in DIR across restarts")
+    bc.add_argument(
+        "--tls",
+        action="store_true",
+        help="both listeners speak MQTT over TLS (mqtts://): DIR/ca.pem, server.pem, server.key (0600) from"
+        " a CA made in DIR once (DIR/ca.key, 0600, kept for the next run), or the operator's --cert/--key/"
+        "--cafile; meters get ca.pem as broker.cafile, the head-end as --cafile",
+    )
+    bc.add_argument(
+        "--tls-host",
+        action="append",
+        metavar="HOST",
+        help="with --tls: a host name or IP address the meters and the head-end connect to, for the"
+        " made server certificate's subjectAltName (repeat it; default localhost and 127.0.0.1)",
+    )
+    bc.add_argument(
+        "--cert", metavar="FILE", help="with --tls: the broker's certificate (PEM) instead of a made one"
+    )
+    bc.add_argument(
+        "--key", metavar="FILE", help="with --tls: that certificate's private key (PEM, unencrypted)"
+    )
+    bc.add_argument(
+        "--cafile", metavar="FILE", help="with --tls: the CA certificate(s) (PEM) that issued --cert"
+    )
+    bc.add_argument(
+        "--plain-listener",
+        type=int,
+        metavar="P",
+        help="with --tls: also a plaintext meters' listener on port P, for boards whose firmware has no"
+        " TLS (off by default: without --tls nothing is encrypted anyway)",
+    )
     bc.set_defaults(db_use="create")
 
 
@@ -103,8 +133,31 @@ def cmd_meter(args) -> int:
 def cmd_broker_config(args) -> int:
     from headend.meters import provision
 
+    tls = None
+    if args.tls:
+        tls = {
+            "hosts": args.tls_host,
+            "cert": args.cert,
+            "key": args.key,
+            "cafile": args.cafile,
+            "plain_port": args.plain_listener,
+        }
+    else:
+        for flag, value in (
+            ("--tls-host", args.tls_host),
+            ("--cert", args.cert),
+            ("--key", args.key),
+            ("--cafile", args.cafile),
+            ("--plain-listener", args.plain_listener),
+        ):
+            if value is not None:
+                raise provision.ProvisionError(
+                    "%s needs --tls (without it every listener is plaintext)" % flag
+                )
     with _store(args) as store:
-        cfg = provision.write_broker_config(store, args.out, args.port, args.persistence, args.headend_port)
+        cfg = provision.write_broker_config(
+            store, args.out, args.port, args.persistence, args.headend_port, tls=tls
+        )
     _print_json(cfg)
     return 0
 

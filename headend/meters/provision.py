@@ -172,10 +172,12 @@ def headend_password(store) -> str:
     return password
 
 
-def _write_private(path: str, text: str, owner: tuple[int, int] | None = None, mode: int = 0o600) -> None:
+def _write_private(
+    path: str, text: str | bytes, owner: tuple[int, int] | None = None, mode: int = 0o600
+) -> None:
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as f:
         if owner is not None:
             os.fchown(f.fileno(), *owner)
         os.fchmod(f.fileno(), mode)
@@ -278,9 +280,19 @@ def prepare_broker_dir(out_dir: str):
 
 
 def write_broker_config(
-    store, out_dir: str, port: int, persistence: bool = False, headend_port: int | None = None
+    store,
+    out_dir: str,
+    port: int,
+    persistence: bool = False,
+    headend_port: int | None = None,
+    tls: dict | None = None,
 ) -> dict:
-    for name, value in (("port", port), ("head-end port", headend_port)):
+    """``tls``: None (plain MQTT listeners) or {"hosts", "cert", "key", "cafile", "plain_port"}
+    (``headend broker-config --tls``): both listeners speak TLS with a server certificate made
+    by headend/meters/tls.py or the operator's; ``plain_port`` (None: none) adds a plaintext
+    meters' listener for boards without TLS."""
+    plain_port = (tls or {}).get("plain_port")
+    for name, value in (("port", port), ("head-end port", headend_port), ("plain listener port", plain_port)):
         if value is not None and (not isinstance(value, int) or not 1 <= value <= 65535):
             raise ProvisionError("%s must be 1..65535, got %r" % (name, value))
     if headend_port is None:
@@ -289,6 +301,8 @@ def write_broker_config(
         headend_port = port + 1
     if headend_port == port:
         raise ProvisionError("the head-end port must differ from the meters' port %d" % port)
+    if plain_port is not None and plain_port in (port, headend_port):
+        raise ProvisionError("the plain listener port %d is already a TLS listener's" % plain_port)
     out_dir = os.path.abspath(out_dir)
     account = prepare_broker_dir(out_dir)
     broker_owner = None if account is None else (account.pw_uid, account.pw_gid)
@@ -301,6 +315,25 @@ def write_broker_config(
     _write_private(acl, METER_ACL, broker_owner)
     _write_private(headend_passwd, "%s:%s\n" % (HEADEND_USER, mosquitto_hash(password)), broker_owner)
     _write_private(headend_acl, HEADEND_ACL.format(user=HEADEND_USER), broker_owner)
+    tls_files = None
+    if tls is not None:
+        from headend.meters import tls as tls_mod
+
+        tls_files = tls_mod.broker_tls(
+            out_dir,
+            tls.get("hosts"),
+            tls.get("cert"),
+            tls.get("key"),
+            tls.get("cafile"),
+            broker_owner,
+            _write_private,
+        )
+        tls_lines = [
+            "cafile %s" % tls_files["cafile"],
+            "certfile %s" % tls_files["certfile"],
+            "keyfile %s" % tls_files["keyfile"],
+            "tls_version tlsv1.2",  # the oldest accepted (TLS 1.3 too)
+        ]
     conf_lines = [
         "# written by `headend broker-config`; run: mosquitto -c %s" % conf,
         # before any password_file or acl_file: each listener below has its own
@@ -335,6 +368,10 @@ def write_broker_config(
         "password_file %s" % passwd,
         "acl_file %s" % acl,
         "max_qos 1",  # docs/protocol.md: QoS 1 only; a QoS 2 publish (broker-held until PUBREL) disconnects
+    ]
+    if tls_files is not None:
+        conf_lines += tls_lines
+    conf_lines += [
         "",
         "# the head-end's services (headend_url): only the head-end user, with the client ids it chooses",
         "listener %d 127.0.0.1" % headend_port,
@@ -342,15 +379,33 @@ def write_broker_config(
         "password_file %s" % headend_passwd,
         "acl_file %s" % headend_acl,
     ]
+    if tls_files is not None:
+        conf_lines += tls_lines
+    if plain_port is not None:
+        conf_lines += [
+            "",
+            "# meters without TLS in their firmware (--plain-listener): the meters' rules, in clear",
+            "listener %d 127.0.0.1" % plain_port,
+            "use_username_as_clientid true",
+            "allow_anonymous false",
+            "password_file %s" % passwd,
+            "acl_file %s" % acl,
+            "max_qos 1",
+        ]
     conf_owner = None if account is None else (0, account.pw_gid)
     _write_private(conf, "\n".join(conf_lines) + "\n", conf_owner, 0o600 if account is None else 0o640)
     # the head-end's services read it with --password-file, so the password stays out of `ps`
     password_file = os.path.join(out_dir, "headend.password")
     _write_private(password_file, password + "\n")
-    return {
+    out = {
         "conf": conf,
-        "headend_url": "mqtt://%s:%s@127.0.0.1:%d" % (HEADEND_USER, password, headend_port),
+        "headend_url": "%s://%s:%s@127.0.0.1:%d"
+        % ("mqtt" if tls_files is None else "mqtts", HEADEND_USER, password, headend_port),
         "meter_port": port,
         "headend_port": headend_port,
         "headend_password_file": password_file,
     }
+    if tls_files is not None:
+        out["tls"] = tls_files
+        out["plain_port"] = plain_port
+    return out
