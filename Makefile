@@ -46,6 +46,7 @@ firmware: $(UNIX32)
 
 $(UNIX32): $(FROZEN_SOURCES) tools/build_micropython.py
 	@sh tools/ensure_gcc_m32.sh
+	@sh tools/ensure_mbedtls_m32.sh
 	$(BUILD_PYTHON) tools/build_micropython.py --jobs 2
 
 # The qemu-arm runtime (tools/emulate.py --runtime qemu-arm): MicroPython 1.28.0's qemu port for
@@ -97,7 +98,7 @@ demo: venv mosquitto firmware
 # benchmarks (never part of make test): prints tables, writes bench/results.json; the firmware's
 # image sizes build the same port with nothing and with only firmware/manifest.py frozen (kept in
 # build/micropython-unix32-bare and -board; a few minutes the first time)
-bench: venv mosquitto firmware
+bench: venv mosquitto postgresql firmware
 	$(BIN)/python tools/bench.py
 
 mpy: venv

@@ -56,6 +56,7 @@ PROTOCOL = (
     "cbor.py",
     "commands.py",
     "cose.py",
+    "cose_enc.py",
     "errors.py",
     "messages.py",
     "tariff_calendar.py",

@@ -21,6 +21,10 @@ It is unpacked once into build/micropython-src (again when MICROPY_SRC changes).
 submodule is needed: the build leaves out ffi, btree, ssl and readline
 (MICROPY_PY_FFI=0 MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_USE_READLINE=0), and the
 frozen-manifest build only looks for lib/micropython-lib/README.md (a placeholder is written).
+``cryptolib`` (AES, ECB and CBC, as stock ESP32 and RP2040 images have it) is enabled with its
+mbedtls backend: the source tarball has no mbedtls, so the AES comes from Debian's
+libmbedtls-dev:i386, linked statically (tools/ensure_mbedtls_m32.sh). Changed make variables
+rebuild from scratch.
 Needs ``gcc -m32`` (Debian's gcc-multilib: tools/ensure_gcc_m32.sh), make and python3.
 MicroPython's own make is incremental: after a change to a frozen file only the frozen
 content is recompiled and the binary relinked (seconds). Concurrent builds wait on a lock.
@@ -61,6 +65,11 @@ MAKE_VARS = [
     "MICROPY_PY_SSL=0",
     "MICROPY_USE_READLINE=0",
     "MPY_CROSS_FLAGS=-march=x86",  # native and viper functions as 32-bit x86 code
+    # cryptolib (AES for COSE_Encrypt0, protocol/cose_enc.py) as on the ESP32 and RP2040 ports: its
+    # mbedtls backend, the AES of Debian's libmbedtls-dev:i386 linked statically (the ssl module
+    # stays out; tools/ensure_mbedtls_m32.sh installs the package)
+    "CFLAGS_EXTRA=-DMICROPY_PY_CRYPTOLIB=1 -DMICROPY_SSL_MBEDTLS=1",
+    "LDFLAGS_EXTRA=-l:libmbedcrypto.a",
 ]
 
 
@@ -244,6 +253,8 @@ def stale(out: str = OUT) -> str | None:
         return "%s is not built" % exe
     with open(info_path) as f:
         info = json.load(f)
+    if info.get("make", MAKE_VARS) != MAKE_VARS:
+        return "%s was built with other make variables" % exe
     for key, digest in sorted(info["files"].items()):
         if key.startswith("$(MPY_DIR)/"):
             continue  # MicroPython's own files change only with the source (a new source rebuilds)
@@ -286,6 +297,13 @@ def build(manifest: str = MANIFEST, out: str = OUT, jobs: int = 2, quiet: bool =
             log("building mpy-cross")
             _run(["make", "-C", "mpy-cross", "-j%d" % jobs], src, quiet)
         obj = os.path.join(out, "obj")
+        info_path = os.path.join(out, "frozen.json")
+        if os.path.isfile(info_path):
+            with open(info_path) as f:
+                made = json.load(f).get("make")
+            if made is not None and made != MAKE_VARS and os.path.isdir(obj):
+                log("make variables changed since the last build: building %s from scratch" % out)
+                shutil.rmtree(obj)  # make does not rebuild objects when only flags changed
         argv = ["make", "-C", "ports/unix", "-j%d" % jobs, "BUILD=" + obj]
         argv += MAKE_VARS + ["FROZEN_MANIFEST=" + os.path.abspath(manifest)]
         log("building %s (unix port, gcc -m32, frozen: %s)" % (out, os.path.relpath(manifest, ROOT)))
