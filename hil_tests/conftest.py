@@ -8,6 +8,7 @@ report.html and report.txt; the table is also printed at the end of the run.
 """
 
 import datetime
+import json
 import os
 import platform
 import time
@@ -126,6 +127,14 @@ def accuracy_points(config):
     return [base.declared_point(opts, "board")]
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """Under pytest-xdist (``make test`` runs two workers) every HIL test goes to one worker
+    (``--dist loadgroup``): the report in build/hil-report is one session's record of them all."""
+    for item in items:
+        if _is_hil(item.nodeid):
+            item.add_marker(pytest.mark.xdist_group("hil"))
+
+
 def pytest_generate_tests(metafunc):
     if "accuracy_point" in metafunc.fixturenames:
         pts = accuracy_points(metafunc.config)
@@ -232,10 +241,30 @@ def pytest_sessionfinish(session, exitstatus):
     config._hil_paths = rec.write(d, meta)
 
 
+def _worker_report(config):
+    """Under xdist the controller ran no HIL test itself: the points and paths of the report a
+    worker wrote during this session (None when none was)."""
+    if not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist"):
+        d = _opts(config).hil_report or os.path.join(ROOT, DEFAULT_REPORT)
+        path = os.path.join(d, "report.json")
+        try:
+            if os.path.getmtime(path) >= config._hil_started:
+                with open(path) as f:
+                    doc = json.load(f)
+                names = ("report.json", "report.html", "report.txt")
+                return doc["points"], [os.path.join(d, n) for n in names if os.path.exists(os.path.join(d, n))]
+        except (OSError, ValueError, KeyError):
+            pass
+    return None
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rec = config._hil_recorder
     if not rec.points and not config._hil_paths:
-        return
+        found = _worker_report(config)
+        if found is None or not getattr(config.option, "numprocesses", None):
+            return
+        rec.points[:], config._hil_paths = found
     tr = terminalreporter
     if rec.points:
         tr.section("HIL accuracy (IEC 62053-21 class 1)")
