@@ -251,8 +251,8 @@ def _worker_report(config):
             if os.path.getmtime(path) >= config._hil_started:
                 with open(path) as f:
                     doc = json.load(f)
-                names = ("report.json", "report.html", "report.txt")
-                return doc["points"], [os.path.join(d, n) for n in names if os.path.exists(os.path.join(d, n))]
+                paths = [os.path.join(d, n) for n in ("report.json", "report.html", "report.txt")]
+                return doc["points"], [p for p in paths if os.path.exists(p)]
         except (OSError, ValueError, KeyError):
             pass
     return None
