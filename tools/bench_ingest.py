@@ -39,6 +39,7 @@ import json
 import multiprocessing as mp
 import os
 import pathlib
+import secrets
 import selectors
 import shutil
 import signal
@@ -49,6 +50,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.parse
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,6 +64,7 @@ T0 = 1_700_000_100
 TARGET = 10_000  # readings/s (issue 5)
 RATIO_TARGET = 0.6  # readings/s over the broker's ceiling (issue 17)
 RATIO_GOAL = 0.9
+PG_TARGET_WORKERS = 2  # into PostgreSQL: >= TARGET with this many serve processes (issue 15)
 CEILING_CLIENT_ID = "headend.ceiling"  # the head-end user's client ids carry a dot, like serve's
 
 
@@ -256,9 +259,9 @@ def collect_publishers(procs, out) -> tuple[int, float]:
     return acked, pub_cpu
 
 
-def start_broker(work: str, name: str) -> tuple[MosquittoBroker, dict]:
+def start_broker(work: str, name: str, db: str) -> tuple[MosquittoBroker, dict]:
     """A broker from `headend broker-config` over the run's database, on fresh ports."""
-    with Storage(os.path.join(work, "headend.db")) as store:
+    with Storage(db) as store:
         port, headend_port = free_ports(2)
         cfg = provision.write_broker_config(store, os.path.join(work, name), port, headend_port=headend_port)
     return MosquittoBroker.from_conf(cfg["conf"], port).start(), cfg
@@ -268,27 +271,83 @@ def per_message_us(cpu_s_: float, n: int) -> float:
     return round(cpu_s_ * 1e6 / n, 1) if n else 0.0
 
 
+class Database:
+    """The run's database: a SQLite file in the run's directory, or with ``--postgresql URL`` a
+    schema ``openami_bench_<hex>`` created in that PostgreSQL database for the run (connections
+    named by it: ``application_name``) and dropped after (a schema, not a database: DROP DATABASE
+    waits for a checkpoint); its master key in a file of the run, passed to `headend serve` by
+    $HEADEND_MASTER_KEY_FILE."""
+
+    def __init__(self, args, work: str) -> None:
+        self.server, self.name = args.postgresql, None
+        if self.server is None:
+            self.target = os.path.join(work, "headend.db")
+            return
+        import psycopg
+
+        self.name = "openami_bench_%s" % secrets.token_hex(6)
+        with psycopg.connect(self.server, autocommit=True) as c:
+            c.execute('CREATE SCHEMA "%s"' % self.name)
+        options = urllib.parse.quote("-csearch_path=%s" % self.name)
+        self.target = "%s%soptions=%s&application_name=%s" % (
+            self.server,
+            "&" if "?" in self.server else "?",
+            options,
+            self.name,
+        )
+        key_file = os.path.join(work, "pg.master-key")
+        with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        os.environ["HEADEND_MASTER_KEY_FILE"] = key_file
+
+    def connect(self):
+        if self.server is None:
+            return sqlite3.connect(self.target, timeout=30)
+        import psycopg
+
+        return psycopg.connect(self.target, autocommit=True)
+
+    def backends(self, conn) -> list[int]:
+        """PostgreSQL: the pids of the server processes serving the run's connections but ``conn``
+        (their CPU is the database's share); SQLite: none (it runs inside `headend serve`)."""
+        if self.server is None:
+            return []
+        q = "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()"
+        return [r[0] for r in conn.execute(q, (self.name,))]
+
+    def drop(self) -> None:
+        if self.name is not None:
+            import psycopg
+
+            with psycopg.connect(self.server, autocommit=True) as c:
+                c.execute('DROP SCHEMA IF EXISTS "%s" CASCADE' % self.name)
+
+
 def measure(args, run: int) -> dict:
     """One run: provision the meters, the head-end's figures, then the broker's ceiling."""
     work = broker_tmpdir(prefix="bench_ingest_")  # run as root, the broker (user mosquitto) reads in here
+    db = None
     try:
-        with Storage(os.path.join(work, "headend.db")) as store:
+        db = Database(args, work)
+        with Storage(db.target) as store:
             meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
-        result = run_once(args, run, work, meters)
+        result = run_once(args, run, work, meters, db)
         if not args.no_ceiling:
-            result["ceiling"] = ceiling_once(args, run, work, meters)
+            result["ceiling"] = ceiling_once(args, run, work, meters, db.target)
             result["broker_ceiling_per_s"] = result["ceiling"]["msgs_per_s"]
             result["ratio_to_broker"] = round(result["readings_per_s"] / result["broker_ceiling_per_s"], 3)
         return result
     finally:
+        if db is not None and not args.keep:
+            db.drop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
-    """The head-end's figures: publishers -> broker -> `headend serve` -> SQLite."""
-    db = os.path.join(work, "headend.db")
-    broker, cfg = start_broker(work, "broker")
+def run_once(args, run: int, work: str, meters: list[dict], database: Database) -> dict:
+    """The head-end's figures: publishers -> broker -> `headend serve` -> SQLite or PostgreSQL."""
+    db = database.target
+    broker, cfg = start_broker(work, "broker", db)
     serve_log = os.path.join(work, "serve.log")
     logf = open(serve_log, "w")
     procs, serve = [], None
@@ -307,14 +366,22 @@ def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
         serve_pids = [serve.pid] + children(serve.pid)
         total = args.meters * args.per_meter
         procs, go, out = start_publishers(args, meters, cfg["meter_port"])
-        conn = sqlite3.connect(db, timeout=30)
+        conn = database.connect()
 
         def stored() -> int:
             row = conn.execute("SELECT value FROM counters WHERE name = 'accepted:reading'").fetchone()
             return row[0] if row else 0
 
         load0 = os.getloadavg()
-        cpu0 = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+        pg_pids = database.backends(conn)  # serve's connections are open once it has subscribed
+
+        def cpu_now() -> dict:
+            cpu = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+            if database.server is not None:
+                cpu["postgresql"] = sum(cpu_s(p) for p in pg_pids)
+            return cpu
+
+        cpu0 = cpu_now()
         start = time.monotonic()
         go.set()
         last = start
@@ -332,7 +399,7 @@ def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
                 last = now
             time.sleep(0.05)
         elapsed = time.monotonic() - start
-        cpu = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+        cpu = cpu_now()
         acked, pub_cpu = collect_publishers(procs, out)
         rss = max(vmhwm_kib(p) for p in serve_pids)
         count = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
@@ -345,11 +412,7 @@ def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
             "seconds": round(elapsed, 2),
             "readings_per_s": round(count / elapsed),
             "headend_peak_rss_mib": round(rss / 1024, 1),
-            "cpu_s": {
-                "broker": round(used["broker"], 2),
-                "headend": round(used["headend"], 2),
-                "publishers": round(pub_cpu, 2),
-            },
+            "cpu_s": {k: round(v, 2) for k, v in used.items()} | {"publishers": round(pub_cpu, 2)},
             "cpu_us_per_reading": {k: per_message_us(v, count) for k, v in used.items()},
             "loadavg_1m_before": round(load0[0], 2),
         }
@@ -367,10 +430,10 @@ def run_once(args, run: int, work: str, meters: list[dict]) -> dict:
         logf.close()
 
 
-def ceiling_once(args, run: int, work: str, meters: list[dict]) -> dict:
+def ceiling_once(args, run: int, work: str, meters: list[dict], db: str) -> dict:
     """The broker's ceiling: the same publishers and messages, `mosquitto_sub -q 1 -C N`
     (head-end user, head-end listener, persistent session) in the head-end's place."""
-    broker, cfg = start_broker(work, "ceiling")
+    broker, cfg = start_broker(work, "ceiling", db)
     total = args.meters * args.per_meter
     # the password goes in mosquitto_sub's options file ($XDG_CONFIG_HOME/mosquitto_sub), not argv
     conf_home = os.path.join(work, "ceiling-conf")
@@ -457,6 +520,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     p.add_argument("--keep", action="store_true", help="keep each run's database and broker files")
     p.add_argument(
+        "--postgresql",
+        metavar="URL",
+        help="ingest into PostgreSQL: a schema of its own for each run in this database (e.g."
+        " postgresql://postgres@127.0.0.1:5432/postgres); figures under ingest_postgresql.workers_N",
+    )
+    p.add_argument(
         "--no-ceiling", action="store_true", help="skip the broker's ceiling (its figures are then null)"
     )
     p.add_argument(
@@ -490,17 +559,21 @@ def main(argv=None) -> int:
     ratio = None if ceiling is None else round(median / ceiling, 3)
     cpu_us = {
         k: round(statistics.median(r["cpu_us_per_reading"][k] for r in runs), 1)
-        for k in ("headend", "broker")
+        for k in runs[0]["cpu_us_per_reading"]
     }
     if not args.no_ceiling:
         cpu_us["broker_alone"] = round(
             statistics.median(r["ceiling"]["cpu_us_per_msg"]["broker"] for r in runs), 1
         )
     load = os.getloadavg()
+    engine = "PostgreSQL" if args.postgresql else "SQLite"
+    # the PostgreSQL target (issue 15) is for two serve processes on this 2-core machine
+    target = TARGET if not args.postgresql or args.workers == PG_TARGET_WORKERS else None
     result = {
+        "engine": engine.lower(),
         "readings_per_s": median,
-        "target_readings_per_s": TARGET,
-        "met": median >= TARGET,
+        "target_readings_per_s": target,
+        "met": None if target is None else median >= target,
         "broker_ceiling_per_s": ceiling,
         "ratio_to_broker": ratio,
         "target_ratio_to_broker": RATIO_TARGET,
@@ -524,7 +597,10 @@ def main(argv=None) -> int:
         "runs": runs,
     }
     print()
-    print("Ingest through Mosquitto into SQLite (%s)" % result["machine"])
+    print(
+        "Ingest through Mosquitto into %s, %d serve process(es) (%s)"
+        % (engine, args.workers, result["machine"])
+    )
     print(
         "%-5s %12s %9s %6s %9s %26s %18s %10s %6s %8s"
         % ("run", "readings/s", "seconds", "lost", "RSS MiB", "CPU s broker/head-end/pub",
@@ -541,11 +617,18 @@ def main(argv=None) -> int:
                "%.2f" % r["ratio_to_broker"] if "ratio_to_broker" in r else "-",
                r["loadavg_1m_before"])
         )  # fmt: skip
+    verdict = (
+        "no target"
+        if target is None
+        else "target %d: %s" % (target, "met" if result["met"] else "BELOW TARGET")
+    )
     print(
-        "median %d readings/s  (target %d: %s)   head-end peak RSS %.1f MiB   load average now %s"
-        % (median, TARGET, "met" if result["met"] else "BELOW TARGET", result["headend_peak_rss_mib"],
-           " ".join("%.2f" % x for x in load))
+        "median %d readings/s  (%s)   head-end peak RSS %.1f MiB   load average now %s"
+        % (median, verdict, result["headend_peak_rss_mib"], " ".join("%.2f" % x for x in load))
     )  # fmt: skip
+    if "postgresql" in cpu_us:
+        print("CPU us/reading: head-end %.0f, broker %.0f, PostgreSQL %.0f"
+              % (cpu_us["headend"], cpu_us["broker"], cpu_us["postgresql"]))  # fmt: skip
     if ratio is not None:
         print(
             "broker ceiling %d msgs/s (mosquitto_sub -q 1, same publishers)   ratio to broker %.2f"
@@ -556,7 +639,11 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(out.read_text()) if out.exists() else {}
-    data["ingest"] = result
+    if args.postgresql:
+        result["command"] = "tools/bench_ingest.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        data.setdefault("ingest_postgresql", {})["workers_%d" % args.workers] = result
+    else:
+        data["ingest"] = result
     out.write_text(json.dumps(data, indent=2) + "\n")
     print("written to %s" % out)
     return 1 if result["lost"] else 0

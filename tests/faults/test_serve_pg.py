@@ -144,3 +144,38 @@ def test_share_group_member_sigkilled_its_messages_wait_for_its_session_then_exa
         assert sent_to(log, a_id) - in_flight_to_a >= waiting  # a's new life got what waited for it
     finally:
         fleet.close()
+
+
+def test_bench_ingest_into_postgresql_merges_beside_sqlite_and_bench_shows_it(pg_session, tmp_path):
+    """tools/bench_ingest.py --postgresql at toy size: a database of its own for the run, nothing
+    lost, figures under ingest_postgresql.workers_1 beside the SQLite ones, tools/bench.py's summary
+    (the >= 10000 readings/s target is for two processes: none for one)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.headend.broker_support import ROOT
+    from tools.bench import summary_rows
+
+    if pg_session.url is None:
+        pytest.skip(pg_session.why_not)
+    out = tmp_path / "results.json"
+    out.write_text(json.dumps({"ingest": {"kept": True}}))
+    cmd = [sys.executable, "tools/bench_ingest.py", "--meters", "4", "--per-meter", "25", "--publishers", "2"]
+    cmd += ["--runs", "1", "--no-ceiling", "--workers", "1", "--postgresql", pg_session.url]
+    run = subprocess.run(cmd + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    assert data["ingest"] == {"kept": True}
+    pg = data["ingest_postgresql"]["workers_1"]
+    assert pg["engine"] == "postgresql" and pg["lost"] == 0 and pg["runs"][0]["readings_stored"] == 100
+    assert pg["target_readings_per_s"] is None and "postgresql" in pg["cpu_us_per_reading"]
+    assert "into PostgreSQL, 1 serve process(es)" in run.stdout and "--postgresql" in pg["command"]
+    rows = [r for r in summary_rows({"ingest_postgresql": data["ingest_postgresql"]}) if "PostgreSQL" in r[1]]
+    assert rows == [
+        ("ingest", "readings/s into PostgreSQL, 1 serve process(es)", pg["readings_per_s"], "", "")
+    ]
+    # the schema of the run is gone
+    assert pg_rows(
+        pg_session.url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'openami_bench_%'"
+    ) == [(0,)]
