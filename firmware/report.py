@@ -2,8 +2,9 @@
 
 ``Reporter(meter, cfg, outbox, board_name)`` turns the meter's state into
 docs/protocol.md messages, seals them (COSE_Mac0 with the meter's key, kid =
-meter_id) and appends each to the flash outbox (firmware/outbox.py) BEFORE
-anything is published: the append is what makes a ``seq`` used. So
+meter_id; COSE_Encrypt0 with the key derived from it when config ``privacy`` is
+true, IV = direction 0 || seq, protocol/cose_enc.py) and appends each to the
+flash outbox (firmware/outbox.py) BEFORE anything is published: the append is what makes a ``seq`` used. So
 
     seq    = max(seq in the persisted state, highest seq in the outbox)
              at boot (``reconcile``), +1 per message: strictly increasing
@@ -62,6 +63,8 @@ class Reporter:
         self.key = cfg["key"]
         self.meter_id = cfg["meter_id"]
         self.kid = cfg["meter_id"].encode()
+        self.privacy = cfg.get("privacy", False)  # seal up messages with COSE_Encrypt0
+        self._enc = None  # protocol.cose_enc.Encrypt0 under self.key, made on first use
         self.metering = cfg["frontend"]
         self.outbox = outbox
         self.board = board_name
@@ -105,12 +108,28 @@ class Reporter:
         if ob.last_seq > m.seq:
             m.seq = ob.last_seq
 
+    def encrypt0(self):
+        """The meter's COSE_Encrypt0 sealer/opener (derived key and AES state made once)."""
+        if self._enc is None:
+            from protocol.cose_enc import Encrypt0
+
+            self._enc = Encrypt0(self.key, self.kid)
+        return self._enc
+
+    def set_key(self, key):
+        """Seal and verify with a new 32-byte key from now on (key rotation, set config key 4)."""
+        self.key = key
+        self._enc = None
+
     def _append(self, kind, ts, msg):
         m = self.m
         seq = m.seq + 1
         msg[1] = seq
         msg[2] = ts
-        frame = cose.mac0_encode(self.key, self.kid, cbor.dumps(msg))
+        if self.privacy:
+            frame = self.encrypt0().seal(0, seq, cbor.dumps(msg))  # direction 0: meter -> head-end
+        else:
+            frame = cose.mac0_encode(self.key, self.kid, cbor.dumps(msg))
         self.outbox.append(seq, kind, ts, frame)
         m.seq = seq
         m.persist_request = True

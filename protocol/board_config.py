@@ -44,6 +44,9 @@ Keys (contract; A, V, s, ms, milli-units of currency):
   prepaid           {enabled false, low_balance 5000, emergency_credit 0,
                      friendly_hours [[weekday 0..6 (Monday 0), start_minute,
                      end_minute], ...] with 0 <= start < end <= 1440}
+  privacy           false; true: every up message is sealed with COSE_Encrypt0 (AES-CCM with
+                    the key derived from ``key``) and only COSE_Encrypt0 commands are taken
+                    (docs/protocol.md "Confidential envelope", docs/security.md)
   thresholds        {sag_pct 90 (1..99), swell_pct 110 (101..200),
                      overload_pct 100 (of imax, 1..200), mismatch_pct 10 (of
                      line current, 1..100), mismatch_min_ma 100 (0..100000)}
@@ -246,6 +249,7 @@ _TOP = (
     "outbox_kb",
     "prepaid",
     "thresholds",
+    "privacy",
 )
 
 
@@ -276,6 +280,7 @@ def validate(cfg):
         "outbox_kb": _int("outbox_kb", cfg.get("outbox_kb", 256), 16, 1024),
         "prepaid": _prepaid(cfg.get("prepaid")),
         "thresholds": _thresholds(cfg.get("thresholds")),
+        "privacy": _bool("privacy", cfg.get("privacy", False)),
     }
     out["imax"] = _num("imax", cfg.get("imax", 60), out["ib"], 400)
     frontend = cfg.get("frontend", "atm90e26")

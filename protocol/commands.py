@@ -46,6 +46,7 @@ REASON_LOAD_LIMIT = 2
 REASON_TAMPER = 3
 
 MAX_FRIENDLY_HOURS = 32  # entries
+KEY_SIZE = 32  # set config key 4: a meter's new key
 MINUTES_PER_DAY = 1440
 
 # Per command: "args", then (key, name, check) triples as in protocol.messages.SCHEMA;
@@ -78,9 +79,11 @@ def time_sync_args(ts):
     return {0: ts}
 
 
-def config_args(interval=None, low_balance=None, emergency_limit=None, friendly_hours=None):
+def config_args(interval=None, low_balance=None, emergency_limit=None, friendly_hours=None, key=None):
+    """Set config args; ``key`` (32 bytes, extension key 4) rotates the meter's key and may only
+    travel inside COSE_Encrypt0 (docs/protocol-extensions.md)."""
     out = {}
-    for k, v in ((0, interval), (1, low_balance), (2, emergency_limit), (3, friendly_hours)):
+    for k, v in ((0, interval), (1, low_balance), (2, emergency_limit), (3, friendly_hours), (4, key)):
         if v is not None:
             out[k] = [list(e) for e in v] if k == 3 else v
     return out
@@ -133,6 +136,12 @@ def command_args(cmd, args, validate_tariff=None):
     check_rows(args, out, ARGS[cmd])
     if cmd == CMD_SET_TARIFF:
         _set_tariff(args, out, validate_tariff)
-    elif cmd == CMD_SET_CONFIG and 3 in args:
-        out["friendly_hours"] = _friendly_hours(args[3])
+    elif cmd == CMD_SET_CONFIG:
+        if 3 in args:
+            out["friendly_hours"] = _friendly_hours(args[3])
+        if 4 in args:
+            k = args[4]
+            if type(k) is not bytes or len(k) != KEY_SIZE:
+                fail("args.key", "must be a %d-byte string" % KEY_SIZE)
+            out["key"] = k
     return out

@@ -19,6 +19,10 @@
 - Step cost: Meter.step per front end (front-end read excluded), unix32 vs unix64 vs qemu-arm
   (the emulated Cortex-M3 of make firmware-arm, through its raw REPL); and a whole emulated
   step through the bench link (a day of 60 s ATM90E26 polls, 4-rate tariff), unix32 vs qemu-arm.
+- Sealing (config ``privacy``, docs/security.md): us per reading made and sealed (CBOR + COSE_Mac0
+  vs COSE_Encrypt0 with AES-CCM on cryptolib) on unix32 at 64K, the bytes one seal allocates,
+  the Encrypt0 state kept, the live heap after 500 seals (no growth), and the heap peak of a
+  privacy meter's link-online day against the plain one's.
 - Simulated year: the ATM90E26 path over 365 days with hourly polls and a 4-rate tariff, wall
   time, unix32 vs unix64.
 Prints each figure beside its target and merges them into bench/results.json under "firmware".
@@ -326,6 +330,101 @@ def heap(fig):
             )
 
 
+# -- sealing (privacy) ------------------------------------------------------------------------------
+
+SEAL_SCRIPT = """
+import time, gc
+from protocol import cbor, cose, cose_enc
+key = bytes(range(32))
+kid = b'emu-0001'
+msg = {0: 1, 1: 0, 2: 1767225600, 3: 900, 4: [12345678, 2345678, 345678, 45678], 5: [0, 0, 0, 0],
+       6: [100000, 0, 0, 2000], 7: {0: 230000, 1: 5000, 2: 1150, 3: 100, 4: 996, 5: 50000, 6: 5000},
+       9: 0, 11: 1}
+gc.collect()
+a = gc.mem_alloc()
+enc = cose_enc.Encrypt0(key, kid)
+gc.collect()
+state = gc.mem_alloc() - a
+def seal(kind, seq):
+    msg[1] = seq
+    p = cbor.dumps(msg)
+    return enc.seal(0, seq, p) if kind else cose.mac0_encode(key, kid, p)
+for kind in (0, 1):
+    n = 500
+    for i in range(50):  # warm up: first-use allocations (hash objects, interned names) out of the way
+        f = seal(kind, i + 1)
+    f = None
+    gc.collect()
+    base = gc.mem_alloc()
+    t = time.ticks_us()
+    for i in range(n):
+        f = seal(kind, i + 51)
+    dt = time.ticks_diff(time.ticks_us(), t)
+    f = None
+    gc.collect()
+    grow = gc.mem_alloc() - base
+    gc.disable()
+    a0 = gc.mem_alloc()
+    f = seal(kind, n + 51)
+    per = gc.mem_alloc() - a0
+    gc.enable()
+    print(kind, dt / n, per, grow, len(f), state)
+"""
+
+
+def sealing(fig):
+    from tools.mosquitto_broker import MosquittoBroker, free_port
+
+    exe = build_micropython.ensure(quiet=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [exe, "-X", "heapsize=64K", "-c", SEAL_SCRIPT],
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows = [line.split() for line in out.stdout.split("\n") if line.strip()]
+        cmd = "micropython -X heapsize=64K: 500 x (CBOR of a 4-rate reading + seal) (tools/bench_firmware.py)"
+        for kind, us, per, grow, size, state in rows:
+            name = "COSE_Encrypt0 (AES-CCM)" if kind == "1" else "COSE_Mac0 (HMAC)"
+            fig("reading made and sealed, %s, unix32, us" % name, round(float(us), 1), "", "", cmd)
+            fig("bytes allocated by one sealed reading, %s" % name, int(per), "", "", cmd)
+            fig(
+                "live heap growth after 500 seals, %s, bytes" % name,
+                int(grow),
+                "0",
+                "met" if int(grow) <= 0 else "GROWS",
+                cmd,
+            )
+            if kind == "1":
+                fig("Encrypt0 state (derived key, AES context, buffers), bytes", int(state), "", "", cmd)
+                fig("sealed reading frame, bytes", int(size), "", "", cmd)
+        port = free_port()
+        day = _scenario(tmp, "day", start=START, segments=[{"seconds": DAY, **LOAD}])
+        with MosquittoBroker(tmp, port=port):
+            peaks = {}
+            for privacy in (False, True):
+                flash = os.path.join(tmp, "privacy-%s" % privacy)
+                os.makedirs(flash)
+                cfg = eb.default_config(eb.Scenario(json.loads(pathlib.Path(day).read_text())))
+                cfg["privacy"] = privacy
+                from protocol import board_config
+
+                eb._write_config(os.path.join(flash, "config.json"), board_config.to_json(cfg))
+                state = _run(day, flash, broker=_url(port), linger=30)
+                assert state["comms"]["pending"] == 0, state["comms"]
+                peaks[privacy] = state["heap_peak"]
+                fig(
+                    "heap peak, link online, a day, privacy %s, bytes" % ("on" if privacy else "off"),
+                    state["heap_peak"],
+                    "<= 40960 (goal 32768)",
+                    _heap_verdict(state["heap_peak"]),
+                    "python tools/emulate.py --runtime unix32 --heap 64K --broker ... (config privacy %s)"
+                    % str(privacy).lower(),
+                )
+
+
 # -- speed ------------------------------------------------------------------------------------------
 
 
@@ -402,12 +501,17 @@ def year(fig):
         fig("simulated year, registered import kWh", round(sum(state["imp_mwh"]) / 1e6, 3))
 
 
-def main():
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     fig = Figures()
+    if argv == ["--sealing"]:  # only the privacy figures (printed, not merged into bench/results.json)
+        sealing(fig)
+        return 0
     print("%-52s %12s %22s" % ("figure", "value", "target"))
     emulate.ensure_built("unix64")
     sizes(fig)
     heap(fig)
+    sealing(fig)
     step_cost(fig)
     year(fig)
     path = ROOT / "bench" / "results.json"

@@ -55,7 +55,7 @@ POLL_MS = {"atm90e26": 60000, "adc": 10000}
 _SPEC_FRAME = bytes((bl.SPEC_LAST, 0, 0))
 CONFIG_NAME = "config.json"
 _KEYS = ("frontend", "start", "mains_hz", "segments", "tariff", "prepaid", "poll_ms", "commands")
-_CMD_KEYS = ("at", "seq", "cmd", "args", "expires", "ts", "key_hex", "kid", "frame_hex")
+_CMD_KEYS = ("at", "seq", "cmd", "args", "expires", "ts", "key_hex", "kid", "frame_hex", "sealed")
 _SEG_KEYS = ("seconds", "urms", "irms", "phase_deg", "harmonics", "noise_lsb", "irms_n", "cover", "magnet")
 
 
@@ -150,7 +150,8 @@ class Scenario:
 
     def _commands(self, cmds):
         """Scripted commands: [{"at": s after start, "seq", "cmd", "args", "expires"?, "ts"?,
-        "key_hex"? (sign with another key: forged), "kid"? (another meter id), "frame_hex"? (raw bytes)}]."""
+        "key_hex"? (sign with another key: forged), "kid"? (another meter id), "frame_hex"? (raw bytes),
+        "sealed"? (true: COSE_Encrypt0 instead of COSE_Mac0; args key 4 given as hex is sent as bytes)}]."""
         if not isinstance(cmds, list):
             raise ScenarioError("scenario.commands: expected a list")
         out = []
@@ -444,7 +445,14 @@ class Bench:
         if "expires" in c:
             msg[22] = c["expires"]
         key = bytes.fromhex(c["key_hex"]) if "key_hex" in c else self.key
-        return cose.mac0_encode(key, c.get("kid", self.meter_id).encode(), cbor.dumps(msg))
+        kid = c.get("kid", self.meter_id).encode()
+        if c.get("sealed"):
+            from protocol.cose_enc import DOWN, Encrypt0
+
+            if isinstance(msg[21].get(4), str):
+                msg[21][4] = bytes.fromhex(msg[21][4])
+            return Encrypt0(key, kid).seal(DOWN, c["seq"], cbor.dumps(msg))
+        return cose.mac0_encode(key, kid, cbor.dumps(msg))
 
     def chip_counts(self):
         """Every count the emulated ATM90E26 emitted this run (fwd/rev active, fwd/rev reactive)."""

@@ -130,3 +130,12 @@ def test_load_file_and_to_json():
         os.remove(path)
     e = raises(ConfigError, config.load, path)
     assert e.field == "" and "cannot read" in str(e)
+
+
+def test_privacy_flag():
+    assert config.default_config("m-01", KEY)["privacy"] is False
+    assert config.validate(_cfg(privacy=True))["privacy"] is True
+    assert "config.privacy: expected true or false" in _err(_cfg(privacy=1))
+    assert "config.privacy" in _err(_cfg(privacy="yes"))
+    c = config.validate(_cfg(privacy=True))
+    assert config.validate(json.loads(config.to_json(c))) == c

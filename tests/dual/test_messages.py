@@ -187,3 +187,12 @@ def test_set_tariff_args_wrap_calendar_errors():
         e.field == "args.day_profiles[0][1][1]" and str(e) == "args.day_profiles[0][1][1]: rate must be 1..2"
     )
     assert _field(command_args, 3, {0: 7, 1: 0, 2: "no field"}, _fake_tariff_check) == "args"
+
+
+def test_set_config_new_key_arg():
+    key = bytes(range(32))
+    cfg = commands.config_args(interval=900, key=key)
+    assert cfg == {0: 900, 4: key}
+    assert command_args(6, cfg) == {"interval": 900, "key": key}
+    for bad in (key[:31], key.hex(), key + b"\x00", 5):
+        assert raises(ProtocolError, command_args, 6, {4: bad}).field == "args.key"
