@@ -179,6 +179,22 @@ def make_client(broker: dict, client_id: str, cls=mqtt.Client, **kwargs) -> mqtt
     return client
 
 
+def connect_error(e: OSError, tls: bool = False) -> str:
+    """What a failed connect() says: for TLS (``tls``: an mqtts:// broker), whether the broker's
+    certificate was refused and why (``certificate has expired``, ``self-signed certificate in
+    certificate chain`` or ``unable to get local issuer certificate``: not the --cafile's CA,
+    ``IP address mismatch``), or the handshake failed (a plaintext listener spoken to in TLS)."""
+    import ssl
+
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return "TLS: the broker's certificate was refused: %s" % (e.verify_message or e.reason or e)
+    if isinstance(e, ssl.SSLError) or (tls and isinstance(e, (ConnectionResetError, ConnectionAbortedError))):
+        return "TLS handshake with the broker failed (%s): is it a TLS listener?" % (
+            getattr(e, "reason", None) or e.strerror or e
+        )
+    return str(e)
+
+
 def tls_context(cafile: str | None = None):
     """A client ``ssl.SSLContext`` that requires the server's certificate, checked against cafile
     (the system's CAs when None) and the host name; ServiceError for a cafile it cannot load."""

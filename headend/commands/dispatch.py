@@ -25,7 +25,7 @@ import threading
 import time
 
 from headend.errors import ServiceError
-from headend.mqtt import check_service_client_id, make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, connect_error, make_client, parse_broker_url
 from protocol import topics
 
 PUBLISH_TIMEOUT = 10.0  # s for the broker's PUBACK
@@ -58,6 +58,7 @@ class Dispatcher:
         self._connected = threading.Event()
         self._refused: str | None = None
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self._stop = threading.Event()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -65,11 +66,21 @@ class Dispatcher:
             self._refused = str(reason_code)
         self._connected.set()
 
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._connected.is_set():  # closed before any CONNACK: e.g. a TLS listener spoken to in clear
+            self._refused = (
+                "the broker closed the connection before answering the CONNECT (is it a TLS listener?"
+                " then use mqtts:// and --cafile)"
+                if not self.broker.get("tls")
+                else "the broker closed the TLS connection before answering the CONNECT"
+            )
+            self._connected.set()
+
     def connect(self, timeout: float = 10.0) -> None:
         try:
             self.client.connect(self.broker["host"], self.broker["port"], keepalive=60)
         except OSError as e:
-            raise ServiceError("cannot reach the broker: %s" % e)
+            raise ServiceError("cannot reach the broker: %s" % connect_error(e, self.broker["tls"]))
         self.client.loop_start()
         if not self._connected.wait(timeout) or self._refused:
             self.close()

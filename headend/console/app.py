@@ -43,7 +43,7 @@ from headend.console.decode import decode
 from headend.console.state import ConsoleState
 from headend.console.view import help_lines, plain_alert, plain_note, plain_row, screen
 from headend.errors import ConsoleError, HeadendError, ServiceError
-from headend.mqtt import check_service_client_id, make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, connect_error, make_client, parse_broker_url
 from protocol import topics
 
 KEY_RELOAD_S = 5.0  # meters provisioned while the console runs become verifiable within this
@@ -162,7 +162,10 @@ class ConsoleApp:
         try:
             self.client.connect(self.broker["host"], self.broker["port"], keepalive=60)
         except OSError as e:
-            raise ServiceError("cannot reach the broker at %s: %s" % (self.state.broker, e))
+            raise ServiceError(
+                "cannot reach the broker at %s: %s"
+                % (self.state.broker, connect_error(e, self.broker["tls"]))
+            )
         self.client.loop_start()
 
     def refresh_alerts(self) -> None:
