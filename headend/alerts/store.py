@@ -24,6 +24,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from headend.alerts import ACTIVE, ENGINE_USER
+from headend.db.engine import insert_id
 from headend.errors import AlertError
 
 _READING = "seq, ts, received_at, interval, imp, exp, balance, flags, vee_state"
@@ -114,7 +115,7 @@ class AlertStorageMixin:
     # ------------------------------------------------------------ alerts
 
     def alerts(self, state: str | None = None, meter_id: str | None = None) -> list[dict]:
-        sql, args = "SELECT * FROM alerts WHERE 1", []
+        sql, args = "SELECT * FROM alerts WHERE 1 = 1", []
         if state is not None:
             sql, args = sql + " AND state = ?", args + [state]
         if meter_id is not None:
@@ -134,10 +135,11 @@ class AlertStorageMixin:
     def insert_alert(self, row: Mapping) -> int:
         cols = {k: _j(v) if k == "evidence" else v for k, v in row.items()}
         with self.db.atomic():
-            return self.conn.execute(
+            return insert_id(
+                self.conn,
                 "INSERT INTO alerts (%s) VALUES (%s)" % (", ".join(cols), ", ".join("?" * len(cols))),
                 list(cols.values()),
-            ).lastrowid
+            )
 
     def update_alert(self, alert_id: int, **changes) -> None:
         cols = {k: _j(v) if k == "evidence" else v for k, v in changes.items()}
@@ -150,11 +152,12 @@ class AlertStorageMixin:
     def add_alert_audit(self, alert_id, action: str, from_state, to_state, user: str, at: float,
                         note: str | None = None, work_order_id: int | None = None) -> int:  # fmt: skip
         with self.db.atomic():
-            return self.conn.execute(
+            return insert_id(
+                self.conn,
                 "INSERT INTO alert_audit (alert_id, work_order_id, action, from_state, to_state, user, at,"
                 " note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (alert_id, work_order_id, action, from_state, to_state, user, at, note),
-            ).lastrowid
+            )
 
     def alert_audit(self, alert_id: int | None = None) -> list[dict]:
         sql, args = "SELECT * FROM alert_audit", []
@@ -185,10 +188,11 @@ class AlertStorageMixin:
     def insert_work_order(self, row: Mapping) -> int:
         cols = {k: _j(v) if k == "evidence" else v for k, v in row.items()}
         with self.db.atomic():
-            return self.conn.execute(
+            return insert_id(
+                self.conn,
                 "INSERT INTO work_orders (%s) VALUES (%s)" % (", ".join(cols), ", ".join("?" * len(cols))),
                 list(cols.values()),
-            ).lastrowid
+            )
 
     def work_orders(self, state: str | None = None) -> list[dict]:
         sql, args = "SELECT * FROM work_orders", []

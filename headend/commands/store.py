@@ -29,6 +29,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping
 
+from headend.db.engine import insert_id
 from headend.errors import CommandError
 
 ACK_REASONS = {2: "stale", 3: "expired", 4: "bad_args", 5: "unsupported", 6: "failed"}
@@ -38,7 +39,7 @@ FINAL = ("acked", "failed", "expired")
 def _reachable(alias: str) -> str:
     """SQL: the meter (``alias`` of ``meters``) is not offline by its will: online, or never heard
     from (no status yet, so no session of its own at the broker either: only resends reach it)."""
-    return "NOT coalesce(%s.online = 0 AND %s.status_seq IS NOT NULL, 0)" % (alias, alias)
+    return "(%s.online IS NULL OR %s.online != 0 OR %s.status_seq IS NULL)" % (alias, alias, alias)
 
 
 class CommandStorageMixin:
@@ -66,12 +67,13 @@ class CommandStorageMixin:
                 "UPDATE command_counters SET seq = seq + 1 WHERE meter_id = ? RETURNING seq", [meter_id]
             ).fetchone()
             cmd, args, frame, expires = make_command(seq)
-            cur = self.conn.execute(
+            command_id = insert_id(
+                self.conn,
                 "INSERT INTO commands (meter_id, seq, cmd, args, frame, state, attempts, expires,"
                 " next_attempt_at, ref, created_at) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
                 (meter_id, seq, cmd, json.dumps(args), frame, expires, now, ref, now),
             )
-        return self.command(cur.lastrowid)
+        return self.command(command_id)
 
     def command(self, command_id: int) -> dict | None:
         rows = list(self.db.query("SELECT * FROM commands WHERE id = ?", [command_id]))

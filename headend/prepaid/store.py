@@ -19,6 +19,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
+from headend.db.engine import insert_id
 from headend.errors import PrepaidStorageError  # noqa: F401
 
 _TOPUPS = (
@@ -105,13 +106,14 @@ class PrepaidStorageMixin:
                 [meter_id],
             ).fetchone()
             cmd, args, frame, expires = make_command(seq, topup_id)
-            cur = self.conn.execute(
+            command_id = insert_id(
+                self.conn,
                 "INSERT INTO commands (meter_id, seq, cmd, args, frame, state, attempts, expires,"
                 " next_attempt_at, ref, created_at) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?, ?)",
                 (meter_id, seq, cmd, json.dumps(args), frame, expires, now, payment["payment_id"], now),
             )
             row = {k: payment.get(k) for k in ("payment_id", "account_id", "meter_id", "amount", "source")}
-            row.update(paid_at=payment.get("paid_at"), body=payment.get("body"), command_id=cur.lastrowid)
+            row.update(paid_at=payment.get("paid_at"), body=payment.get("body"), command_id=command_id)
             self.db["payments"].insert({**row, "received_at": now})
             self.conn.execute(
                 "INSERT INTO prepaid_ledger (account_id, kind, amount, ref, user, at)"
@@ -122,12 +124,13 @@ class PrepaidStorageMixin:
 
     def add_adjustment(self, account_id: str, amount: int, reason: str, user: str, now: float) -> dict:
         with self.db.atomic():
-            cur = self.conn.execute(
+            entry_id = insert_id(
+                self.conn,
                 "INSERT INTO prepaid_ledger (account_id, kind, amount, ref, user, at)"
                 " VALUES (?, 'adjustment', ?, ?, ?, ?)",
                 (account_id, amount, reason, user, now),
             )
-        return next(iter(self.db.query("SELECT * FROM prepaid_ledger WHERE id = ?", [cur.lastrowid])))
+        return next(iter(self.db.query("SELECT * FROM prepaid_ledger WHERE id = ?", [entry_id])))
 
     # ------------------------------------------------------------ ledger
 
@@ -143,19 +146,23 @@ class PrepaidStorageMixin:
         )
 
     def ledger_balance(self, account_id: str) -> int:
-        return self.conn.execute(
-            "SELECT coalesce(sum(amount), 0) FROM prepaid_ledger WHERE account_id = ?", [account_id]
-        ).fetchone()[0]
+        return int(  # PostgreSQL's sum of a BIGINT is a numeric
+            self.conn.execute(
+                "SELECT coalesce(sum(amount), 0) FROM prepaid_ledger WHERE account_id = ?", [account_id]
+            ).fetchone()[0]
+        )
 
     def credits_on_meter(self, account_id: str, ts: int) -> int:
         """Adjustments, plus top-ups the meter acked as applied at or before its time ``ts``."""
-        return self.conn.execute(
-            "SELECT coalesce(sum(l.amount), 0) FROM prepaid_ledger l"
-            " LEFT JOIN payments p ON l.kind = 'topup' AND p.payment_id = l.ref"
-            " LEFT JOIN commands c ON c.id = p.command_id WHERE l.account_id = ? AND"
-            " (l.kind = 'adjustment' OR (l.kind = 'topup' AND c.state = 'acked' AND c.ack_ts <= ?))",
-            (account_id, ts),
-        ).fetchone()[0]
+        return int(
+            self.conn.execute(
+                "SELECT coalesce(sum(l.amount), 0) FROM prepaid_ledger l"
+                " LEFT JOIN payments p ON l.kind = 'topup' AND p.payment_id = l.ref"
+                " LEFT JOIN commands c ON c.id = p.command_id WHERE l.account_id = ? AND"
+                " (l.kind = 'adjustment' OR (l.kind = 'topup' AND c.state = 'acked' AND c.ack_ts <= ?))",
+                (account_id, ts),
+            ).fetchone()[0]
+        )
 
     def topups_in_flight(self, account_id: str) -> int:
         return self.conn.execute(
@@ -190,8 +197,10 @@ class PrepaidStorageMixin:
                     (account_id, -debit, ref, now),
                 )
             self.conn.execute(
-                "INSERT OR REPLACE INTO prepaid_state (account_id, meter_id, seq, ts, imp, acc, synced_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO prepaid_state (account_id, meter_id, seq, ts, imp, acc, synced_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id) DO UPDATE SET"
+                " meter_id = excluded.meter_id, seq = excluded.seq, ts = excluded.ts, imp = excluded.imp,"
+                " acc = excluded.acc, synced_at = excluded.synced_at",
                 (
                     account_id,
                     meter_id,

@@ -28,7 +28,7 @@ _WINDOW = (
     " UNION ALL"
     " SELECT r.meter_id, r.seq, r.ts, r.imp FROM meters m JOIN readings r ON r.meter_id = m.meter_id"
     " AND r.ts = (SELECT max(x.ts) FROM readings x WHERE x.meter_id = m.meter_id AND x.ts <= ?)"
-    " WHERE 1{mm}"
+    " WHERE 1 = 1{mm}"
     " ORDER BY 1, 3, 2"
 )
 _FLEET = (
@@ -39,8 +39,8 @@ _FLEET = (
 )
 _PREPAID = (
     "SELECT a.account_id, a.name, l.meter_id,"
-    " (SELECT coalesce(sum(amount), 0) FROM prepaid_ledger g WHERE g.account_id = a.account_id)"
-    " AS ledger_balance,"
+    " (SELECT CAST(coalesce(sum(amount), 0) AS BIGINT) FROM prepaid_ledger g"
+    " WHERE g.account_id = a.account_id) AS ledger_balance,"
     " (SELECT r.balance FROM readings r WHERE r.meter_id = l.meter_id AND r.balance IS NOT NULL"
     " ORDER BY r.ts DESC, r.seq DESC LIMIT 1) AS meter_balance,"
     " (SELECT count(*) FROM payments p JOIN commands c ON c.id = p.command_id"
@@ -115,8 +115,9 @@ class WebStorageMixin:
 
     def fleet_counts(self) -> dict:
         total, online = self.conn.execute(
-            "SELECT count(*), coalesce(sum(online = 1), 0) FROM meters"
+            "SELECT count(*), coalesce(sum(CASE WHEN online = 1 THEN 1 ELSE 0 END), 0) FROM meters"
         ).fetchone()
+        online = int(online)  # PostgreSQL's sum is a numeric
         return {"meters": total, "online": online, "offline": total - online}
 
     def active_alert_counts(self) -> dict[str, dict[str, int]]:

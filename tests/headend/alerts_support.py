@@ -18,8 +18,10 @@ NOW = DAY0 + 16 * DAY + 6 * H  # 2024-03-17 06:00: the last whole day is 2024-03
 TARIFF = 'format = "open-ami-tariff"\nname = "Flat"\ncurrency = "CNY"\n'
 
 
-def new_store(tmp_path) -> Storage:
-    return Storage(str(tmp_path / "alerts.db"))
+def new_store(where) -> Storage:
+    """A store in directory ``where`` (alerts.db), or on ``where`` itself when it is a database
+    target string (the ``db_target`` fixture: a SQLite path or a PostgreSQL URL)."""
+    return Storage(where if isinstance(where, str) else str(where / "alerts.db"))
 
 
 def add_meter(store, meter_id="m1", account="A1", *, zone="Z", tariff="flat", billing="postpaid",

@@ -20,15 +20,15 @@ from tests.headend.alerts_support import (
 )
 
 
-def silent_meter(tmp_path):
-    store = new_store(tmp_path)
+def silent_meter(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store, end=NOW - 6 * H)
     return store
 
 
-def test_condition_alert_is_deduplicated_while_open(tmp_path):
-    store = silent_meter(tmp_path)
+def test_condition_alert_is_deduplicated_while_open(db_target):
+    store = silent_meter(db_target)
     first = run(store)
     again = run(store, now=NOW + 600)
     [a] = store.alerts()
@@ -38,8 +38,8 @@ def test_condition_alert_is_deduplicated_while_open(tmp_path):
     assert [x["action"] for x in store.alert_audit(a["id"])] == ["open"]  # a refresh is not a change
 
 
-def test_event_alert_merges_new_events_and_is_unchanged_without(tmp_path):
-    store = new_store(tmp_path)
+def test_event_alert_merges_new_events_and_is_unchanged_without(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store)
     add_event(store, "m1", 5000, NOW - 3 * H, 3)
@@ -51,8 +51,8 @@ def test_event_alert_merges_new_events_and_is_unchanged_without(tmp_path):
     assert (a["count"], a["ref_seq"], a["state"]) == (2, 5001, "open")
 
 
-def test_acknowledge_then_resolve_is_audited(tmp_path):
-    store = silent_meter(tmp_path)
+def test_acknowledge_then_resolve_is_audited(db_target):
+    store = silent_meter(db_target)
     run(store)
     [a] = store.alerts()
     store.set_alert_state(a["id"], "acknowledged", "alice", "looking", NOW + 10)
@@ -72,8 +72,8 @@ def test_acknowledge_then_resolve_is_audited(tmp_path):
     assert (got["state"], got["resolved_by"], got["resolved_at"]) == ("resolved", "bob", NOW + 30)
 
 
-def test_bad_transitions_and_unknown_alert(tmp_path):
-    store = silent_meter(tmp_path)
+def test_bad_transitions_and_unknown_alert(db_target):
+    store = silent_meter(db_target)
     run(store)
     [a] = store.alerts()
     store.set_alert_state(a["id"], "resolved", "bob", "done", NOW)
@@ -84,8 +84,8 @@ def test_bad_transitions_and_unknown_alert(tmp_path):
     assert len(store.alert_audit(a["id"])) == 2  # nothing half-written
 
 
-def test_condition_clears_and_alert_auto_resolves(tmp_path):
-    store = silent_meter(tmp_path)
+def test_condition_clears_and_alert_auto_resolves(db_target):
+    store = silent_meter(db_target)
     run(store)
     store.insert_readings_batch([reading_row("m1", 9000, NOW + 1800, 10**6)])
     out = run(store, now=NOW + 1900)
@@ -94,8 +94,8 @@ def test_condition_clears_and_alert_auto_resolves(tmp_path):
     assert store.alert_audit(a["id"])[-1]["note"] == "condition cleared"
 
 
-def test_person_resolve_silences_until_the_condition_clears(tmp_path):
-    store = silent_meter(tmp_path)
+def test_person_resolve_silences_until_the_condition_clears(db_target):
+    store = silent_meter(db_target)
     run(store)
     [a] = store.alerts()
     store.set_alert_state(a["id"], "resolved", "bob", "meter removed for repair", NOW + 10)
@@ -107,8 +107,8 @@ def test_person_resolve_silences_until_the_condition_clears(tmp_path):
     assert out["new"] == 1 and [x["state"] for x in store.alerts()] == ["resolved", "open"]
 
 
-def test_resolved_event_alert_is_not_raised_again_but_a_new_event_is(tmp_path):
-    store = new_store(tmp_path)
+def test_resolved_event_alert_is_not_raised_again_but_a_new_event_is(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store)
     add_event(store, "m1", 5000, NOW - 3 * H, 5)
@@ -122,8 +122,8 @@ def test_resolved_event_alert_is_not_raised_again_but_a_new_event_is(tmp_path):
     assert second["ref_seq"] == 5001 and second["evidence"]["count"] == 1
 
 
-def test_notification_queued_once_and_delivered_through_the_outbox(tmp_path):
-    store = silent_meter(tmp_path)
+def test_notification_queued_once_and_delivered_through_the_outbox(db_target):
+    store = silent_meter(db_target)
     assert run(store)["notifications"] == 1
     assert run(store, now=NOW + 60)["notifications"] == 0
     [row] = store.outbox()
@@ -140,8 +140,8 @@ def test_notification_queued_once_and_delivered_through_the_outbox(tmp_path):
     assert "comm_loss on meter m1" in printed[0] and "Suggested action" in printed[0]
 
 
-def test_info_alerts_are_not_notified_and_channels_follow_the_config(tmp_path):
-    store = new_store(tmp_path)
+def test_info_alerts_are_not_notified_and_channels_follow_the_config(db_target):
+    store = new_store(db_target)
     add_meter(store, billing="prepaid")
     store.insert_readings_batch([reading_row("m1", 1, NOW - H, 100, balance=5_000)])  # low balance: info
     add_event(store, "m1", 2, NOW - H, 18)  # IC fault: critical

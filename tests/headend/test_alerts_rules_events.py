@@ -43,8 +43,8 @@ def test_cover_opened_is_a_warning(tmp_path):
     assert a["account_id"] == "A1" and "cover" in a["summary"] and a["action"]
 
 
-def test_magnet_with_import_drop_is_suspected_theft(tmp_path):
-    store = new_store(tmp_path)
+def test_magnet_with_import_drop_is_suspected_theft(db_target):
+    store = new_store(db_target)
     add_meter(store, address="1 Main St")
     event_ts = DAY0 + 15 * DAY
     hourly(store, wh=lambda ts: 1000 if ts <= event_ts else 100)
@@ -66,8 +66,8 @@ def test_magnet_without_drop_is_a_warning(tmp_path):
     assert a["evidence"]["consumption"]["judged"] and not a["evidence"]["consumption"]["dropped"]
 
 
-def test_magnet_too_recent_to_judge_then_escalates(tmp_path):
-    store = new_store(tmp_path)
+def test_magnet_too_recent_to_judge_then_escalates(db_target):
+    store = new_store(db_target)
     add_meter(store)
     event_ts = NOW - 2 * H
     hourly(store, wh=lambda ts: 1000 if ts <= event_ts else 0)

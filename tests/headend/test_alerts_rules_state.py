@@ -21,8 +21,8 @@ from tests.headend.alerts_support import (
 from tests.headend.prepaid_support import MAR1, add_prepaid, add_readings
 
 
-def test_comm_loss_silence_warning_then_critical(tmp_path):
-    store = new_store(tmp_path)
+def test_comm_loss_silence_warning_then_critical(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store, end=NOW - 5 * H)
     run(store)
@@ -35,8 +35,8 @@ def test_comm_loss_silence_warning_then_critical(tmp_path):
     assert (a["severity"], a["count"]) == ("critical", 2)
 
 
-def test_comm_loss_offline_by_will_message(tmp_path):
-    store = new_store(tmp_path)
+def test_comm_loss_offline_by_will_message(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store)
     store.set_online("m1", False, NOW - 60)  # the broker published the meter's will
@@ -45,8 +45,8 @@ def test_comm_loss_offline_by_will_message(tmp_path):
     assert a["severity"] == "warning" and a["evidence"]["online"] == 0 and "offline" in a["summary"]
 
 
-def test_comm_loss_quiet_when_reporting_or_never_heard(tmp_path):
-    store = new_store(tmp_path)
+def test_comm_loss_quiet_when_reporting_or_never_heard(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store, end=NOW - 2 * H)  # 2 intervals: below 4
     store.add_meter("spare", "00" * 32, "$7$x", now=0)  # provisioned, never connected
@@ -54,8 +54,8 @@ def test_comm_loss_quiet_when_reporting_or_never_heard(tmp_path):
     assert store.alerts() == []
 
 
-def test_clock_drift_ahead_and_behind_but_not_backlog(tmp_path):
-    store = new_store(tmp_path)
+def test_clock_drift_ahead_and_behind_but_not_backlog(db_target):
+    store = new_store(db_target)
     for m in ("ahead", "behind", "backlog", "fine"):
         add_meter(store, m, "A-" + m)
         hourly(store, m, end=NOW - H)
@@ -73,8 +73,8 @@ def test_clock_drift_ahead_and_behind_but_not_backlog(tmp_path):
     assert got["ahead"]["severity"] == "warning" and "ahead" in got["ahead"]["summary"]
 
 
-def test_relay_not_in_the_commanded_state(tmp_path):
-    store = new_store(tmp_path)
+def test_relay_not_in_the_commanded_state(db_target):
+    store = new_store(db_target)
     add_meter(store, "bad", "A1")
     add_meter(store, "good", "A2")
     for m in ("bad", "good"):
@@ -89,8 +89,8 @@ def test_relay_not_in_the_commanded_state(tmp_path):
     assert (ev["expected"], ev["reading"]["relay"], ev["command"]["state"]) == ("open", "closed", "open")
 
 
-def test_relay_opened_by_the_meter_itself_is_no_mismatch(tmp_path):
-    store = new_store(tmp_path)
+def test_relay_opened_by_the_meter_itself_is_no_mismatch(db_target):
+    store = new_store(db_target)
     add_meter(store)
     relay_command(store, "m1", 1, NOW - 10 * H)  # close, acked
     add_event(store, "m1", 6000, NOW - 8 * H, 6, {0: 1})  # the meter opened it: credit ran out
@@ -132,8 +132,8 @@ def test_balance_agrees_or_waits_for_a_top_up_in_flight(tmp_path):
     assert fired(store, "balance_mismatch") == []
 
 
-def test_low_balance_info_and_exhausted_warning(tmp_path):
-    store = new_store(tmp_path)
+def test_low_balance_info_and_exhausted_warning(db_target):
+    store = new_store(db_target)
     for m in ("low", "negative", "event", "rich"):
         add_meter(store, m, "A-" + m, billing="prepaid")
     rows = [
@@ -151,8 +151,8 @@ def test_low_balance_info_and_exhausted_warning(tmp_path):
     assert got == {"low": "info", "negative": "warning", "event": "info"}
 
 
-def test_vee_failures_left_unresolved(tmp_path):
-    store = new_store(tmp_path)
+def test_vee_failures_left_unresolved(db_target):
+    store = new_store(db_target)
     add_meter(store)
     rows = [reading_row("m1", i + 1, DAY0 + i * 900, 1000 + 10 * i, interval=900) for i in range(8)]
     rows.append(reading_row("m1", 9, DAY0 + 8 * 900, 900, interval=900))  # the register went down
@@ -165,8 +165,8 @@ def test_vee_failures_left_unresolved(tmp_path):
     assert a["evidence"]["failures"][0]["rule"] == "registers_monotonic"
 
 
-def test_vee_quiet_on_valid_readings(tmp_path):
-    store = new_store(tmp_path)
+def test_vee_quiet_on_valid_readings(db_target):
+    store = new_store(db_target)
     add_meter(store)
     rows = [reading_row("m1", i + 1, NOW - 4 * H + i * 900, 1000 + 10 * i, interval=900) for i in range(16)]
     store.insert_readings_batch(rows)
@@ -176,8 +176,8 @@ def test_vee_quiet_on_valid_readings(tmp_path):
     assert store.alerts() == []
 
 
-def test_comm_loss_without_a_reading_in_the_lookback_window_is_critical(tmp_path):
-    store = new_store(tmp_path)
+def test_comm_loss_without_a_reading_in_the_lookback_window_is_critical(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store, end=DAY0 + 2 * H)
     run(store, now=NOW + 20 * DAY)
@@ -192,8 +192,8 @@ def test_comm_loss_without_a_reading_in_the_lookback_window_is_critical(tmp_path
 NOW_2026 = 1796083200  # 2026-12-01 00:00 UTC: readings whose meter clock says 2024 arrive now
 
 
-def test_readings_just_received_with_a_2024_clock_are_clock_drift_not_comm_loss(tmp_path):
-    store = new_store(tmp_path)
+def test_readings_just_received_with_a_2024_clock_are_clock_drift_not_comm_loss(db_target):
+    store = new_store(db_target)
     add_meter(store)
     # 8 hourly readings stamped 2024-03-01 by the meter's clock, received in the last 8 hours
     rows = [reading_row("m1", i + 1, DAY0 + i * H, 1000 * i, received_at=NOW_2026 - (8 - i) * H + 5)
@@ -206,8 +206,8 @@ def test_readings_just_received_with_a_2024_clock_are_clock_drift_not_comm_loss(
     assert "behind" in a["summary"]
 
 
-def test_backlog_readings_are_no_clock_drift(tmp_path):
-    store = new_store(tmp_path)
+def test_backlog_readings_are_no_clock_drift(db_target, tmp_path):
+    store = new_store(db_target)
     add_meter(store)
     # offline for 20 days (beyond the 16-day window of meter time): a day of readings made then
     # (flag bit 4), delivered on reconnection 30 s ago, followed by a live one
@@ -226,8 +226,8 @@ def test_backlog_readings_are_no_clock_drift(tmp_path):
     assert fired(store2, "comm_loss") == []
 
 
-def test_comm_loss_by_receive_time_whatever_the_meter_clock_says(tmp_path):
-    store = new_store(tmp_path)
+def test_comm_loss_by_receive_time_whatever_the_meter_clock_says(db_target):
+    store = new_store(db_target)
     add_meter(store)
     # the meter's clock is 30 days behind: its readings arrived until 5 h ago
     rows = [reading_row("m1", i + 1, NOW - 30 * DAY - (9 - i) * H, 1000 * i, received_at=NOW - (9 - i) * H)

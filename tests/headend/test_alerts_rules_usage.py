@@ -39,8 +39,8 @@ def test_median_without_one_member():
     assert median_without([5, 7], 5) == 7
 
 
-def test_fluctuation_against_own_history_low_and_high(tmp_path):
-    store = new_store(tmp_path)
+def test_fluctuation_against_own_history_low_and_high(db_target):
+    store = new_store(db_target)
     add_meter(store, "low", "A-low")
     add_meter(store, "high", "A-high")
     hourly(store, "low", on_last_day(50))
@@ -58,8 +58,8 @@ def test_fluctuation_against_own_history_low_and_high(tmp_path):
     assert low["evidence"]["history_days"] == 14 and "below" in low["action"] and "above" in high["action"]
 
 
-def test_fluctuation_quiet_within_range_or_without_history(tmp_path):
-    store = new_store(tmp_path)
+def test_fluctuation_quiet_within_range_or_without_history(db_target):
+    store = new_store(db_target)
     add_meter(store, "steady", "A1")
     add_meter(store, "new", "A2")
     hourly(store, "steady", on_last_day(1500))  # 150 %: inside [30 %, 300 %]
@@ -76,8 +76,8 @@ def peers(store, n, last_day_wh, zone="Z"):
     hourly(store, "odd" + zone, on_last_day(last_day_wh))
 
 
-def test_fluctuation_against_peers_theft_and_low(tmp_path):
-    store = new_store(tmp_path)
+def test_fluctuation_against_peers_theft_and_low(db_target):
+    store = new_store(db_target)
     peers(store, 5, 40, zone="Z")  # 4 % of the peers' median: theft
     peers(store, 5, 200, zone="Y")  # 20 %: low, not theft
     run(store, disabled_rules=("fluctuation_history",))
@@ -92,16 +92,16 @@ def test_fluctuation_against_peers_theft_and_low(tmp_path):
     assert {a["meter_id"] for a in fired(store, "fluctuation_peers")} == {"oddZ", "oddY"}
 
 
-def test_peers_quiet_when_alike_or_group_too_small(tmp_path):
-    store = new_store(tmp_path)
+def test_peers_quiet_when_alike_or_group_too_small(db_target):
+    store = new_store(db_target)
     peers(store, 5, 1100, zone="Z")
     peers(store, 3, 40, zone="small")  # 4 accounts: below peer_min_accounts (5)
     run(store, disabled_rules=("fluctuation_history",))
     assert fired(store, "fluctuation_peers") == []
 
 
-def test_zero_consumption_on_an_online_active_account(tmp_path):
-    store = new_store(tmp_path)
+def test_zero_consumption_on_an_online_active_account(db_target):
+    store = new_store(db_target)
     add_meter(store)
     hourly(store, wh=lambda ts: 0 if ts > NOW - 30 * H else 1000)
     run(store)
@@ -111,8 +111,8 @@ def test_zero_consumption_on_an_online_active_account(tmp_path):
     assert (a["evidence"]["hours"], a["evidence"]["last_ts"]) == (29.0, NOW - H)
 
 
-def test_zero_consumption_quiet_when_relay_open_offline_or_short(tmp_path):
-    store = new_store(tmp_path)
+def test_zero_consumption_quiet_when_relay_open_offline_or_short(db_target):
+    store = new_store(db_target)
     for m, online in (("open", True), ("offline", False), ("short", True)):
         add_meter(store, m, "A-" + m, online=online)
     stop = NOW - 30 * H

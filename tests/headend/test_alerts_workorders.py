@@ -12,8 +12,8 @@ from tests.headend.alerts_support import NOW, H, add_event, add_meter, hourly, n
 T0 = NOW - 2 * H
 
 
-def theft_store(tmp_path, **meter):
-    store = new_store(tmp_path)
+def theft_store(db_target, **meter):
+    store = new_store(db_target)
     add_meter(store, **meter)
     hourly(store)
     add_event(store, "m1", 5000, NOW - H, 17)
@@ -21,8 +21,8 @@ def theft_store(tmp_path, **meter):
     return store
 
 
-def test_theft_opens_one_work_order_and_closing_resolves_the_alert(tmp_path):
-    store = theft_store(tmp_path, address="7 Mill Lane")
+def test_theft_opens_one_work_order_and_closing_resolves_the_alert(db_target):
+    store = theft_store(db_target, address="7 Mill Lane")
     run(store, now=NOW + 60)
     [wo] = store.work_orders()  # one, however many runs
     [a] = store.alerts()
@@ -54,9 +54,9 @@ def test_work_order_location_without_an_address():
     assert location("m9", None) == "meter m9"
 
 
-def gap_store(tmp_path):
+def gap_store(db_target):
     """15-minute readings 00:00 .. 01:00 with 00:30 missing."""
-    store = new_store(tmp_path)
+    store = new_store(db_target)
     add_meter(store)
     rows = [
         reading_row("m1", s, T0 + k * 900, 1000 + 10 * k, interval=900)
@@ -66,8 +66,8 @@ def gap_store(tmp_path):
     return store
 
 
-def test_manual_reading_flows_through_vee(tmp_path):
-    store = gap_store(tmp_path)
+def test_manual_reading_flows_through_vee(db_target):
+    store = gap_store(db_target)
     got = enter_reading(store, "m1", T0 + 1800, [1020], None, "crew-3", NOW, note="on site")
     assert (got["seq"], got["vee_state"], got["interval"], got["exp"]) == (-1, "pending", 900, [0])
     [marker] = store.manual_readings("m1")
@@ -85,8 +85,8 @@ def test_manual_reading_flows_through_vee(tmp_path):
     assert out["estimates"]["total"] == 0
 
 
-def test_manual_reading_next_seq_and_refusals(tmp_path):
-    store = gap_store(tmp_path)
+def test_manual_reading_next_seq_and_refusals(db_target):
+    store = gap_store(db_target)
     enter_reading(store, "m1", T0 + 1800, [1020], [0], "crew-3", NOW)
     assert enter_reading(store, "m1", T0 + 4000, [1045], None, "crew-3", NOW)["seq"] == -2
     with pytest.raises(AlertError, match="already has a reading at"):
@@ -103,8 +103,8 @@ def test_manual_reading_next_seq_and_refusals(tmp_path):
     assert store.count_readings("m1") == 6
 
 
-def test_manual_reading_linked_to_a_work_order_is_audited(tmp_path):
-    store = theft_store(tmp_path)
+def test_manual_reading_linked_to_a_work_order_is_audited(db_target):
+    store = theft_store(db_target)
     [wo] = store.work_orders()
     got = enter_reading(store, "m1", NOW - 1800, [391_000], None, "crew-3", NOW, work_order_id=wo["id"])
     trail = store.alert_audit(wo["alert_id"])

@@ -20,8 +20,8 @@ T0 = 1717200000.0  # 2024-06-01T00:00:00Z
 
 
 @pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "h.db")
+def db(db_target):  # both engines (tests/conftest.py)
+    path = db_target
     with Storage(path) as store:
         store.add_meter("m1", KEY.hex(), "$7$x", now=0)
         store.add_meter("m2", bytes(32).hex(), "$7$x", now=0)

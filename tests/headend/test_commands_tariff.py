@@ -212,8 +212,8 @@ def test_a_urdb_price_that_is_not_whole_milli_units_names_its_structure_entry():
 
 
 @pytest.fixture
-def db(tmp_path):
-    path = str(tmp_path / "h.db")
+def db(db_target):  # both engines (tests/conftest.py)
+    path = db_target
     with Storage(path) as store:
         store.add_meter("m1", KEY.hex(), "$7$x", now=0)
         store.add_meter("two", KEY.hex(), "$7$x", rating={"rates": 2}, now=0)

@@ -58,8 +58,8 @@ def test_decreasing_registers_rebaseline_and_mid_interval_change_is_noted():
     assert "inside the interval" in notes[0] and "new baseline" in notes[1]
 
 
-def test_sync_debits_the_ledger_exactly_across_two_syncs(tmp_path):
-    with prepaid_store(tmp_path / "p.db") as store:
+def test_sync_debits_the_ledger_exactly_across_two_syncs(db_target):
+    with prepaid_store(db_target) as store:
         store.add_adjustment("P1", 50000, "opening balance", "op", now=1)
         add_readings(store, "m1", [(ts, imp, None) for ts, imp in READS[:3]])
         r1 = sync(store, "P1", 100, now=2)
@@ -72,8 +72,8 @@ def test_sync_debits_the_ledger_exactly_across_two_syncs(tmp_path):
         assert [(e["amount"], e["ref"]) for e in debits] == [(-2399, "seq 1..3"), (-767, "seq 3..6")]
 
 
-def _sync_with_meter_balance(tmp_path, meter_balance, threshold=100):
-    store = prepaid_store(tmp_path / "p.db")
+def _sync_with_meter_balance(db_target, meter_balance, threshold=100):
+    store = prepaid_store(db_target)
     store.add_adjustment("P1", 50000, "opening balance", "op", now=1)
     rows = [(ts, imp, None) for ts, imp in READS]
     rows[-1] = (*rows[-1][:2], meter_balance)
@@ -82,16 +82,16 @@ def _sync_with_meter_balance(tmp_path, meter_balance, threshold=100):
 
 
 @pytest.mark.parametrize("off", [0, 100, -100])
-def test_a_balance_within_the_threshold_raises_no_alert(tmp_path, off):
-    store, r = _sync_with_meter_balance(tmp_path, 50000 - 3166 + off)
+def test_a_balance_within_the_threshold_raises_no_alert(db_target, off):
+    store, r = _sync_with_meter_balance(db_target, 50000 - 3166 + off)
     assert r["reconciled"]["alert"] is False and r["reconciled"]["difference"] == off
     assert store.prepaid_alerts() == []
     store.close()
 
 
 @pytest.mark.parametrize("off", [101, -150])
-def test_a_mismatch_beyond_the_threshold_is_stored_once(tmp_path, off):
-    store, r = _sync_with_meter_balance(tmp_path, 50000 - 3166 + off)
+def test_a_mismatch_beyond_the_threshold_is_stored_once(db_target, off):
+    store, r = _sync_with_meter_balance(db_target, 50000 - 3166 + off)
     assert r["reconciled"]["alert"] is True
     alerts = store.prepaid_alerts("P1")
     assert [
@@ -102,8 +102,8 @@ def test_a_mismatch_beyond_the_threshold_is_stored_once(tmp_path, off):
     store.close()
 
 
-def test_topups_count_on_the_meter_once_acked_and_reconciliation_waits_meanwhile(tmp_path):
-    with prepaid_store(tmp_path / "p.db") as store:
+def test_topups_count_on_the_meter_once_acked_and_reconciliation_waits_meanwhile(db_target):
+    with prepaid_store(db_target) as store:
         add_readings(store, "m1", [(MAR1, [0, 0], 0)])
         assert sync(store, "P1", 0, now=1)["reconciled"]["alert"] is False
         got = credit(store, "C-1", 20000, now=MAR1 + 60, meter_id="m1")

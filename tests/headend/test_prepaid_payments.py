@@ -17,8 +17,8 @@ NOW = 1709280000.0
 
 
 @pytest.fixture
-def server(tmp_path):
-    store = prepaid_store(tmp_path / "p.db")
+def server(db_target):  # both engines (tests/conftest.py)
+    store = prepaid_store(db_target)
     add_prepaid(store, "m2", "POST1", billing="postpaid")
     srv = PayServer(("127.0.0.1", 0), store, SECRET, clock=lambda: NOW, log=lambda text: None)
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -15,8 +15,8 @@ def row(ts, imp, meter="m", seq=None):
 
 
 @pytest.fixture
-def store(tmp_path):
-    with new_store(tmp_path / "web.db") as s:
+def store(db_target):  # both engines (tests/conftest.py)
+    with new_store(db_target) as s:
         yield s
 
 
