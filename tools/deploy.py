@@ -30,6 +30,10 @@ be on the board: docs/boards.md):
    ``fs cp -r``: the old /firmware and /protocol trees are removed all the same,
    since a directory on the filesystem would hide the frozen package of that name.
 
+A config with ``broker.tls`` names its CA file in ``broker.cafile``, relative to the flash
+directory: the file of that name beside ``--config`` (``headend broker-config --tls`` writes
+``ca.pem``) is copied there too, after config.json (an absolute cafile must already be on the board).
+
 ``--config`` is validated with protocol.board_config before anything touches the
 board. ``--dry-run`` prints the exact commands (mpy-cross per file, then
 mpremote) and runs none of them.
@@ -225,10 +229,16 @@ def mpremote_exe() -> list[str]:
 
 
 def mpremote_commands(
-    port: str, board: str, config_path: str, stage: str, frozen: bool = False
+    port: str,
+    board: str,
+    config_path: str,
+    stage: str,
+    frozen: bool = False,
+    cafile: tuple[str, str] | None = None,
 ) -> list[list[str]]:
     """The two mpremote invocations: stop (remove main.py, reset), then clean + copy + reset.
-    ``frozen``: the clean-up also checks the image's frozen firmware, and no code is copied."""
+    ``frozen``: the clean-up also checks the image's frozen firmware, and no code is copied.
+    ``cafile``: (host path, name in the flash dir) of a TLS meter's CA file, copied too."""
     mp = mpremote_exe() + ["connect", port]
     flash = flash_dir(board)
     stop = mp + ["exec", STOP_SNIPPET, "+", "reset"]
@@ -238,6 +248,8 @@ def mpremote_commands(
         copy = mp + ["exec", PREP_SNIPPET % flash, "+", "fs", "cp", "-r"]
         copy += [os.path.join(stage, p) for p in PACKAGES] + [":"]
     copy += ["+", "fs", "cp", os.path.abspath(config_path), ":%s/config.json" % flash.rstrip("/")]
+    if cafile is not None:
+        copy += ["+", "fs", "cp", os.path.abspath(cafile[0]), ":%s/%s" % (flash.rstrip("/"), cafile[1])]
     copy += ["+", "fs", "cp", os.path.join(stage, "main.py"), ":main.py", "+", "reset"]
     return [stop, copy]
 
@@ -285,7 +297,16 @@ def deploy(
     if board == "esp32" and cfg["wifi"] is None:
         print("warning: %s has no wifi section: the ESP32 will not reach its broker" % config_path, file=out)
     stage = os.path.abspath(build or os.path.join(ROOT, "build", "deploy-" + board))
-    remote = mpremote_commands(port, board, config_path, stage, frozen)
+    cafile = None
+    name = cfg["broker"].get("cafile")
+    if name is not None and not name.startswith("/"):
+        cafile = (os.path.join(os.path.dirname(os.path.abspath(config_path)), name), name)
+        if not os.path.isfile(cafile[0]):
+            raise DeployError(
+                "--config %s: broker.cafile %s is not beside it (%s): copy the broker's CA there"
+                " (headend broker-config --tls writes DIR/ca.pem)" % (config_path, name, cafile[0])
+            )
+    remote = mpremote_commands(port, board, config_path, stage, frozen, cafile)
     result = {"meter_id": cfg["meter_id"], "board": board, "arch": arch, "stage": stage, "port": port}
     result["frozen"] = frozen
     if dry_run:

@@ -376,3 +376,25 @@ def test_broker_config_tls_files_modes_a_kept_ca_and_the_operators_certificates(
     capsys.readouterr()
     assert headend_main(["--db", db, "broker-config", "--out", str(out), "--port", "1", "--cert", "x"]) != 0
     assert "--cert needs --tls" in capsys.readouterr().err
+
+
+def test_deploy_copies_a_tls_meters_ca_file_beside_its_config(tmp_path):
+    import io
+
+    from tools import deploy
+
+    cfg = {
+        "meter_id": METER,
+        "key": "00" * 32,
+        "broker": {"host": "10.0.0.2", "tls": True, "cafile": "ca.pem"},
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(deploy.DeployError, match="broker.cafile ca.pem is not beside it"):
+        deploy.deploy("/dev/null-port", "esp32", str(path), dry_run=True, out=io.StringIO(), frozen=True)
+    (tmp_path / "ca.pem").write_bytes(broker_tls.make_ca()[0])
+    r = deploy.deploy("/dev/null-port", "esp32", str(path), dry_run=True, out=io.StringIO(), frozen=True)
+    copy = r["commands"][1]
+    at = copy.index(str(tmp_path / "ca.pem"))
+    assert copy[at - 2 : at + 2] == ["fs", "cp", str(tmp_path / "ca.pem"), ":/flash/ca.pem"]
+    assert copy.index(":/flash/config.json") < at
