@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after the other; figures beside their targets.
 
-Runs tools/bench_firmware.py, tools/bench_ingest.py and tools/bench_billrun.py
-(those present), each of which prints its own table and merges its figures
+Runs tools/bench_firmware.py, tools/bench_ingest.py, tools/bench_billrun.py and
+tools/bench_billing.py (those present), each of which prints its own table and merges its figures
 into bench/results.json; then prints the summary table from that file.
 Benchmarks never run inside the test suite: timing on a shared machine is
 noisy, so figures are reported here with the machine noted, not asserted.
@@ -25,6 +25,7 @@ SUITES = {
     "ingest": ["tools/bench_ingest.py"],
     "ingest_postgresql": ["tools/bench_ingest.py"],
     "billrun": ["tools/bench_billrun.py"],
+    "billing": ["tools/bench_billing.py"],
 }
 # suites run more than once, with these arguments each time (ingest into PostgreSQL: 1 and 2 serve
 # processes, a database of their own on PG_SERVER for each run)
@@ -33,6 +34,7 @@ QUICK = {  # smaller runs for a first look (make bench uses the full sizes)
     "ingest": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
     "ingest_postgresql": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
     "billrun": ["--accounts", "100000", "--repeat", "1"],
+    "billing": ["--runs", "5"],
 }
 
 
@@ -67,6 +69,12 @@ def summary_rows(results):
         name = "bill run, %d accounts, s" % bill["accounts"]
         rows.append(("billrun", name, bill["seconds_median"], "< %d" % bill["target_s"], verdict))
         rows.append(("billrun", "peak RSS, MiB", bill["peak_rss_mib"], "", ""))
+    eng = results.get("billing")
+    if eng:
+        rows.append(("billing", "rate engine, ms per account-year (case 3)", eng["profile_ms"], "", ""))
+        rows.append(("billing", "PySAM Utilityrate5, ms (same inputs)", eng["pysam_ms"], "", ""))
+        rows.append(("billing", "ratio vs PySAM", eng["ratio_vs_pysam"], ">= %d" % eng["target_ratio"],
+                     "met" if eng["met"] else "BELOW"))  # fmt: skip
     for fig in results.get("firmware", {}).get("figures", []):
         rows.append(("firmware", fig["name"], fig["value"], fig.get("target", ""), fig.get("verdict", "")))
     return rows
