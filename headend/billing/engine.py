@@ -103,6 +103,7 @@ class _Month:
     covered: dict = field(default_factory=dict)  # version index -> seconds
     by_vp: dict = field(default_factory=dict)  # (version index, period) -> units
     by_name: dict = field(default_factory=dict)  # period name -> units
+    mu: list = field(default_factory=list)  # units[i0:i1]
 
 
 def tier_split(start: Decimal, amount: Decimal, tiers, dim: int):
@@ -272,7 +273,7 @@ def _accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], 
     groups = _groups(tariff, ts)
     lays = []
     for i0, i1, _y, _m, vi in groups:
-        lay = layout(tariff.versions[vi].calendar, ts[i0:i1], interval)
+        lay = layout(tariff.versions[vi].calendar, ts, i0, i1, interval)
         if lay.bad is not None:
             raise _split_error("energy", ts[i0 + lay.bad], interval, tariff.utc_offset)
         lays.append(lay)
@@ -288,6 +289,7 @@ def _accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], 
         mo = months[-1]
         mo.i1 = i1
         mu = units[i0:i1]
+        mo.mu = mu if mo.i0 == i0 else units[mo.i0 : i1]
         names = tariff.versions[vi].period_names
         mo.covered[vi] = mo.covered.get(vi, 0) + interval * (i1 - i0)
         total = sum(mu)
@@ -323,11 +325,11 @@ def _prorated_energy(tariff: Tariff, mo: _Month, kwh) -> Decimal:
     return numerator / total
 
 
-def _tou_peaks(tariff: Tariff, v: TariffVersion, ts, mu, interval: int) -> dict[int, int]:
+def _tou_peaks(tariff: Tariff, v: TariffVersion, ts, mo: _Month, interval: int) -> dict[int, int]:
     """Version ``v``'s demand period -> the peak interval (units) of one month's intervals."""
-    lay = layout(v.demand_calendar, ts, interval)
+    lay, mu = layout(v.demand_calendar, ts, mo.i0, mo.i1, interval), mo.mu
     if lay.bad is not None:
-        raise _split_error("demand", ts[lay.bad], interval, tariff.utc_offset)
+        raise _split_error("demand", ts[mo.i0 + lay.bad], interval, tariff.utc_offset)
     return {q: max(map(max, map(mu.__getitem__, pick))) for q, pick in lay.pick.items()}
 
 
@@ -377,14 +379,13 @@ def bill_intervals(tariff: Tariff, interval: int, ts: list[int], units: list[int
             else:
                 energy = mo.energy.scaleb(-decimals)
             exact = {"energy_charge": energy, "fixed_charge": ZERO, "demand_charge": ZERO}
-            mts, mu = ts[mo.i0 : mo.i1], units[mo.i0 : mo.i1]
             tou = {}
             if any_demand:
                 for vi in mo.covered:
                     if tariff.versions[vi].demand:
-                        tou[vi] = _tou_peaks(tariff, tariff.versions[vi], mts, mu, interval)
+                        tou[vi] = _tou_peaks(tariff, tariff.versions[vi], ts, mo, interval)
                 peaks = [u for d in tou.values() for u in d.values()]
-                peak = kw(max(peaks) if peaks else max(mu))
+                peak = kw(max(peaks) if peaks else max(mo.mu))
             else:
                 peak = ZERO
             minimum = ZERO

@@ -68,16 +68,16 @@ def _build(calendar, ts: list[int], interval: int) -> Layout:
     return Layout(ranges, bad)
 
 
-def layout(calendar, ts: list[int], interval: int) -> Layout:
-    """The layout of the intervals starting at ``ts`` (increasing, at least one)."""
-    n = len(ts)
-    if ts[-1] - ts[0] != (n - 1) * interval:  # gaps: not shared with other accounts
-        return _build(calendar, ts, interval)
+def layout(calendar, ts: list[int], i0: int, i1: int, interval: int) -> Layout:
+    """The layout of the intervals starting at ``ts[i0:i1]`` (increasing, at least one)."""
+    n = i1 - i0
+    if ts[i1 - 1] - ts[i0] != (n - 1) * interval:  # gaps: not shared with other accounts
+        return _build(calendar, ts[i0:i1], interval)
     cache = calendar.__dict__.setdefault("_layouts", {})
-    key = (ts[0], n, interval)
+    key = (ts[i0], n, interval)
     got = cache.get(key)
     if got is None:
         if len(cache) >= CACHE_MAX:
             cache.clear()
-        got = cache[key] = _build(calendar, ts, interval)
+        got = cache[key] = _build(calendar, ts[i0:i1], interval)
     return got
