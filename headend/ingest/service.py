@@ -66,7 +66,7 @@ from headend.db.storage import Storage
 from headend.errors import ServiceError
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
-from headend.mqtt import check_service_client_id, make_client, parse_broker_url
+from headend.mqtt import check_service_client_id, connect_error, make_client, parse_broker_url
 from protocol import topics
 
 RECEIVE_MAXIMUM = 1000  # unacked QoS 1 messages the broker may send us (matches broker max_inflight)
@@ -314,7 +314,10 @@ class IngestService:
             self.client.reconnect()
             return 0.2
         except OSError as e:
-            self.log("cannot reach the broker (%s); retrying in %.1f s" % (e, delay))
+            self.log(
+                "cannot reach the broker (%s); retrying in %.1f s"
+                % (connect_error(e, self.broker["tls"]), delay)
+            )
             self._stop.wait(delay)
             return min(delay * 2, 5.0)
 

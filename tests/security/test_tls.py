@@ -182,6 +182,25 @@ def test_headend_refuses_a_wrong_ca_an_expired_certificate_and_plaintext(refusin
     rc, err = _dispatch(capsys, tmp_path, "mqtt://u@127.0.0.1:%d" % b["plain"], "--cafile", b["ca"])
     assert rc != 0 and "--cafile is for a TLS broker: use an mqtts:// URL" in err, err
 
+    # serve keeps retrying (the broker may get a good certificate), saying each time why it cannot connect
+    db = str(tmp_path / "d.db")
+    url = "mqtts://u@127.0.0.1:%d" % b["expired"]
+    cmd = [sys.executable, "-m", "headend.cli", "serve", "--db", db, "--broker", url, "--cafile", b["ca"]]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stderr.readline()]  # each line is an event: no sleep
+        while "cannot reach" not in lines[-1] and lines[-1] and len(lines) < 20:
+            lines.append(proc.stderr.readline())
+        line = lines[-1]
+        assert (
+            "cannot reach the broker (TLS: the broker's certificate was refused: certificate has expired)"
+            in line
+        )
+    finally:
+        proc.kill()
+        proc.wait(5)
+        proc.stderr.close()
+
 
 FIRMWARE_SCRIPT = """
 import sys, json
