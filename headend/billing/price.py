@@ -10,6 +10,9 @@ numbering, since the meter runs the same calendar); a one-period tariff takes ev
   depends only on kWh per period and the covered seconds, and ``price_fast`` computes
   exactly what ``engine.bill_profile`` computes for any profile with those sums (the same
   Decimal operations in the same order; tested against it).
+- a TOU-only tariff (``from_registers``: fast, and one price per period without tiers) is
+  billed from the per-rate register deltas between the cycle's boundary reads when the
+  account has them; its load profile then only has to agree with them (``checks``).
 - otherwise ``price_profile`` bills the interval profile (total kWh per 15-min or hourly
   interval) with ``engine.bill_profile``.
 
@@ -55,6 +58,9 @@ class CyclePricer:
         self.version = tariff.versions[first] if first is not None and first == last else None
         self.n_periods = len(self.version.period_names) if self.version else 0
         self.fast = self._fast_ok()
+        # TOU only (one version all month, one price per period, no tiers, no demand): billed from
+        # the meter's rate registers, the way utilities bill TOU meters (run.price)
+        self.from_registers = self.fast and self._flat is not None
 
     def _fast_ok(self) -> bool:
         v, t = self.version, self.tariff

@@ -148,6 +148,10 @@ def _bill(account_id, cycle, run_id, state, reasons, tariff_id, pricer, usage, p
 
 
 def price(pricer: CyclePricer, usage, store, account_id: str) -> dict:
+    if pricer.from_registers and usage.register_wh is not None:
+        # TOU only: billed from the rate registers' deltas; the load profile was only checked
+        # against them (checks.registers_add_up holds the bill when they disagree)
+        usage.wh_by_rate = usage.register_wh
     kwh = {r: Decimal(w) / 1000 for r, w in usage.wh_by_rate.items()}
     covered = usage.intervals * usage.interval_s if usage.interval_s else pricer.ms
     if pricer.fast:

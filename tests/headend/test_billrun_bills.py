@@ -151,3 +151,34 @@ def test_fast_path_prices_exactly_as_the_engine(seed):
     fast = pricer.price_fast(by_rate, MAR - FEB)
     assert fast["total"] == month.total
     assert fast["lines"] == {k: getattr(month, k) for k in fast["lines"]}
+
+
+def test_tou_only_tariff_billed_from_the_rate_registers(store):
+    # TOU without tiers or demand: the rate registers' deltas are billed, the profile only checked.
+    # Registers 104,400 + 1 Wh peak (within the 1 Wh tolerance of the profile's 104,400):
+    # 104.401 kWh x 0.5 = 52.2005 + 69.6 x 0.3 = 20.88 -> 73.0805 -> 73.08 (the profile: 73.08 too),
+    # but kWh by rate and the total kWh are the registers'
+    add_account(store, "reg")
+    hourly(store, "m-reg", tou_rates)
+    reads(store, "m-reg", [(FEB, [0, 0]), (MAR, [104400 + 1, 69600])])
+    add_account(store, "lad", tariff=LADDER)  # tiers: the profile is billed, the registers checked
+    hourly(store, "m-lad", lambda ts: [700])
+    reads(store, "m-lad", [(FEB, [0]), (MAR, [487200 + 1])])
+    run_bills(store, "2024-02", NOW, NO_REVIEW)
+    b = store.bill("reg", "2024-02")
+    assert (b["state"], b["kwh_by_rate"], b["energy_kwh"]) == (
+        "issued",
+        {"1": "104.401", "2": "69.6"},
+        "174.001",
+    )
+    assert amounts(b)["energy_charge"] == "73.08"
+    lad = store.bill("lad", "2024-02")
+    assert (lad["state"], lad["energy_kwh"], lad["total"]) == ("issued", "487.200", "274.06")
+    # beyond the tolerance the bill is held, naming the rate
+    add_account(store, "far")
+    hourly(store, "m-far", tou_rates)
+    reads(store, "m-far", [(FEB, [0, 0]), (MAR, [104400, 69600 + 500])])
+    run_bills(store, "2024-02", NOW, NO_REVIEW)
+    far = store.bill("far", "2024-02")
+    assert far["state"] == "held"
+    assert far["reasons"][0] == "rate T2: load profile 69600 Wh but boundary registers 70100 Wh"
