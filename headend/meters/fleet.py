@@ -96,6 +96,9 @@ def frontend_of(index: int, frontend: str) -> str:
     return frontend
 
 
+CAFILE_NAME = "ca.pem"  # a TLS meter's CA file, beside config.json (its broker.cafile)
+
+
 def board_config(
     meter: dict,
     frontend: str,
@@ -389,8 +392,11 @@ def meter_config(
     calibration: dict | None = None,
     wifi: dict | None = None,
     force: bool = False,
+    broker_cafile: str | None = None,
 ) -> dict:
     """Write ``out/config.json`` for registered meter ``meter_id`` (see cli.md); a summary dict.
+    ``broker_cafile``: the TLS broker's CA (PEM, `broker-config --tls` DIR/ca.pem), copied to
+    ``out/ca.pem`` and named by the config's ``broker.tls``/``broker.cafile``.
 
     The broker password: ``password`` is checked against the stored hash; ``new_password`` makes
     a new one and stores its hash (the broker's passwd must then be rewritten: broker-config)."""
@@ -428,6 +434,17 @@ def meter_config(
         extra["rates"] = m["rates"]
     if calibration:
         extra["calibration"] = dict(calibration)
+    ca_pem = None
+    if broker_cafile is not None:
+        try:
+            with open(broker_cafile, "rb") as f:
+                ca_pem = f.read()
+        except OSError as e:
+            raise FleetError("cannot read --broker-cafile %s: %s" % (broker_cafile, e.strerror))
+        if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
+            raise FleetError("--broker-cafile %s holds no PEM certificate" % broker_cafile)
+        extra["broker"] = {"host": broker_host, "port": broker_port, "user": meter_id}
+        extra["broker"].update(password=password, tls=True, cafile=CAFILE_NAME)
     account_id = store.meter_account_ids().get(meter_id)
     account = store.account(account_id) if account_id else None
     prepaid = bool(account and account.get("billing") == "prepaid")
@@ -441,9 +458,15 @@ def meter_config(
     if new_hash is not None:
         store.set_meter_password_hash(meter_id, new_hash)  # only once the file is written
     os.replace(tmp, path)
+    if ca_pem is not None:  # public: no need to hide it, but the flash copy must be this one
+        with open(os.path.join(os.path.dirname(path), CAFILE_NAME), "wb") as f:
+            f.write(ca_pem)
     if board == "unix":
         nxt = "python tools/emulate.py --scenario FILE --flash %s --broker mqtt://%s:PASSWORD@%s:%d" % (
             os.path.dirname(path), meter_id, broker_host, broker_port)  # fmt: skip
+        if ca_pem is not None:
+            nxt = nxt.replace(" --broker mqtt://", " --runtime unix64 --broker mqtts://") + " --cafile %s" % (
+                os.path.join(os.path.dirname(path), CAFILE_NAME))  # fmt: skip
     else:
         nxt = "python tools/deploy.py --port PORT --board %s --config %s" % (board, path)
     return {
@@ -452,7 +475,7 @@ def meter_config(
         "board": board,
         "frontend": frontend,
         "prepaid": prepaid,
-        "broker": {"host": broker_host, "port": broker_port, "user": meter_id},
+        "broker": {"host": broker_host, "port": broker_port, "user": meter_id, "tls": ca_pem is not None},
         "password": "new" if new_hash is not None else "given",
         "calibration": bool(calibration),
         "next": nxt,
@@ -499,6 +522,12 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frontend", choices=("atm90e26", "adc"), default="atm90e26", help="metering front end")
     p.add_argument("--broker-host", default="127.0.0.1", help="broker host the board connects to")
     p.add_argument("--broker-port", type=int, default=1883, help="the meters' listener (default 1883)")
+    p.add_argument(
+        "--broker-cafile",
+        metavar="FILE",
+        help="the broker speaks TLS (broker-config --tls): its CA (PEM, DIR/ca.pem), copied beside the"
+        " config as ca.pem; the board verifies the broker with it",
+    )
     pw = p.add_mutually_exclusive_group()
     pw.add_argument(
         "--password-file", metavar="FILE", help="the meter's broker password (what `meter add` printed)"
@@ -540,6 +569,7 @@ def run_config(args, store) -> int:
         calibration=_calibration_file(args.calibration) if args.calibration else None,
         wifi=wifi,
         force=args.force,
+        broker_cafile=args.broker_cafile,
     )
     print(json.dumps(s) if args.json else meter_config_text(s))
     return 0

@@ -417,3 +417,25 @@ def test_deploy_copies_a_tls_meters_ca_file_beside_its_config(tmp_path):
     at = copy.index(str(tmp_path / "ca.pem"))
     assert copy[at - 2 : at + 2] == ["fs", "cp", str(tmp_path / "ca.pem"), ":/flash/ca.pem"]
     assert copy.index(":/flash/config.json") < at
+
+
+def test_meter_config_with_broker_cafile_writes_a_tls_board_config(tmp_path, capsys):
+    db = str(tmp_path / "h.db")
+    cli_json(capsys, "--db", db, "meter", "add", METER)
+    ca = tmp_path / "broker-ca.pem"
+    ca.write_bytes(broker_tls.make_ca()[0])
+    out = tmp_path / "board"
+    argv = ["--db", db, "meter", "config", METER, "--out", str(out), "--new-password", "--json"]
+    s = cli_json(capsys, *argv, "--broker-port", "8883", "--broker-cafile", str(ca))
+    assert s["broker"]["tls"] is True
+    assert "--runtime unix64 --broker mqtts://" in s["next"] and "--cafile %s/ca.pem" % out in s["next"]
+    cfg = config.load(str(out / "config.json"))
+    assert (
+        cfg["broker"]["tls"] is True and cfg["broker"]["cafile"] == "ca.pem" and cfg["broker"]["port"] == 8883
+    )
+    assert (out / "ca.pem").read_bytes() == ca.read_bytes()
+    (tmp_path / "junk.pem").write_text("no certificate here\n")
+    capsys.readouterr()
+    argv = ["--db", db, "meter", "config", METER, "--out", str(tmp_path / "b2"), "--new-password"]
+    assert headend_main([*argv, "--broker-cafile", str(tmp_path / "junk.pem")]) != 0
+    assert "--broker-cafile %s/junk.pem holds no PEM certificate" % tmp_path in capsys.readouterr().err
