@@ -147,9 +147,6 @@ def _broker(v, meter_id):
         "user": _str("broker.user", v.get("user", meter_id), 1, 64),
         "password": _str("broker.password", v.get("password", ""), 0, 256),
     }
-
-
-def _wifi(v):
     if not tls:
         if "cafile" in v:
             raise ConfigError("broker.cafile", "only with tls true (the meter would connect in clear)")
@@ -159,6 +156,9 @@ def _wifi(v):
     out["tls"] = True
     out["cafile"] = _str("broker.cafile", v["cafile"], 1, 64)
     return out
+
+
+def _wifi(v):
     if v is None:
         return None
     v = _section("wifi", v, ("ssid", "password"))
