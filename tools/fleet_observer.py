@@ -20,7 +20,7 @@ import threading
 
 import paho.mqtt.client as mqtt
 
-from headend.mqtt import check_service_client_id, parse_broker_url
+from headend.mqtt import check_service_client_id, parse_broker_url, tls_context
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 
@@ -49,6 +49,8 @@ class Observer:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=clean)
         if self.broker["username"]:
             c.username_pw_set(self.broker["username"], self.broker["password"])
+        if self.broker["tls"]:  # mqtts://...?cafile=PATH (headend.mqtt)
+            c.tls_set_context(tls_context(self.broker["cafile"]))
         return c
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
