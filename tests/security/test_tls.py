@@ -439,3 +439,24 @@ def test_meter_config_with_broker_cafile_writes_a_tls_board_config(tmp_path, cap
     argv = ["--db", db, "meter", "config", METER, "--out", str(tmp_path / "b2"), "--new-password"]
     assert headend_main([*argv, "--broker-cafile", str(tmp_path / "junk.pem")]) != 0
     assert "--broker-cafile %s/junk.pem holds no PEM certificate" % tmp_path in capsys.readouterr().err
+
+
+def test_the_unix32_runtime_without_ssl_says_so_at_startup_and_stays_offline(refusing_broker, tmp_path):
+    """The emulator's frozen unix32 runtime, built from the vendored MicroPython source (no mbedTLS)."""
+    emulate.ensure_built("unix32")
+    exe = emulate.runtime("unix32").exe()
+    probe = subprocess.run([exe, "-c", "import ssl"], capture_output=True, text=True)
+    if probe.returncode == 0:
+        pytest.skip("this unix32 build has ssl: nothing to refuse")
+    flash = _flash(tmp_path, {"key": "11" * 32})
+    sc = write_scenario(tmp_path / "q.json", start=START, segments=[{"seconds": 900, **LOAD}])
+    url = "mqtts://%s:x@127.0.0.1:%d" % (METER, refusing_broker["good"])
+    state, err, s = emulate.run_session(
+        str(sc), str(flash), broker=url, linger=5, runtime_name="unix32", cafile=refusing_broker["ca"]
+    )
+    said = "link: TLS asked for (config broker.tls) but this MicroPython has no ssl module"
+    assert said in err, err
+    assert (
+        state["broker"].startswith("unreachable: TLS asked for") and state["comms"]["link"]["connects"] == 0
+    )
+    assert s.delivery[0] == emulate.EXIT_UNDELIVERED and "no ssl module" in s.delivery[1]
