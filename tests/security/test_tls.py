@@ -125,25 +125,27 @@ def refusing_broker():
         "wrong-ca.pem": wrong,
     }
     files["good.pem"], files["good.key"] = broker_tls.issue(ca, ca_key, ["127.0.0.1", "localhost"])
+    files["other.pem"], files["other.key"] = broker_tls.issue(ca, ca_key, ["broker.example"])
     files["expired.pem"], files["expired.key"] = broker_tls.issue(
         ca, ca_key, ["127.0.0.1"], now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)
     )
     for name, data in files.items():
         (d / name).write_bytes(data)
         os.chmod(d / name, 0o644)  # test keys: the broker's user (mosquitto, when run as root) reads them
-    plain, good, expired = free_ports(3)
+    plain, good, expired, other = free_ports(4)
     lines = []
-    for port, name in ((good, "good"), (expired, "expired")):
+    for port, name in ((good, "good"), (expired, "expired"), (other, "other")):
         lines += ["listener %d 127.0.0.1" % port, "certfile %s/%s.pem" % (d, name)]
         lines += ["keyfile %s/%s.key" % (d, name), "cafile %s/ca.pem" % d]
     broker = MosquittoBroker(d, lines, port=plain)
-    broker.ports = [plain, good, expired]
+    broker.ports = [plain, good, expired, other]
     with broker:
         yield {
             "dir": d,
             "plain": plain,
             "good": good,
             "expired": expired,
+            "other": other,  # the right CA, but a certificate for another host (broker.example)
             "ca": str(d / "ca.pem"),
             "wrong_ca": str(d / "wrong-ca.pem"),
         }
@@ -175,6 +177,8 @@ def test_headend_refuses_a_wrong_ca_an_expired_certificate_and_plaintext(refusin
     assert rc != 0 and "TLS: the broker's certificate was refused: certificate has expired" in err, err
     rc, err = _dispatch(capsys, tmp_path, "mqtts://u@localhost:%d" % b["good"], "--cafile", b["ca"])
     assert rc == 0, err  # the certificate names localhost too
+    rc, err = _dispatch(capsys, tmp_path, "mqtts://u@127.0.0.1:%d" % b["other"], "--cafile", b["ca"])
+    assert rc != 0 and "TLS: the broker's certificate was refused: IP address mismatch" in err, err
     rc, err = _dispatch(capsys, tmp_path, "mqtt://u@127.0.0.1:%d" % b["good"])
     assert rc != 0 and "closed the connection before answering the CONNECT (is it a TLS listener?" in err, err
     rc, err = _dispatch(capsys, tmp_path, "mqtts://u@127.0.0.1:%d" % b["plain"], "--cafile", b["ca"])
@@ -237,6 +241,7 @@ def test_firmware_refuses_a_wrong_ca_an_expired_certificate_and_plaintext(refusi
         (b["expired"], b["ca"]),
         (b["good"], None),
         (b["plain"], b["ca"]),
+        (b["other"], b["ca"]),
     ]
     script = tmp_path / "probe.py"
     script.write_text(FIRMWARE_SCRIPT % {"root": str(ROOT), "cases": cases})
@@ -249,7 +254,7 @@ def test_firmware_refuses_a_wrong_ca_an_expired_certificate_and_plaintext(refusi
     ), "pip's unix64 MicroPython has ssl"
     run = subprocess.run([exe, str(script)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == 0, run.stderr
-    good, wrong, expired, plain, tls_to_plain = json.loads(run.stdout)
+    good, wrong, expired, plain, tls_to_plain, other_host = json.loads(run.stdout)
     assert good == "connected"
     where = "MQTTError: TLS with 127.0.0.1:%d failed: "
     assert wrong.startswith(where % b["good"]) and "not correctly signed by the trusted CA" in wrong, wrong
@@ -259,6 +264,8 @@ def test_firmware_refuses_a_wrong_ca_an_expired_certificate_and_plaintext(refusi
     )
     assert "a TLS listener? (config broker.tls)" in plain, plain
     assert tls_to_plain.startswith(where % b["plain"]), tls_to_plain
+    # a certificate of the right CA for another host: mbedTLS checks the name the meter connected to
+    assert other_host.startswith(where % b["other"]) and "does not match with the expected CN" in other_host
 
 
 class _FakeApp:
