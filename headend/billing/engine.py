@@ -26,9 +26,10 @@ Rules (docs/tariff-format.md, "How a bill is computed"):
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from decimal import MAX_PREC, ROUND_HALF_UP, Decimal, Inexact, InvalidOperation, Rounded, localcontext
+from itertools import accumulate
 
 from headend.billing.calendar import (
     civil,
@@ -240,6 +241,26 @@ def _one_tier(table, rising: bool, start: int, end: int):
     return None
 
 
+def _rising_tiers(seg: list[int], w: int, table) -> tuple[Decimal, int]:
+    """(charge, window after) of intervals ``seg`` (none negative) from window ``w`` over rising
+    tiers: the intervals between two bounds at the tier's rate together, each interval that
+    crosses a bound split as ``tier_split`` splits it."""
+    cum = list(accumulate(seg, initial=w))  # cum[k]: the window before interval k
+    charge, k, n = ZERO, 0, len(seg)
+    while k < n:
+        w = cum[k]
+        rate, hi = next((r, h) for r, h in table if h is None or w < h)
+        end = n if hi is None else min(n, bisect_right(cum, hi, k) - 1)
+        if end > k:  # intervals k .. end - 1 end at or below the bound
+            charge += rate * (cum[end] - w)
+            k = end
+        if k < n and hi is not None:  # interval k crosses the bound
+            for rate, part in _split_units(cum[k], seg[k], table):
+                charge += rate * part
+            k += 1
+    return charge, cum[n]
+
+
 def _time_order(tables: _Tables, vi, lay, mu, sums, before, total, dim, nonneg) -> Decimal:
     """Energy charge (rate x units) of one run with tiers in time order, from window ``before``."""
     charge = ZERO
@@ -256,11 +277,9 @@ def _time_order(tables: _Tables, vi, lay, mu, sums, before, total, dim, nonneg) 
     for lo, hi, p in lay.ranges:
         table, rising = tables.get(vi, p, dim)
         seg = mu[lo:hi]
-        s = sum(seg)
-        rate = _one_tier(table, rising, w, w + s) if nonneg else None
-        if rate is not None:
-            charge += rate * s
-            w += s
+        if nonneg and rising:
+            c, w = _rising_tiers(seg, w, table)
+            charge += c
             continue
         for x in seg:
             for rate, part in _split_units(w, x, table):
