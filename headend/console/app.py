@@ -208,6 +208,8 @@ class ConsoleApp:
         elif kind == "disconnected":
             if not self._stop.is_set():
                 self.state.connected = False
+                if not self._answered and not self.broker["tls"]:  # closed before any CONNACK
+                    value += ", before any answer: a TLS listener? then use mqtts:// and --cafile"
                 self._note("warn", "disconnected (%s); reconnecting" % value)
         elif kind == "refused":
             self._answered = True
