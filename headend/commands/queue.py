@@ -2,7 +2,8 @@
 
 ``queue(store, meter_id, cmd, args, now, ttl=None, ref=None) -> dict`` checks ``args`` with
 ``protocol.commands.command_args`` (a ``ProtocolError`` names the bad arg, as the meter's
-ack 4 would), seals the command (COSE_Mac0 under the meter's key) with the meter's next
+ack 4 would), seals the command (COSE_Mac0 under the meter's key; COSE_Encrypt0 for a meter
+that requires privacy, headend/meters/privacy.py) with the meter's next
 command ``seq`` and stores it, state ``queued``, in one transaction. The frame is sealed
 once: the dispatcher resends the very same bytes, so a repeat is a duplicate to the meter.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 from headend.commands import CMD_NAMES, RESULT_NAMES
 from headend.commands.build import describe_args
 from headend.errors import CommandError
+from headend.meters import privacy
 from protocol import commands, messages
 
 DAY = 86400
@@ -47,14 +49,13 @@ def queue(store, meter_id: str, cmd: int, args: dict, now: float, ttl: int | Non
     if ttl < 1:
         raise CommandError("--ttl must be at least 1 s, got %d" % ttl, "ttl")
     commands.command_args(cmd, args)
-    key = bytes.fromhex(meter["key"])
     ts = int(now)
     expires = ts + ttl
     wire_expires = None if cmd in NO_WIRE_EXPIRY else expires
 
     def make_command(seq: int):
         msg = messages.command(seq, ts, cmd, args, expires=wire_expires)
-        return cmd, args, messages.seal(key, meter_id, msg), expires
+        return cmd, args, privacy.seal_command(meter, msg), expires
 
     row = store.enqueue_command(meter_id, make_command, now, ref)
     return describe(store, row["id"])
@@ -64,8 +65,7 @@ def describe(store, command_id: int, history: bool = False) -> dict:
     c = store.command(command_id)
     if c is None:
         raise CommandError("unknown command id %d" % command_id, "id")
-    key = bytes.fromhex(store.meter(c["meter_id"])["key"])
-    msg = messages.open_frame(key, c["meter_id"], c["frame"])
+    msg = privacy.open_command(store.meter(c["meter_id"]), c["frame"])
     out = {k: c.get(k) for k in FIELDS}
     out.update(
         name=CMD_NAMES.get(c["cmd"], "cmd %d" % c["cmd"]),

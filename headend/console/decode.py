@@ -6,10 +6,13 @@ COSE_Mac0 envelope under the meter's key from ``keys``, the message map, its typ
 the topic) and describes it. The row:
 
   ``kind``      reading | event | ack | status | rejected
-  ``auth``      ``signed`` (verified with the meter's key), ``will`` (the unauthenticated
+  ``auth``      ``signed`` (COSE_Mac0 verified with the meter's key), ``encrypted`` (COSE_Encrypt0
+                opened with the key derived from it), ``will`` (the unauthenticated
                 ``{0: 4, 40: 0}`` docs/protocol.md allows on the status topic) or ``unverified``
-  ``trusted``   True only when ``auth`` is ``signed``; an unverified frame's content is never
-                decoded into the row, only why it was refused
+  ``trusted``   True only when ``auth`` is ``signed`` or ``encrypted``; an unverified frame's
+                content is never decoded into the row, only why it was refused (a COSE_Encrypt0
+                frame the console cannot open, or a plain frame from a meter that must encrypt,
+                is shown unverified)
   ``meter_id``  the topic's meter (None if the topic is not a protocol topic)
   ``topic``, ``received`` (UTC ``HH:MM:SS``), ``received_at`` (epoch s)
   ``seq``, ``ts``  the message's seq and its time as UTC text (None when absent)
@@ -231,7 +234,8 @@ def decode(topic, payload: bytes, keys: Mapping[str, bytes], received_at: float)
     else:
         msg = verdict.msg
         fields, level = DESCRIBE[verdict.kind](msg)
-        row.update(kind=verdict.kind, auth="signed", trusted=True, level=level, fields=fields)
+        auth = "encrypted" if payload[:1] == b"\xd0" else "signed"
+        row.update(kind=verdict.kind, auth=auth, trusted=True, level=level, fields=fields)
         row.update(seq=msg["seq"], ts=utc(msg["ts"]))
     row["summary"] = summary(row["fields"])
     return row

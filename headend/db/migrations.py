@@ -777,3 +777,15 @@ def m010_bill_void(db: Database) -> None:
         'CREATE UNIQUE INDEX "idx_bills_live_account_cycle" ON "bills" ("account_id", "cycle")'
         " WHERE state != 'void'"
     )
+
+
+@migrations()
+def m011_meter_privacy(db: Database) -> None:
+    """``meters.privacy``: 1 when the meter must encrypt (docs/protocol.md "Confidential envelope"):
+    ingest refuses its COSE_Mac0 frames (reason ``not_encrypted``, never stored) and its commands
+    are sealed with COSE_Encrypt0 (headend/meters/privacy.py). 0 (the default) for every meter
+    already provisioned. The same DDL on both engines."""
+    if _pg(db):
+        db.execute("ALTER TABLE meters ADD COLUMN IF NOT EXISTS privacy INTEGER NOT NULL DEFAULT 0")
+    else:
+        db.execute("ALTER TABLE meters ADD COLUMN privacy INTEGER NOT NULL DEFAULT 0")

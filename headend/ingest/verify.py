@@ -12,7 +12,14 @@ passes ``received_at``). Checks in the order docs/protocol.md gives:
               marks the meter offline (nothing else is accepted unsigned)
   envelope    COSE_Mac0 structure, alg, kid == topic meter id, tag
               (protocol.messages.open_frame)            -> "structure" | "alg" | "kid" | "tag"
+              or, for a frame with CBOR tag 16, COSE_Encrypt0 (protocol.cose_enc, the key derived
+              from the meter's, cached per meter): structure, alg 10, kid, IV (direction 0)
+              and the AES-CCM tag   -> "structure" | "alg" | "kid" | "iv" | "tag"
+              A COSE_Mac0 frame from a meter that requires privacy (its key a
+              headend.meters.privacy.PrivacyKey) -> "not_encrypted": counted, never
+              stored, and not even kept in quarantine (it may carry a reading in clear)
   message     the payload is a valid message map        -> "message"
+              (COSE_Encrypt0: its seq must be the IV's   -> "iv_seq")
   kind        its type matches the topic's kind (a reading on .../up/reading) -> "wrong_type"
 
 Then de-duplication on ``(meter_id, seq)`` happens in storage (an identical
@@ -36,7 +43,9 @@ from typing import NamedTuple
 
 from headend.ingest import fast as ingest_fast
 from headend.ingest.store import IngestBatch
-from protocol import cbor, cose, messages, topics
+from headend.meters import privacy
+from headend.meters.privacy import PrivacyKey
+from protocol import cbor, cose, cose_enc, messages, topics
 from protocol.errors import CBORError, COSEError, ProtocolError
 
 KIND_TYPES = {
@@ -55,6 +64,7 @@ STATUS_FIELDS = {
 }
 MAX_QUARANTINED_PAYLOAD = 4096  # bytes kept of a refused frame
 MAX_FRAME = 16384  # bytes; larger payloads are refused undecoded (the meter's own max_packet)
+NOT_ENCRYPTED = "not_encrypted"  # COSE_Mac0 from a meter that must encrypt
 
 
 class Verdict(NamedTuple):
@@ -103,6 +113,14 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
             return Verdict("will", meter_id, {"online": 0})
         except ProtocolError:
             pass
+    if payload[:1] == b"\xd0":  # CBOR tag 16: COSE_Encrypt0
+        return _verify_encrypt0(key, meter_id, kind, payload)
+    if type(key) is PrivacyKey:
+        return _rejected(
+            meter_id,
+            NOT_ENCRYPTED,
+            "meter %r must encrypt (COSE_Encrypt0): a plain frame is refused" % meter_id,
+        )
     try:
         body = _fast_envelope(key, meter_id, payload)
         if body is None:  # anything unusual, or refused: the reference decoder names the reason
@@ -113,6 +131,21 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
         return _rejected(meter_id, e.field or "structure", str(e))
     except ProtocolError as e:
         return _rejected(meter_id, "message", str(e))
+    if msg["type"] != KIND_TYPES[kind]:
+        return _rejected(meter_id, "wrong_type", "message type %d on a %s topic" % (msg["type"], kind))
+    return Verdict(kind, meter_id, msg)
+
+
+def _verify_encrypt0(key, meter_id, kind, payload) -> Verdict:
+    try:
+        body, seq = privacy.encrypt0(meter_id, key).open(cose_enc.UP, payload)
+        msg = _message(body)
+    except COSEError as e:
+        return _rejected(meter_id, e.field or "structure", str(e))
+    except ProtocolError as e:
+        return _rejected(meter_id, "message", str(e))
+    if msg["seq"] != seq:
+        return _rejected(meter_id, "iv_seq", "message seq %d is not the IV's %d" % (msg["seq"], seq))
     if msg["type"] != KIND_TYPES[kind]:
         return _rejected(meter_id, "wrong_type", "message type %d on a %s topic" % (msg["type"], kind))
     return Verdict(kind, meter_id, msg)
@@ -182,6 +215,55 @@ def _fast_envelope(key: bytes, meter_id: str, frame: bytes) -> bytes | None:
     mac = mac.copy()  # the key's inner and outer pads and the fixed head, hashed once per meter
     mac.update(frame[i : j + n])  # the payload's bstr head and the payload
     return frame[j : j + n] if hmac.compare_digest(mac.digest(), frame[j + n + 2 :]) else None
+
+
+_enc_heads: dict[str, bytes] = {}
+_ccms: dict[str, tuple] = {}  # meter_id -> (key, AES-CCM state of its derived key)
+
+
+def _fast_encrypt0(key: bytes, meter_id: str, frame: bytes):
+    """(payload, IV seq) of a COSE_Encrypt0 frame in exactly our encoding that opens, else None
+    (then ``verify`` names the reason): 16([h'a1010a', {4: kid, 5: h'00 00000000' || seq}, ct])."""
+    head = _enc_heads.get(meter_id)
+    if head is None:
+        if len(_enc_heads) >= MAX_CACHED_MACS:
+            _enc_heads.clear()
+        kid = meter_id.encode()
+        head = _enc_heads[meter_id] = (
+            b"\xd0\x83\x43"
+            + cose_enc.PROTECTED
+            + b"\xa2\x04"
+            + _bstr_head(len(kid))
+            + kid
+            + b"\x05\x4d\x00\x00\x00\x00\x00"
+        )
+    if not frame.startswith(head):
+        return None
+    i = len(head)
+    j = i + 8
+    if len(frame) < j + 1 + cose_enc.TAG_SIZE:
+        return None
+    b = frame[j]
+    if 0x40 <= b < 0x58:
+        n, k = b - 0x40, j + 1
+    elif b == 0x58:
+        n, k = frame[j + 1], j + 2
+    elif b == 0x59:
+        n, k = int.from_bytes(frame[j + 1 : j + 3], "big"), j + 3
+    else:
+        return None
+    if len(frame) != k + n or n < cose_enc.TAG_SIZE or frame[j:k] != _bstr_head(n):
+        return None
+    c = _ccms.get(meter_id)
+    if c is None or c[0] != key:
+        if len(_ccms) >= MAX_CACHED_MACS:
+            _ccms.clear()
+        c = _ccms[meter_id] = (key, privacy.encrypt0(meter_id, key).ccm)
+    try:
+        body = c[1].open(frame[i - 5 : j], cose_enc.AAD, frame[k:])
+    except COSEError:
+        return None
+    return body, int.from_bytes(frame[i:j], "big")
 
 
 def _message(body: bytes) -> dict:
@@ -256,10 +338,19 @@ def take(batch: IngestBatch, topic, payload: bytes, received_at: float, keys: Ma
         meter_id = parsed[0]
         key = keys.get(meter_id)
         if key is not None:
-            body = _fast_envelope(key, meter_id, payload)
+            seq = None
+            if payload[:1] == b"\xd0":  # COSE_Encrypt0
+                opened = _fast_encrypt0(key, meter_id, payload)
+                body = None if opened is None else opened[0]
+                if opened is not None:
+                    seq = opened[1]
+            elif type(key) is PrivacyKey:
+                body = None  # refused by add
+            else:
+                body = _fast_envelope(key, meter_id, payload)
             if body is not None:
                 r = ingest_fast.reading_row(body)
-                if r is not None:
+                if r is not None and (seq is None or r[0] == seq):
                     batch.readings.append(
                         (
                             meter_id,
@@ -323,6 +414,9 @@ def add(
             if len(payload) <= MAX_QUARANTINED_PAYLOAD
             else "%s (payload truncated from %d bytes)" % (v.detail, len(payload))
         )
+        if v.reason == NOT_ENCRYPTED:  # the frame may hold a reading in clear: never kept
+            kept = b""
+            detail = "%s (%d-byte frame not kept)" % (v.detail, len(payload))
         text = str(topic, "utf-8", "replace") if type(topic) is bytes else str(topic)
         batch.quarantine.append((received_at, text[:256], v.meter_id, v.reason, detail, kept))
         batch.count("rejected:" + v.reason)

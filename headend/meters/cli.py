@@ -24,7 +24,21 @@ def register(subparsers) -> None:
     add.add_argument(
         "--account", help="an existing account (headend account add) the meter is linked to from now on"
     )
+    add.add_argument(
+        "--privacy",
+        action="store_true",
+        help="the meter must encrypt: COSE_Encrypt0 only, its COSE_Mac0 frames refused (docs/security.md)",
+    )
     add.set_defaults(db_use="create")  # headend.cli: creates a missing database
+    mset = msub.add_parser("set", help="change a registered meter's policy (--privacy on|off)", parents=[db])
+    mset.add_argument("meter_id")
+    mset.add_argument(
+        "--privacy",
+        choices=("on", "off"),
+        required=True,
+        help="on: require COSE_Encrypt0 of the meter (its COSE_Mac0 refused, commands sealed with"
+        " COSE_Encrypt0); then write its config.json again (meter config) so the meter seals too",
+    )
     lst = msub.add_parser("list", help="list registered meters", parents=[db])
     lst.add_argument("--json", action="store_true", help="print the meters as a JSON list")
     prov = msub.add_parser(
@@ -100,7 +114,7 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, indent=None, separators=(", ", ": "), default=str))
 
 
-LIST_FIELDS = ("meter_id", "account", "online", "last_seen", "fw", "board")
+LIST_FIELDS = ("meter_id", "account", "online", "last_seen", "fw", "board", "privacy")
 
 
 def cmd_meter(args) -> int:
@@ -112,11 +126,20 @@ def cmd_meter(args) -> int:
         if args.meter_command == "config":
             return fleet.run_config(args, store)
         if args.meter_command == "add":
-            _print_json(provision.add_meter(store, args.meter_id, args.key, args.account))
+            _print_json(provision.add_meter(store, args.meter_id, args.key, args.account, args.privacy))
+            return 0
+        if args.meter_command == "set":
+            if store.meter(args.meter_id) is None:
+                raise provision.ProvisionError("unknown meter %r" % args.meter_id)
+            store.set_meter_privacy(args.meter_id, args.privacy == "on")
+            _print_json({"meter_id": args.meter_id, "privacy": bool(store.meter(args.meter_id)["privacy"])})
             return 0
         accounts = store.meter_account_ids()  # the open account link, as the web and bills see it
         rows = [
-            {k: accounts.get(m["meter_id"]) if k == "account" else m[k] for k in LIST_FIELDS}
+            {
+                k: accounts.get(m["meter_id"]) if k == "account" else bool(m[k]) if k == "privacy" else m[k]
+                for k in LIST_FIELDS
+            }
             for m in store.meters()
         ]
     if args.json:

@@ -445,6 +445,8 @@ def meter_config(
             raise FleetError("--broker-cafile %s holds no PEM certificate" % broker_cafile)
         extra["broker"] = {"host": broker_host, "port": broker_port, "user": meter_id}
         extra["broker"].update(password=password, tls=True, cafile=CAFILE_NAME)
+    if m.get("privacy"):
+        extra["privacy"] = True  # the meter seals with COSE_Encrypt0 (headend/meters/privacy.py)
     account_id = store.meter_account_ids().get(meter_id)
     account = store.account(account_id) if account_id else None
     prepaid = bool(account and account.get("billing") == "prepaid")
@@ -478,6 +480,7 @@ def meter_config(
         "broker": {"host": broker_host, "port": broker_port, "user": meter_id, "tls": ca_pem is not None},
         "password": "new" if new_hash is not None else "given",
         "calibration": bool(calibration),
+        "privacy": bool(m.get("privacy")),
         "next": nxt,
     }
 

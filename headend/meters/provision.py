@@ -144,7 +144,9 @@ def check_not_reserved(meter_id: str) -> str:
     return meter_id
 
 
-def add_meter(store, meter_id: str, key_hex: str | None = None, account: str | None = None) -> dict:
+def add_meter(
+    store, meter_id: str, key_hex: str | None = None, account: str | None = None, privacy: bool = False
+) -> dict:
     check_not_reserved(check_meter_id(meter_id))
     key_hex = new_key() if key_hex is None else check_key(key_hex)
     if account is not None and not account.strip():
@@ -157,10 +159,10 @@ def add_meter(store, meter_id: str, key_hex: str | None = None, account: str | N
         )
     password = new_password()
     with store.transaction():  # the meter and its account link (the one the web and bills read), or neither
-        store.add_meter(meter_id, key_hex, mosquitto_hash(password), account)
+        store.add_meter(meter_id, key_hex, mosquitto_hash(password), account, privacy=privacy)
         if account is not None:
             store.link_meter(account, meter_id, 0)
-    return {"meter_id": meter_id, "key": key_hex, "mqtt_password": password}
+    return {"meter_id": meter_id, "key": key_hex, "mqtt_password": password, "privacy": bool(privacy)}
 
 
 def headend_password(store) -> str:

@@ -31,8 +31,10 @@ class MeterStoreMixin:
         account: str | None = None,
         rating: Mapping[str, int] | None = None,
         now: float | None = None,
+        privacy: bool = False,
     ) -> dict:
-        """Register a meter; MeterExists if the id is taken. rating: ib_ma, imax_ma, un_mv, rates."""
+        """Register a meter; MeterExists if the id is taken. rating: ib_ma, imax_ma, un_mv, rates.
+        privacy: the meter must encrypt (headend/meters/privacy.py)."""
         row = {
             "meter_id": meter_id,
             "key": self.secrets.seal(keystore.meter_key_id(meter_id), key_hex),
@@ -40,6 +42,7 @@ class MeterStoreMixin:
             "account": account,
             "created_at": time.time() if now is None else now,
             "online": 0,
+            "privacy": 1 if privacy else 0,
         }
         for name in ("ib_ma", "imax_ma", "un_mv", "rates"):
             row[name] = (rating or {}).get(name)
@@ -57,6 +60,11 @@ class MeterStoreMixin:
                 "UPDATE meters SET mqtt_password_hash = ? WHERE meter_id = ?", [mqtt_password_hash, meter_id]
             )
 
+    def set_meter_privacy(self, meter_id: str, on: bool) -> None:
+        """Require COSE_Encrypt0 of the meter or not (``headend meter set --privacy on|off``)."""
+        with self.db.atomic():
+            self.conn.execute("UPDATE meters SET privacy = ? WHERE meter_id = ?", [1 if on else 0, meter_id])
+
     def meter(self, meter_id: str) -> dict | None:
         """The meter's row, its key opened (64 hex digits), or None."""
         rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))
@@ -73,9 +81,12 @@ class MeterStoreMixin:
         return self.secrets.open(keystore.meter_key_id(meter_id), stored, "meter %r's key" % meter_id)
 
     def meter_keys(self) -> dict[str, bytes]:
-        """meter_id -> 32-byte key, for verifying frames (each opened once per Storage: cached)."""
-        rows = self.conn.execute("SELECT meter_id, key FROM meters").fetchall()
-        return {m: bytes.fromhex(self._meter_key(m, k)) for m, k in rows}
+        """meter_id -> 32-byte key, for verifying frames (each opened once per Storage: cached); a
+        meter that requires privacy gets its key as a ``headend.meters.privacy.PrivacyKey``."""
+        from headend.meters.privacy import PrivacyKey
+
+        rows = self.conn.execute("SELECT meter_id, key, privacy FROM meters").fetchall()
+        return {m: (PrivacyKey if p else bytes).fromhex(self._meter_key(m, k)) for m, k, p in rows}
 
     def setting(self, name: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()

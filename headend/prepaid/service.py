@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from headend.billing import parse_tariff
 from headend.errors import PrepaidError
+from headend.meters import privacy
 from headend.prepaid.ledger import MILLI, Cursor, advance, mismatch, price_schedule
 from protocol import commands, messages
 
@@ -44,13 +45,13 @@ def credit(
     linked = store.prepaid_meter(account_id)
     if meter_id is not None and meter_id != linked:
         raise PrepaidError("meter %r is not account %r's meter" % (meter_id, account_id), "meter_id")
-    key = bytes.fromhex(store.meter(linked)["key"])
+    meter = store.meter(linked)
     ts = int(now)
 
     def make_command(seq: int, topup_id: int):
         args = commands.topup_args(topup_id, amount)
         msg = messages.command(seq, ts, messages.CMD_TOPUP, args, expires=ts + ttl)
-        return messages.CMD_TOPUP, args, messages.seal(key, linked, msg), ts + ttl
+        return messages.CMD_TOPUP, args, privacy.seal_command(meter, msg), ts + ttl
 
     payment = {
         "payment_id": payment_id,

@@ -30,7 +30,7 @@ def test_meter_add_prints_the_contract_and_list_shows_it(tmp_path, capsys):
     assert run(capsys, "--db", db, "account", "add", "A-1", "--zone", "Z", "--tariff", str(tariff))[0] == 0
     rc, out, _ = run(capsys, "--db", db, "meter", "add", "m1", "--account", "A-1")
     m = json.loads(out)
-    assert rc == 0 and list(m) == ["meter_id", "key", "mqtt_password"] and m["meter_id"] == "m1"
+    assert rc == 0 and list(m) == ["meter_id", "key", "mqtt_password", "privacy"] and m["meter_id"] == "m1"
     rc, out, _ = run(capsys, "meter", "list", "--json", "--db", db)
     assert [(x["meter_id"], x["account"], x["online"]) for x in json.loads(out)] == [("m1", "A-1", 0)]
     rc, out, _ = run(capsys, "meter", "list", "--db", db)

@@ -26,7 +26,11 @@ def test_add_meter_generates_key_and_password_and_keeps_only_the_hash(store):
         {"account_id": "acc", "zone": "Z", "zone_kind": "regular", "billing": "postpaid", "tariff_id": "t-1"}
     )
     m = provision.add_meter(store, "m-1", account="acc")
-    assert set(m) == {"meter_id", "key", "mqtt_password"} and len(bytes.fromhex(m["key"])) == 32
+    assert (
+        set(m) == {"meter_id", "key", "mqtt_password", "privacy"}
+        and m["privacy"] is False
+        and len(bytes.fromhex(m["key"])) == 32
+    )
     row = store.meter("m-1")
     assert row["key"] == m["key"] and row["account"] == "acc"
     assert m["mqtt_password"] not in str(row) and provision.check_mosquitto_hash(

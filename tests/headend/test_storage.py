@@ -38,6 +38,8 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m008_quarantine_sample",
             "m009_sealed_secrets",
             "m010_bill_void",
+            "m011_meter_privacy",
+            "m012_bill_run_batches",
         ]
         assert {
             "meters",
