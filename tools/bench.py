@@ -26,6 +26,7 @@ SUITES = {
     "ingest_postgresql": ["tools/bench_ingest.py"],
     "billrun": ["tools/bench_billrun.py"],
     "billing": ["tools/bench_billing.py"],
+    "compare": ["tools/bench_compare.py"],
 }
 # suites run more than once, with these arguments each time (ingest into PostgreSQL: 1 and 2 serve
 # processes, a database of their own on PG_SERVER for each run)
@@ -35,6 +36,7 @@ QUICK = {  # smaller runs for a first look (make bench uses the full sizes)
     "ingest_postgresql": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
     "billrun": ["--accounts", "100000", "--repeat", "1"],
     "billing": ["--runs", "5"],
+    "compare": ["--accounts", "10000", "--db-accounts", "50"],
 }
 
 
@@ -75,6 +77,11 @@ def summary_rows(results):
         rows.append(("billing", "PySAM Utilityrate5, ms (same inputs)", eng["pysam_ms"], "", ""))
         rows.append(("billing", "ratio vs PySAM", eng["ratio_vs_pysam"], ">= %d" % eng["target_ratio"],
                      "met" if eng["met"] else "BELOW"))  # fmt: skip
+    cmp_ = results.get("tariff_compare")
+    if cmp_:
+        verdict = {True: "met", False: "ABOVE", None: "n/a (smaller run)"}[cmp_["met"]]
+        name = "tariff compare, %d account-years x 2 tariffs, s" % cmp_["accounts"]
+        rows.append(("compare", name, cmp_["seconds"], "<= %d" % cmp_["target_s"], verdict))
     for fig in results.get("firmware", {}).get("figures", []):
         rows.append(("firmware", fig["name"], fig["value"], fig.get("target", ""), fig.get("verdict", "")))
     return rows

@@ -1,5 +1,6 @@
-"""``headend bill-profile`` (``cli_profile``), ``headend account`` and ``headend bill``: billing a
-load profile, accounts, postpaid bill runs and review (the notifications a run queues are
+"""``headend bill-profile`` (``cli_profile``), ``headend account``, ``headend bill`` and ``headend
+tariff compare`` (``cli_compare``): billing a load profile, accounts, postpaid bill runs and review,
+tariff comparison over the fleet (the notifications a run queues are
 sent by ``headend outbox send``, in ``headend.notify.cli``).
 
 Registered with ``headend.cli`` by ``register(subparsers)`` and ``COMMANDS``. Errors are
@@ -17,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from headend.billing import cli_profile, parse_tariff
+from headend.billing import cli_compare, cli_profile, parse_tariff
 from headend.billing.calendar import civil
 from headend.billing.policy import load_policy
 from headend.billing.render import render_html, render_text
@@ -37,6 +38,7 @@ def _db_parent() -> argparse.ArgumentParser:
 def register(subparsers) -> None:
     cli_profile.add_billing_commands(subparsers)
     db = _db_parent()
+    cli_compare.add_tariff_commands(subparsers, db)
     user = os.environ.get("USER", "operator")
     acc = subparsers.add_parser("account", help="customer accounts (postpaid or prepaid)", parents=[db])
     asub = acc.add_subparsers(dest="account_command", metavar="SUBCOMMAND", required=True)
@@ -244,4 +246,9 @@ def _bill_run(store, args, now: float) -> int:
     return 0
 
 
-COMMANDS = {"bill-profile": cli_profile.run_billing_command, "account": cmd_account, "bill": cmd_bill}
+COMMANDS = {
+    "bill-profile": cli_profile.run_billing_command,
+    "account": cmd_account,
+    "bill": cmd_bill,
+    "tariff": cli_compare.cmd_tariff,
+}

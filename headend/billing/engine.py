@@ -288,7 +288,7 @@ def _time_order(tables: _Tables, vi, lay, mu, sums, before, total, dim, nonneg) 
     return charge
 
 
-def _accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], d: int) -> list[_Month]:
+def _accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], d: int, nonneg) -> list:
     groups = _groups(tariff, ts)
     lays = []
     for i0, i1, _y, _m, vi in groups:
@@ -300,7 +300,8 @@ def _accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], 
     window: dict = {}  # tier window -> cumulative units
     tables = _Tables(tariff, d)
     time_order = tariff.tier_mode == "time_order"
-    nonneg = time_order and min(units, default=0) >= 0
+    if nonneg is None:
+        nonneg = time_order and min(units, default=0) >= 0
     for (i0, i1, y, m, vi), lay in zip(groups, lays, strict=True):
         key = (y, m) if tariff.tier_basis == "monthly" else y
         if not months or (months[-1].year, months[-1].month) != (y, m):
@@ -370,9 +371,12 @@ def bill_profile(tariff: Tariff, profile: Profile) -> Bill:
     return bill_intervals(tariff, profile.interval_s, ts, units, d)
 
 
-def bill_intervals(tariff: Tariff, interval: int, ts: list[int], units: list[int], decimals: int) -> Bill:
+def bill_intervals(
+    tariff: Tariff, interval: int, ts: list[int], units: list[int], decimals: int, nonneg: bool | None = None
+) -> Bill:
     """``bill_profile`` of intervals starting at ``ts`` (increasing) with ``units[i] / 10^decimals``
-    kWh each: the engine's own form (integer energy; Wh are ``decimals = 3``)."""
+    kWh each: the engine's own form (integer energy; Wh are ``decimals = 3``). ``nonneg``: whether
+    no interval is negative, when the caller knows (None: found here)."""
     extra = _bound_decimals(tariff) - decimals
     if extra > 0:  # a tier bound finer than the profile: count in its units
         f = 10**extra
@@ -389,7 +393,7 @@ def bill_intervals(tariff: Tariff, interval: int, ts: list[int], units: list[int
         def kw(u: int) -> Decimal:
             return kwh(u) / hours
 
-        months = _accumulate(tariff, interval, ts, units, decimals)
+        months = _accumulate(tariff, interval, ts, units, decimals, nonneg)
         annual: dict[int, Decimal] = {}
         for mo in months:
             ms = month_seconds(mo.year, mo.month)

@@ -18,6 +18,7 @@ NAV = (
     ("/prepaid", "Prepaid"),
     ("/alerts", "Alerts"),
     ("/workorders", "Work orders"),
+    ("/tariffs", "Tariffs"),
 )
 
 CSS = """

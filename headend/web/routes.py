@@ -22,6 +22,7 @@ from headend.web import (
     pages_login,
     pages_meter,
     pages_prepaid,
+    pages_tariffs,
     pages_workorders,
 )
 
@@ -67,6 +68,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/workorders", pages_workorders.work_orders),
     Route("GET", "/workorders/{id:int}", pages_workorders.work_order),
     Route("POST", "/workorders/{id:int}/close", pages_workorders.close, action=True),
+    Route("GET", "/tariffs", pages_tariffs.tariffs_page),
     Route("GET", "/api/me", api.me, "api"),
     Route("GET", "/api/fleet", api.fleet, "api"),
     Route("GET", "/api/meters", api.meters, "api"),

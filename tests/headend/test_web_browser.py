@@ -222,6 +222,7 @@ def test_every_main_page_fits_a_phone_screen_with_its_header_links_readable(phon
     page = context.new_page()
     login(page, base)
     held = store.bill("A1", "2024-02")["id"]
+    tou = store.account("A1")["tariff_id"]
     paths = [
         "/",
         "/meters",
@@ -236,6 +237,8 @@ def test_every_main_page_fits_a_phone_screen_with_its_header_links_readable(phon
         "/alerts/%d" % ids["tamper"],
         "/workorders",
         "/workorders/%d" % ids["work_order"],
+        "/tariffs",
+        "/tariffs?a=%s&b=%s&year=2024" % (tou, tou),
     ]
     out = ROOT / "build" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
@@ -244,7 +247,7 @@ def test_every_main_page_fits_a_phone_screen_with_its_header_links_readable(phon
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= PHONE["width"], (path, width)
         controls = page.locator("header a, header button")
-        assert controls.count() == 7, path  # six links and Log out
+        assert controls.count() == 8, path  # seven links and Log out
         for i in range(controls.count()):
             el = controls.nth(i)
             assert el.is_visible(), (path, el.inner_text())
