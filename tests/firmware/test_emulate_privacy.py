@@ -63,3 +63,22 @@ def test_privacy_meter_seals_every_record_drops_mac0_commands_and_rotates_its_ke
     assert rejected and rejected[0][11][1] == 9, "a COSE_Mac0 command is dropped as plain (reason 9)"
     readings = [m for m in msgs if m[0] == 1]
     assert len(readings) >= 4 and all(len(m[4]) == 4 for m in readings)
+
+
+def test_a_plain_meter_takes_sealed_commands_but_never_a_key_in_clear(tmp_path):
+    scenario = {"start": START, "segments": [{"seconds": 900, **LOAD}]}
+    scenario["commands"] = [
+        {"at": 100, "seq": 1, "cmd": 6, "args": {"0": 900, "4": NEW_KEY.hex()}},  # COSE_Mac0: ack 4
+        {"at": 200, "seq": 2, "cmd": 5, "args": {}, "sealed": True},  # COSE_Encrypt0 on a plain meter
+    ]
+    st = run(tmp_path, "plain", scenario)
+    flash = tmp_path / "plain-flash"
+    assert json.loads((flash / "config.json").read_text())["key"] == OLD_KEY.hex()
+    assert st["comms"]["forged"] == 0 and st["comms"]["malformed"] == 0
+    k = COSEKey.from_symmetric_key(OLD_KEY, alg="HS256", kid=METER_ID.encode())
+    msgs = []
+    for _seq, _kind, frame in Outbox(str(flash) + "/outbox").open().peek(0, 1 << 30):
+        assert frame[0] == 0xD1, "a plain meter's frames stay COSE_Mac0"
+        msgs.append(cbor2.loads(COSE.new().decode(frame, k)))
+    acks = [(m[30], m[31]) for m in msgs if m[0] == 3]
+    assert acks == [(1, 4), (2, 0)]
