@@ -20,6 +20,11 @@ committed with the batch. Running the same cycle again resumes an unfinished run
 starts a new one that re-prices only ``held`` bills: a bill in review, approved or
 issued is never replaced (and ``bills`` is UNIQUE on (account_id, cycle) among live bills:
 a voided bill, ``headend bill void``, is kept and the account billed again).
+
+On PostgreSQL a run is shared (``_run_shared``): several ``headend bill run`` processes, on one
+host or several, claim batches of the run's accounts with SELECT ... FOR UPDATE SKIP LOCKED
+(``bill_run_batches``, m012) and together bill every account once; a killed process's batch
+is rolled back and billed by another, or by a rerun.
 """
 
 from __future__ import annotations
@@ -311,6 +316,8 @@ def run_bills(
     year, month = parse_cycle(cycle)
     if not interim:
         check_cycle_ended(store, cycle, now)
+    if getattr(store, "dialect", "sqlite") == "postgresql":
+        return _run_shared(store, cycle, now, policy, year, month, on_batch, progress)
     run = store.running_run(cycle)
     if run is None:
         seed = policy.review_seed if policy.review_seed is not None else secrets.randbits(63)
@@ -331,3 +338,43 @@ def run_bills(
     finally:
         results.close()  # stops the workers when a batch fails
     return store.finish_run(run["run_id"], now)
+
+
+def _run_shared(
+    store, cycle: str, now: float, policy: Policy, year: int, month: int, on_batch, progress
+) -> dict:
+    """PostgreSQL: this process's share of the cycle's run, which any number of ``headend bill
+    run`` processes (on any hosts) work on together. The first to come opens the run and splits
+    its accounts into batches of ``policy.batch_size``; each process then claims the lowest batch
+    no other process holds (SELECT ... FOR UPDATE SKIP LOCKED), bills it and stores its bills
+    and the batch ``done`` in that one transaction. When none is free it waits on those still
+    held: a process killed mid-batch has its transaction rolled back by the server, its batch
+    goes to the next claimant, so every bill is stored once. The last process out finishes the
+    run. ``progress``/``on_batch`` get this process's batches and counts; the returned run row
+    has the whole run's (``policy.workers`` does not apply: run more processes instead)."""
+    seed = policy.review_seed if policy.review_seed is not None else secrets.randbits(63)
+    run = store.join_shared_run(cycle, seed, policy.as_json(), now, policy.batch_size)
+    head = (cycle, run["run_id"], run["seed"])
+    tariffs = _Tariffs(store, year, month)
+    mine = {**run, "batches": 0, "counts": {"issued": 0, "held": 0, "review": 0, "skipped": 0}}
+    wait = False
+    while True:
+        with store.claim_bill_batch(run["run_id"], wait=wait) as claimed:
+            if claimed is not None:
+                batch, after_id, last_id = claimed
+                accounts = store.postpaid_between(after_id, last_id)
+                bills, audits, got = bill_batch(store, accounts, *head, tariffs, policy, now)
+                store.commit_claimed_batch(run["run_id"], batch, cycle, bills, audits, got, last_id, now)
+        if claimed is None:
+            if wait:
+                break  # no batch left to do
+            wait = True  # every batch left is held by another process: wait for them
+            continue
+        wait = False
+        counts = {k: mine["counts"][k] + got.get(k, 0) for k in mine["counts"]}
+        mine = {**mine, "cursor": last_id, "counts": counts, "batches": mine["batches"] + 1}
+        if progress:
+            progress(mine)
+        if on_batch:
+            on_batch(mine)
+    return store.finish_shared_run(run["run_id"], now)

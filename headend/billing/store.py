@@ -19,6 +19,7 @@ Bills, review and the outbox: ``bills(cycle, state)`` (live bills unless ``state
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -28,9 +29,12 @@ from headend.billing.store_sql import (
     ACCOUNTS,
     BILL_COLUMNS,
     BOUNDARY_READS,
+    CLAIM_BATCH,
     HISTORY,
+    PLAN_BATCHES,
     POSTPAID,
     POSTPAID_COUNT,
+    POSTPAID_RANGE,
     POSTPAID_TARIFFS,
     PROFILE_POINTS,
     PROFILE_SUMS,
@@ -40,6 +44,8 @@ from headend.billing.store_sql import (
 )
 from headend.db.engine import dialect, insert_id
 from headend.errors import AccountError, BillingError  # noqa: F401
+
+_RUN_LOCK = 0x0A1117  # pg_advisory_xact_lock(key, hashtext(cycle)) while a shared run opens
 
 
 class BillingStorageMixin:
@@ -225,23 +231,102 @@ class BillingStorageMixin:
         UNIQUE (account_id, cycle) is the last line of defence), the audit rows of replaced held
         bills, notifications of the issued ones, and the run's cursor and counts. A bill is a
         mapping, or a tuple in ``BILL_COLUMNS`` order."""
-        rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
         with self.db.atomic():
-            self.conn.executemany(UPSERT_BILL, rows)
-            if audits:
-                self.conn.executemany(
-                    "INSERT INTO bill_audit (bill_id, action, old_state, new_state, reason, user, at)"
-                    " SELECT id, 'recompute', 'held', state, ?, 'billrun', ? FROM bills"
-                    " WHERE account_id = ? AND cycle = ?",
-                    audits,
-                )
-            issued = [b[0] for b in rows if b[3] == "issued"]
-            if issued:
-                self.queue_notifications(cycle, issued, now)
+            self._store_bills(cycle, bills, audits, now)
             self.conn.execute(
                 "UPDATE bill_runs SET cursor = ?, batches = batches + 1, counts = ? WHERE run_id = ?",
                 (cursor, json.dumps(counts, sort_keys=True), run_id),
             )
+
+    def _store_bills(self, cycle: str, bills: Sequence, audits: Sequence[tuple], now: float) -> None:
+        rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
+        self.conn.executemany(UPSERT_BILL, rows)
+        if audits:
+            self.conn.executemany(
+                "INSERT INTO bill_audit (bill_id, action, old_state, new_state, reason, user, at)"
+                " SELECT id, 'recompute', 'held', state, ?, 'billrun', ? FROM bills"
+                " WHERE account_id = ? AND cycle = ?",
+                audits,
+            )
+        issued = [b[0] for b in rows if b[3] == "issued"]
+        if issued:
+            self.queue_notifications(cycle, issued, now)
+
+    # ------------------------------------------------------------ shared runs (PostgreSQL)
+
+    def join_shared_run(self, cycle: str, seed: int, policy: Mapping, now: float, batch_size: int) -> dict:
+        """PostgreSQL: the cycle's running run, else a new one whose postpaid accounts (after its
+        cursor) are split into batches of ``batch_size`` (``bill_run_batches``, m012), under an
+        advisory lock on the cycle: processes starting together join one run."""
+        with self.db.atomic():
+            self.conn.execute("SELECT pg_advisory_xact_lock(%d, hashtext(?))" % _RUN_LOCK, [cycle])
+            run = self.running_run(cycle) or self.open_run(cycle, seed, policy, now)
+            planned = self.conn.execute(
+                "SELECT 1 FROM bill_run_batches WHERE run_id = ? LIMIT 1", [run["run_id"]]
+            ).fetchone()
+            if planned is None:
+                self.conn.execute(
+                    PLAN_BATCHES % int(batch_size), (run["run_id"], run["cursor"] or "", run["cursor"] or "")
+                )
+        return run
+
+    @contextlib.contextmanager
+    def claim_bill_batch(self, run_id: int, wait: bool = False):
+        """PostgreSQL: a transaction holding the run's lowest batch still to do, yielding
+        (batch, after_id, last_id), or None when every batch is done or (unless ``wait``) held by
+        another process; committed when the block ends, rolled back if it raises. The caller
+        bills the batch's accounts (``postpaid_between``) and calls ``commit_claimed_batch``
+        inside the block, so a batch is done exactly when its bills are stored."""
+        with self.db.atomic():
+            yield self.conn.execute(CLAIM_BATCH + ("" if wait else " SKIP LOCKED"), [run_id]).fetchone()
+
+    def postpaid_between(self, after_id: str, last_id: str) -> list[tuple]:
+        """``postpaid_after``'s rows for the accounts in (after_id, last_id]."""
+        return self.conn.execute(POSTPAID_RANGE, (after_id, last_id)).fetchall()
+
+    def commit_claimed_batch(
+        self, run_id: int, batch: int, cycle: str, bills: Sequence, audits: Sequence[tuple], counts: Mapping,
+        last_id: str, now: float,
+    ) -> None:  # fmt: skip
+        """In the claim's transaction: the batch's bills, audits and notifications, the batch
+        ``done`` with its counts, the run's batch count and cursor (the highest last account)."""
+        with self.db.atomic():
+            self._store_bills(cycle, bills, audits, now)
+            self.conn.execute(
+                "UPDATE bill_run_batches SET state = 'done', counts = ?, done_at = ?"
+                " WHERE run_id = ? AND batch = ?",
+                (json.dumps(counts, sort_keys=True), now, run_id, batch),
+            )
+            self.conn.execute(
+                "UPDATE bill_runs SET batches = batches + 1, cursor = greatest(cursor, ?) WHERE run_id = ?",
+                (last_id, run_id),
+            )
+
+    def finish_shared_run(self, run_id: int, now: float) -> dict:
+        """PostgreSQL: once no batch is left to do, the run is finished with the sum of its
+        batches' counts (whichever process gets here first; the others find it finished)."""
+        with self.db.atomic():
+            left = self.conn.execute(
+                "SELECT count(*) FROM bill_run_batches WHERE run_id = ? AND state = 'todo'", [run_id]
+            ).fetchone()[0]
+            row = self.conn.execute(
+                "SELECT state, counts FROM bill_runs WHERE run_id = ? FOR UPDATE", [run_id]
+            ).fetchone()
+            if left == 0 and row[0] == "running":
+                totals = {"issued": 0, "held": 0, "review": 0, "skipped": 0, **json.loads(row[1])}
+                for (c,) in self.conn.execute(
+                    "SELECT counts FROM bill_run_batches WHERE run_id = ? AND state = 'done'", [run_id]
+                ):
+                    for k, v in json.loads(c).items():
+                        totals[k] = totals.get(k, 0) + v
+                self.conn.execute(
+                    "UPDATE bill_runs SET state = 'finished', finished_at = ?, counts = ? WHERE run_id = ?",
+                    (now, json.dumps(totals, sort_keys=True), run_id),
+                )
+        return self.bill_run(run_id)
+
+    def bill_run_batches(self, run_id: int) -> list[dict]:
+        return list(self.db.query("SELECT * FROM bill_run_batches WHERE run_id = ? ORDER BY batch", [run_id]))
 
     def finish_run(self, run_id: int, now: float) -> dict:
         with self.db.atomic():

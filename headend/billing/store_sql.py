@@ -21,6 +21,28 @@ POSTPAID = (
     " FROM accounts a WHERE a.billing = 'postpaid' AND a.account_id > ? ORDER BY a.account_id LIMIT ?"
 )
 
+POSTPAID_RANGE = POSTPAID.replace(
+    "a.account_id > ? ORDER BY a.account_id LIMIT ?",
+    "a.account_id > ? AND a.account_id <= ? ORDER BY a.account_id",
+)
+
+# Shared runs (PostgreSQL): the postpaid accounts after the run's cursor in batches of N (the
+# ``%d``), each (after_id, last_id]; the first batch starts after the cursor.
+PLAN_BATCHES = (
+    "INSERT INTO bill_run_batches (run_id, batch, after_id, last_id, state)"
+    " SELECT ?, b, coalesce(lag(last_id) OVER (ORDER BY b), ?), last_id, 'todo' FROM"
+    " (SELECT i / %d AS b, max(account_id) AS last_id FROM"
+    " (SELECT account_id, row_number() OVER (ORDER BY account_id) - 1 AS i FROM accounts"
+    " WHERE billing = 'postpaid' AND account_id > ?) ids GROUP BY 1) ends"
+)
+
+# the lowest batch still to do, locked by this transaction; SKIP LOCKED passes over batches
+# another process holds (without it: wait for the holder to commit or die)
+CLAIM_BATCH = (
+    "SELECT batch, after_id, last_id FROM bill_run_batches WHERE run_id = ? AND state = 'todo'"
+    " ORDER BY batch LIMIT 1 FOR UPDATE"
+)
+
 POSTPAID_COUNT = "SELECT count(*) FROM accounts WHERE billing = 'postpaid' AND account_id > ?"
 
 POSTPAID_TARIFFS = "SELECT DISTINCT tariff_id FROM accounts WHERE billing = 'postpaid' ORDER BY tariff_id"
@@ -70,9 +92,12 @@ VEE_PROBLEMS = (
     " GROUP BY am.account_id, r.vee_state"
 )
 
+# state != 'void' (implied by the IN list) lets SQLite use the partial unique index on
+# (account_id, cycle): without it, it took idx_bills_cycle_state and read every earlier bill
+# of the whole fleet for each batch (0.4 s of a batch's 0.6 s at a million accounts)
 HISTORY = (
     "SELECT account_id, energy_kwh FROM bills WHERE cycle < ? AND state IN ('issued', 'approved')"
-    " AND account_id IN (%s) ORDER BY account_id, cycle DESC"
+    " AND state != 'void' AND account_id IN (%s) ORDER BY account_id, cycle DESC"
 )
 
 BILL_COLUMNS = (

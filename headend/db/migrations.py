@@ -789,3 +789,27 @@ def m011_meter_privacy(db: Database) -> None:
         db.execute("ALTER TABLE meters ADD COLUMN IF NOT EXISTS privacy INTEGER NOT NULL DEFAULT 0")
     else:
         db.execute("ALTER TABLE meters ADD COLUMN privacy INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m012_bill_run_batches(db: Database) -> None:
+    """Shared bill runs (several ``headend bill run`` processes on one PostgreSQL database,
+    headend/billing/run.py): when a run opens, its postpaid accounts are split into batches,
+    ``after_id`` < account_id <= ``last_id``; a process claims the lowest ``todo`` batch with
+    SELECT ... FOR UPDATE SKIP LOCKED and marks it ``done`` (with its ``counts``, JSON) in the
+    transaction that stores its bills, so a killed process's batch goes back to the others.
+    A SQLite run (one process) keeps its cursor in ``bill_runs`` and leaves this table empty."""
+    db["bill_run_batches"].create(
+        {
+            "run_id": int,
+            "batch": int,
+            "after_id": str,
+            "last_id": str,
+            "state": str,  # todo | done
+            "counts": str,
+            "done_at": float,
+        },
+        pk=("run_id", "batch"),
+        not_null={"after_id", "last_id", "state"},
+    )
+    db["bill_run_batches"].create_index(["run_id", "state", "batch"])
