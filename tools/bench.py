@@ -23,6 +23,7 @@ PG_SERVER = os.environ.get("OPENAMI_BENCH_PG", "postgresql://postgres@127.0.0.1:
 SUITES = {
     "firmware": ["tools/bench_firmware.py"],
     "ingest": ["tools/bench_ingest.py"],
+    "ingest_privacy": ["tools/bench_ingest.py"],  # every meter COSE_Encrypt0, beside the plain figure
     "ingest_postgresql": ["tools/bench_ingest.py"],
     "billrun": ["tools/bench_billrun.py"],
     "billing": ["tools/bench_billing.py"],
@@ -30,9 +31,13 @@ SUITES = {
 }
 # suites run more than once, with these arguments each time (ingest into PostgreSQL: 1 and 2 serve
 # processes, a database of their own on PG_SERVER for each run)
-PASSES = {"ingest_postgresql": [["--postgresql", PG_SERVER, "--workers", str(n)] for n in (1, 2)]}
+PASSES = {
+    "ingest_privacy": [["--privacy"]],
+    "ingest_postgresql": [["--postgresql", PG_SERVER, "--workers", str(n)] for n in (1, 2)],
+}
 QUICK = {  # smaller runs for a first look (make bench uses the full sizes)
     "ingest": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
+    "ingest_privacy": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
     "ingest_postgresql": ["--meters", "200", "--per-meter", "50", "--runs", "1"],
     "billrun": ["--accounts", "100000", "--repeat", "1"],
     "billing": ["--runs", "5"],
@@ -55,6 +60,14 @@ def summary_rows(results):
                          "met" if ing["ratio_met"] else "BELOW"))  # fmt: skip
         rows.append(("ingest", "readings lost", ing["lost"], "0", "met" if ing["lost"] == 0 else "LOST"))
         rows.append(("ingest", "head-end peak RSS, MiB", ing["headend_peak_rss_mib"], "", ""))
+    priv = results.get("ingest_privacy")
+    if priv:
+        ratio = priv.get("ratio_to_plain")
+        rows.append(
+            ("ingest", "readings/s, every meter COSE_Encrypt0 (--privacy)", priv["readings_per_s"], "", "")
+        )
+        rows.append(("ingest", "  privacy / plain readings/s", ratio, ">= 0.8",
+                     "" if ratio is None else "met" if ratio >= 0.8 else "BELOW"))  # fmt: skip
     for key, pg in sorted(results.get("ingest_postgresql", {}).items()):
         n = key.split("_")[-1]
         target = pg["target_readings_per_s"]

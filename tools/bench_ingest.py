@@ -1,7 +1,11 @@
 """Benchmark: sustained end-to-end ingest through Mosquitto into SQLite.
 
     .venv/bin/python tools/bench_ingest.py [--meters 1000] [--per-meter 100] [--publishers 4]
-        [--workers 2] [--runs 3] [--window 50]
+        [--workers 2] [--runs 3] [--window 50] [--privacy]
+
+``--privacy``: every meter is registered with the privacy policy and its readings are
+COSE_Encrypt0 frames (protocol.cose_enc, AES-CCM under the derived key): the figures go under
+"ingest_privacy" beside the plain "ingest" (target: >= 80 % of its readings/s).
 
 Each run provisions METERS meters, starts Mosquitto from `headend broker-config`
 and `headend serve` (`--workers N`: N processes on the shared subscription),
@@ -57,7 +61,7 @@ sys.path.insert(0, str(ROOT))
 
 from headend.db.storage import Storage  # noqa: E402
 from headend.meters import provision  # noqa: E402
-from protocol import messages, topics  # noqa: E402
+from protocol import cbor, cose_enc, messages, topics  # noqa: E402
 from tools.mosquitto_broker import MosquittoBroker, broker_tmpdir, free_ports  # noqa: E402
 
 T0 = 1_700_000_100
@@ -124,9 +128,14 @@ def sealed_packets(m: dict, per_meter: int) -> list[bytes]:
     key, mid = bytes.fromhex(m["key"]), m["meter_id"]
     topic = topics.up(mid, "reading").encode()
     packets = []
+    enc = cose_enc.Encrypt0(key, mid) if m.get("privacy") else None
     for seq in range(1, per_meter + 1):
         msg = reading_message(seq)
-        packets.append(publish_packet(topic, (seq - 1) % 65535 + 1, messages.seal(key, mid, msg)))
+        if enc is not None:
+            frame = enc.seal(cose_enc.UP, seq, cbor.dumps(msg))
+        else:
+            frame = messages.seal(key, mid, msg)
+        packets.append(publish_packet(topic, (seq - 1) % 65535 + 1, frame))
     return packets
 
 
@@ -330,7 +339,9 @@ def measure(args, run: int) -> dict:
     try:
         db = Database(args, work)
         with Storage(db.target) as store:
-            meters = [provision.add_meter(store, "bm%05d" % i) for i in range(args.meters)]
+            meters = [
+                provision.add_meter(store, "bm%05d" % i, privacy=args.privacy) for i in range(args.meters)
+            ]
         result = run_once(args, run, work, meters, db)
         if not args.no_ceiling:
             result["ceiling"] = ceiling_once(args, run, work, meters, db.target)
@@ -526,6 +537,11 @@ def main(argv=None) -> int:
         " postgresql://postgres@127.0.0.1:5432/postgres); figures under ingest_postgresql.workers_N",
     )
     p.add_argument(
+        "--privacy",
+        action="store_true",
+        help="every meter requires privacy: COSE_Encrypt0 readings (figures under ingest_privacy)",
+    )
+    p.add_argument(
         "--no-ceiling", action="store_true", help="skip the broker's ceiling (its figures are then null)"
     )
     p.add_argument(
@@ -642,6 +658,15 @@ def main(argv=None) -> int:
     if args.postgresql:
         result["command"] = "tools/bench_ingest.py " + " ".join(argv if argv is not None else sys.argv[1:])
         data.setdefault("ingest_postgresql", {})["workers_%d" % args.workers] = result
+    elif args.privacy:
+        plain = data.get("ingest", {}).get("readings_per_s")
+        result["ratio_to_plain"] = round(median / plain, 3) if plain else None
+        result["target_ratio_to_plain"] = 0.8
+        print(
+            "privacy: %d readings/s, %s of the plain figure (target >= 0.80)"
+            % (median, result["ratio_to_plain"])
+        )
+        data["ingest_privacy"] = result
     else:
         data["ingest"] = result
     out.write_text(json.dumps(data, indent=2) + "\n")
