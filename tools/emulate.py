@@ -510,6 +510,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.speed < 0:
         p.error("--speed must be >= 0")
+    if args.cafile and not args.broker:
+        p.error("--cafile goes with an mqtts:// --broker")
     try:
         state, err, session = run_session(
             args.scenario,
