@@ -30,7 +30,9 @@ def _register_db(subparsers) -> None:
         default=argparse.SUPPRESS,
         help="SQLite database file or postgresql:// URL (default headend.db)",
     )
-    p = subparsers.add_parser("db", help="the database itself: migrations, partitions (PostgreSQL)")
+    p = subparsers.add_parser(
+        "db", help="the database itself: migrations, partitions (PostgreSQL), retention"
+    )
     sub = p.add_subparsers(dest="db_command", metavar="SUBCOMMAND", required=True)
     mg = sub.add_parser(
         "migrate", help="apply the pending migrations (either engine); prints their names", parents=[db]
@@ -40,6 +42,43 @@ def _register_db(subparsers) -> None:
         "partitions", help="the monthly partitions of readings and load_profile (PostgreSQL)", parents=[db]
     )
     pt.add_argument("--json", action="store_true", help="JSON instead of a table")
+    rt = sub.add_parser(
+        "retention",
+        help="retire readings and load profile older than N months once billed (PostgreSQL: detach"
+        " their partitions; SQLite: delete the rows)",
+        parents=[db],
+    )
+    rt.add_argument(
+        "--months", type=int, required=True, metavar="N", help="keep the current month and the N before it"
+    )
+    rt.add_argument(
+        "--dry-run", action="store_true", help="check and say what would be retired; change nothing"
+    )
+    rt.add_argument("--drop", action="store_true", help="PostgreSQL: drop the detached partitions too")
+    rt.add_argument("--now", type=float, help=argparse.SUPPRESS)
+    rt.add_argument("--json", action="store_true", help="JSON instead of text")
+
+
+def _retention(store, args) -> int:
+    from headend.db import retention
+
+    summary = retention.retire(store, args.months, now=args.now, dry_run=args.dry_run, drop=args.drop)
+    if args.json:
+        print(json.dumps(summary, separators=(", ", ": ")))
+        return 0
+    print(
+        "%s: keeping %s on (%d months back)%s"
+        % (summary["engine"], summary["kept_from"], args.months, "; dry run, nothing changed" * args.dry_run)
+    )
+    for r in summary["retired"]:
+        print("  %s: %s (%d readings, %d load-profile rows)" % (r["month"], r["action"], r["readings"],
+                                                              r["load_profile"]))  # fmt: skip
+    if not summary["retired"]:
+        print("  nothing older to retire")
+    if summary["keys_trimmed"]:
+        print("  idempotency keys of retired readings: %d %s" % (summary["keys_trimmed"],
+              "to trim" if args.dry_run else "trimmed"))  # fmt: skip
+    return 0
 
 
 def cmd_db(args) -> int:
@@ -50,6 +89,8 @@ def cmd_db(args) -> int:
         if args.db_command == "migrate":
             print(json.dumps({"engine": store.dialect, "applied": store.migrated}, separators=(", ", ": ")))
             return 0
+        if args.db_command == "retention":
+            return _retention(store, args)
         if store.dialect != "postgresql":
             raise StorageError("headend db partitions: a SQLite database has no partitions (PostgreSQL only)")
         rows = partitions.listing(store.conn)
