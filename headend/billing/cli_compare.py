@@ -108,7 +108,7 @@ def _text(result: dict) -> list[str]:
         )
         if v["change"]:
             out.append("  change    " + "  ".join("%s %s" % kv for kv in v["change"].items()))
-            out.append("  change %% " + "  ".join("%s %s" % kv for kv in v["change_pct"].items()))
+            out.append("  change %  " + "  ".join("%s %s" % kv for kv in v["change_pct"].items()))
     for s in result["skipped"][:10]:
         out.append("skipped %s: %s" % (s["account_id"], s["reason"]))
     if len(result["skipped"]) > 10:
