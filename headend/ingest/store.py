@@ -80,6 +80,8 @@ _INSERT_READING_PG = "INSERT INTO readings (%s) VALUES (%s)" % (
     ", ".join("?" * len(READING_COLUMNS)),
 )
 PG_READINGS_BY = "copy"  # or "executemany": tools/bench_pg_ingest.py measures both
+RETRIES = 5  # PostgreSQL: a batch aborted as a deadlock (40P01) or serialization failure (40001)
+RETRY_SQLSTATES = ("40P01", "40001")
 
 
 class IngestBatch:
@@ -121,7 +123,23 @@ class IngestStoreMixin(QuarantineStorageMixin):
         messages newly stored or applied, identical re-sends, and readings whose
         (meter_id, seq) is stored with a different frame (quarantined as "seq_reused").
         Counters: accepted, accepted:<kind>, duplicates, rejected:<reason> (every refused
-        frame; only a sample of them is kept as quarantine rows, _store_quarantine)."""
+        frame; only a sample of them is kept as quarantine rows, _store_quarantine).
+
+        On PostgreSQL several serve processes commit at once: meters' rows (last_seen) and
+        counters are updated in key order, and a transaction PostgreSQL aborts as a deadlock or a
+        serialization failure (a status, in arrival order, against another process's batch)
+        is run again, up to ``RETRIES`` times, when the batch is its own transaction."""
+        retry = self._dialect() == "postgresql" and not self.conn.in_transaction
+        for attempt in range(RETRIES + 1):
+            try:
+                return self._commit_batch(batch)
+            except sqlite3.OperationalError as e:
+                if not (retry and getattr(e, "sqlstate", None) in RETRY_SQLSTATES) or attempt == RETRIES:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _commit_batch(self, batch: IngestBatch) -> dict:
         counters = dict(batch.counters)
 
         def count(name, n):
@@ -149,7 +167,8 @@ class IngestStoreMixin(QuarantineStorageMixin):
                 count("accepted:will" if seq is None else "accepted:status", 1)
             accepted += len(batch.statuses)
             if batch.seen:
-                self.conn.executemany(_SEEN[self._dialect()], [(t, m) for m, t in batch.seen.items()])
+                # in meter_id order: two processes' batches lock the meters they share in one order
+                self.conn.executemany(_SEEN[self._dialect()], [(t, m) for m, t in sorted(batch.seen.items())])
             count("accepted", accepted)
             count("duplicates", duplicates)
             count("rejected:seq_reused", reused)
@@ -232,7 +251,8 @@ class IngestStoreMixin(QuarantineStorageMixin):
 
     def _bump(self, counters: Mapping[str, int]) -> None:
         if counters:
-            self.conn.executemany(_BUMP, [(k, v, v) for k, v in counters.items()])
+            # in name order: concurrent batches (several serve processes) lock the counters in one order
+            self.conn.executemany(_BUMP, [(k, v, v) for k, v in sorted(counters.items())])
 
     def set_online(
         self, meter_id: str, online: bool, at: float, seq: int | None = None, fields: Mapping | None = None

@@ -179,3 +179,48 @@ def test_bench_ingest_into_postgresql_merges_beside_sqlite_and_bench_shows_it(pg
     assert pg_rows(
         pg_session.url, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'openami_bench_%'"
     ) == [(0,)]
+
+
+def test_a_batch_whose_meters_another_transaction_locks_in_the_other_order_commits(pg_url):
+    """Several serve processes update meters' last_seen at once: a batch locks its meters in
+    meter_id order, so it cannot deadlock with another batch (without that order, PostgreSQL
+    aborts one of them as a deadlock, and serve would stop). Gated on the batch waiting for the
+    lock (pg_stat_activity), not on time."""
+    import threading
+
+    from headend.db.storage import Storage
+    from headend.ingest.store import IngestBatch
+
+    with Storage(pg_url) as s:
+        for m in ("m1", "m2"):
+            s.add_meter(m, "00" * 32, "$7$x")
+    other, store = Storage(pg_url), Storage(pg_url)
+    try:
+        other.conn.execute("BEGIN")
+        other.conn.execute("UPDATE meters SET last_seen = 1 WHERE meter_id = 'm1'")
+        batch = IngestBatch()
+        batch.seen = {"m2": 5.0, "m1": 5.0}  # arrival order m2, m1: the other transaction's reverse
+        out: list = []
+
+        def commit() -> None:
+            try:
+                out.append(store.commit_batch(batch))
+            except Exception as e:  # noqa: BLE001 (reported below)
+                out.append(e)
+
+        t = threading.Thread(target=commit)
+        t.start()
+        pid = store.conn.raw.info.backend_pid
+        q = "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND wait_event_type = 'Lock'" % pid
+        wait_for(lambda: pg_rows(pg_url, q) == [(1,)], 30, "the batch waiting for m1's lock")
+        other.conn.execute("UPDATE meters SET last_seen = 2 WHERE meter_id = 'm2'")  # m1 then m2
+        other.conn.execute("COMMIT")
+        t.join(30)
+        assert out == [{"accepted": 0, "duplicates": 0, "reused": 0}]
+        assert pg_rows(pg_url, "SELECT meter_id, last_seen FROM meters ORDER BY meter_id") == [
+            ("m1", 5.0),
+            ("m2", 5.0),
+        ]
+    finally:
+        other.close()
+        store.close()
