@@ -13,6 +13,19 @@ Each repeat deletes February's bills, runs and notifications (not timed), then r
 ``run_bills`` in a fresh child process and reports its wall time and peak RSS (VmHWM).
 Prints a table with the median and merges the figures into bench/results.json
 under "billrun". Target: under 60 s.
+
+PostgreSQL (beside the SQLite figures, under "billrun_postgresql"):
+
+    .venv/bin/python tools/bench_billrun.py --postgresql postgresql://postgres@127.0.0.1:5432/postgres
+        [--processes 2] [--accounts N | --quick] [--repeat 3] [--keep]
+
+creates a database of its own (openami_bench_billrun_<random>) on that server, generates the same
+data there (generate_series instead of SQLite's recursive CTE), then each repeat starts
+``--processes`` bill runs at once, each in its own process as ``headend bill run`` would be,
+sharing the cycle's run (batches claimed with SELECT ... FOR UPDATE SKIP LOCKED,
+headend/billing/run.py); the time is from their start until the last exits, and the run is checked
+(one bill per account, the run finished). ``--quick``: 20,000 accounts, one repeat. The database
+is dropped at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import json
 import os
 import pathlib
 import resource
+import secrets
 import statistics
 import subprocess
 import sys
@@ -171,6 +185,231 @@ def child(path: str) -> None:
     )
 
 
+# ------------------------------------------------------------------ PostgreSQL, several processes
+
+PG_QUICK = 20_000
+
+
+def pg_generate(url: str, n: int) -> float:
+    """The same data as ``generate`` on PostgreSQL; the seconds it took."""
+    from headend.db import partitions
+
+    t0 = time.time()
+    with Storage(url) as s:
+        c = s.conn
+        for tid, text in (("t-tou", TOU), ("t-ladder", LADDER)):
+            s.add_tariff(tid, tid, text, now=0)
+        for table, month in (("readings", (2024, 2)), ("readings", (2024, 3)), ("load_profile", (2024, 2))):
+            partitions.ensure(c, table, [month])
+        acc, met = "'a' || lpad(i::text, 7, '0')", "'m' || lpad(i::text, 7, '0')"
+        with s.db.atomic():
+            c.execute("CREATE TEMP TABLE nums AS SELECT i FROM generate_series(0::bigint, ?) i", (n - 1,))
+            c.execute(
+                "INSERT INTO meters (meter_id, key, mqtt_password_hash, created_at, online)"
+                " SELECT %s, '00', '$7$x', 0, 0 FROM nums" % met
+            )
+            c.execute(
+                "INSERT INTO accounts (account_id, zone, zone_kind, billing, tariff_id, email, created_at)"
+                " SELECT %s, 'Z' || lpad((i %% 500)::text, 3, '0'), CASE WHEN i %% 500 < 5 THEN 'key'"
+                " ELSE 'regular' END, 'postpaid', CASE WHEN i %% 2 = 1 THEN 't-ladder' ELSE 't-tou' END,"
+                " CASE WHEN i %% 10 = 3 THEN %s || '@example.org' END, 0 FROM nums" % (acc, acc)
+            )
+            c.execute(
+                "INSERT INTO account_meters (account_id, meter_id, from_ts) SELECT %s, %s, 0 FROM nums"
+                % (acc, met)
+            )
+        log("accounts, meters: %.1f s" % (time.time() - t0))
+        with s.db.atomic():  # days x rates in primary-key order
+            c.execute(
+                "INSERT INTO load_profile"
+                " (meter_id, interval_start, interval_s, rate, wh_imp, wh_exp, source)"
+                " SELECT 'm' || lpad(n.i::text, 7, '0'), ? + d.i * 86400, 86400, r.i + 1,"
+                " 3000 + (n.i * 7919 + d.i * 104729 + r.i * 13) % 9000, 0,"
+                " CASE WHEN n.i % 50 = 7 AND d.i = 3 THEN 'estimated'"
+                " WHEN n.i % 1000 = 11 AND d.i < 5 THEN 'estimated' ELSE 'real' END"
+                " FROM nums n, generate_series(0::bigint, 28) d(i), generate_series(0::bigint, 1) r(i)"
+                " WHERE r.i = 0 OR n.i % 2 = 0 ORDER BY n.i, d.i, r.i",
+                (FEB,),
+            )
+        log("load profile: %.1f s" % (time.time() - t0))
+        with s.db.atomic():
+            c.execute(
+                "CREATE TEMP TABLE sums AS SELECT meter_id, count(*) AS rates,"
+                " '[' || string_agg(s::text, ',' ORDER BY rate) || ']' AS imp FROM"
+                " (SELECT meter_id, rate, sum(wh_imp) AS s FROM load_profile GROUP BY 1, 2) x GROUP BY 1"
+            )
+            for seq, ts, imp in (
+                (1, FEB, "CASE WHEN rates = 2 THEN '[0,0]' ELSE '[0]' END"),
+                (2, MAR, "imp"),
+            ):
+                c.execute(
+                    'INSERT INTO readings (meter_id, seq, ts, received_at, "interval", imp, exp, q, flags,'
+                    " raw, vee_state) SELECT meter_id, ?, ?, ?, 900, %s, '[]', '[0,0,0,0]', 0,"
+                    " '\\x00'::bytea, 'valid' FROM sums" % imp,
+                    (seq, ts, ts),
+                )
+            c.execute(
+                "INSERT INTO bills (account_id, cycle, run_id, state, reasons, lines, total, energy_kwh,"
+                " rule, created_at) SELECT %s, '2024-01', 0, 'issued', '[]', '[]', '0',"
+                " CASE WHEN i %% 2 = 1 THEN '230.000' ELSE '460.000' END, '', 0 FROM nums" % acc
+            )
+        log("readings, history: %.1f s" % (time.time() - t0))
+        c.execute("ANALYZE")
+    seconds = time.time() - t0
+    log("generated %d accounts in %.1f s" % (n, seconds))
+    return seconds
+
+
+def pg_reset(url: str) -> None:
+    with Storage(url) as s:
+        with s.db.atomic():
+            s.conn.execute(
+                "DELETE FROM outbox WHERE bill_id IN (SELECT id FROM bills WHERE cycle = '2024-02')"
+            )
+            s.conn.execute("DELETE FROM bills WHERE cycle = '2024-02'")
+            s.conn.execute(
+                "DELETE FROM bill_run_batches WHERE run_id IN"
+                " (SELECT run_id FROM bill_runs WHERE cycle = '2024-02')"
+            )
+            s.conn.execute("DELETE FROM bill_runs WHERE cycle = '2024-02'")
+        s.conn.execute("VACUUM ANALYZE bills")
+
+
+def pg_check(url: str, n: int) -> dict:
+    """The run finished, one bill per account, one notice per released bill."""
+    with Storage(url) as s:
+        c = s.conn
+        bills, accounts = c.execute(
+            "SELECT count(*), count(DISTINCT account_id) FROM bills WHERE cycle = '2024-02'"
+        ).fetchone()
+        runs = c.execute("SELECT state, counts, batches FROM bill_runs WHERE cycle = '2024-02'").fetchall()
+        released = c.execute(
+            "SELECT count(*) FROM bills WHERE cycle = '2024-02' AND state IN ('issued', 'approved')"
+        ).fetchone()[0]
+        notices = c.execute(
+            "SELECT count(DISTINCT bill_id) FROM outbox WHERE bill_id IN"
+            " (SELECT id FROM bills WHERE cycle = '2024-02')"
+        ).fetchone()[0]
+    ok = bills == accounts == n and len(runs) == 1 and runs[0][0] == "finished" and notices == released
+    return {
+        "exactly_once": ok,
+        "counts": json.loads(runs[0][1]) if runs else {},
+        "batches": runs[0][2] if runs else 0,
+    }
+
+
+def pg_child(url: str) -> None:
+    """One of the processes of a shared run (as ``headend bill run`` on PostgreSQL)."""
+    from decimal import Decimal
+
+    from headend.billing.policy import Policy
+    from headend.billing.run import run_bills
+
+    t0 = time.time()
+    mine = {}
+
+    def progress(run):
+        mine.update(batches=run["batches"], counts=run["counts"])
+
+    with Storage(url) as s:
+        run_bills(
+            s, "2024-02", MAR + 86400, Policy(review_sample_pct=Decimal(2), review_seed=1), progress=progress
+        )
+    hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print(json.dumps({"seconds": time.time() - t0, "peak_rss_mib": round(hwm / 1024, 1), **mine}))
+
+
+def pg_main(args) -> int:
+    import urllib.parse
+
+    import psycopg
+
+    n = PG_QUICK if args.quick else args.accounts
+    repeat = 1 if args.quick else args.repeat
+    name = "openami_bench_billrun_%s" % secrets.token_hex(4)
+    with psycopg.connect(args.postgresql, autocommit=True) as c:
+        c.execute('CREATE DATABASE "%s"' % name)
+    url = urllib.parse.urlunsplit(urllib.parse.urlsplit(args.postgresql)._replace(path="/" + name))
+    os.environ.setdefault("HEADEND_MASTER_KEY_FILE", os.path.join(tempfile.mkdtemp(), "bench.master-key"))
+    try:
+        gen_s = pg_generate(url, n)
+        runs = []
+        for k in range(repeat):
+            pg_reset(url)
+            load = os.getloadavg()[0]
+            t0 = time.time()
+            procs = [
+                subprocess.Popen(
+                    [sys.executable, __file__, "--child-pg", url], stdout=subprocess.PIPE, text=True
+                )
+                for _ in range(args.processes)
+            ]
+            outs = [p.communicate()[0] for p in procs]
+            seconds = time.time() - t0
+            if any(p.returncode for p in procs):
+                log("a bill-run process failed: %s" % [p.returncode for p in procs])
+                return 1
+            each = [json.loads(o.strip().splitlines()[-1]) for o in outs]
+            check = pg_check(url, n)
+            runs.append({"seconds": seconds, "each": each, "loadavg_before": round(load, 2), **check})
+            log(
+                "run %d: %.1f s, %s, batches per process %s, exactly once: %s"
+                % (
+                    k + 1,
+                    seconds,
+                    check["counts"],
+                    [e.get("batches", 0) for e in each],
+                    check["exactly_once"],
+                )
+            )
+        secs = statistics.median(r["seconds"] for r in runs)
+        result = {
+            "accounts": n,
+            "processes": args.processes,
+            "data": "29 daily load-profile rows per rate (1 or 2 rates), 2 boundary reads, 1 history bill",
+            "runs": len(runs),
+            "seconds_median": round(secs, 2),
+            "seconds_all": [round(r["seconds"], 2) for r in runs],
+            "bills_per_s": round(n / secs),
+            "batches_per_process": [[e.get("batches", 0) for e in r["each"]] for r in runs],
+            "peak_rss_mib": max(e["peak_rss_mib"] for r in runs for e in r["each"]),
+            "counts": runs[-1]["counts"],
+            "exactly_once": all(r["exactly_once"] for r in runs),
+            "generate_s": round(gen_s, 1),
+            "target_s": TARGET_S,
+            "meets_target": secs <= TARGET_S if n >= 1_000_000 else None,
+            "cpus": os.cpu_count(),
+            "loadavg_before": [r["loadavg_before"] for r in runs],
+            "command": " ".join(["tools/bench_billrun.py"] + sys.argv[1:]),
+        }
+    finally:
+        if args.keep:
+            log("kept the database: %s" % url)
+        else:
+            with psycopg.connect(args.postgresql, autocommit=True) as c:
+                c.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    print("%-22s %s" % ("accounts", n))
+    print(
+        "%-22s %.1f s (median of %d: %s)  target <= %d s: %s"
+        % (
+            "bill run, %d processes" % args.processes,
+            secs,
+            len(runs),
+            ", ".join("%.1f" % r["seconds"] for r in runs),
+            TARGET_S,
+            ("yes" if secs <= TARGET_S else "NO") if n >= 1_000_000 else "n/a below 1,000,000 accounts",
+        )
+    )
+    print("%-22s %s" % ("every bill once", "yes" if result["exactly_once"] else "NO"))
+    print("%-22s %s" % ("outcome", result["counts"]))
+    results = ROOT / "bench" / "results.json"
+    results.parent.mkdir(exist_ok=True)
+    data = json.loads(results.read_text()) if results.exists() else {}
+    data["billrun_postgresql"] = result
+    results.write_text(json.dumps(data, indent=2) + "\n")
+    return 0 if result["exactly_once"] else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--accounts", type=int, default=1_000_000)
@@ -178,10 +417,21 @@ def main() -> int:
     ap.add_argument("--db", help="reuse/keep this database (default: a temporary file)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary database")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--postgresql", metavar="URL", help="run on PostgreSQL: a server URL (a database is made)"
+    )
+    ap.add_argument("--processes", type=int, default=2, help="PostgreSQL: bill-run processes sharing the run")
+    ap.add_argument("--quick", action="store_true", help="PostgreSQL: %d accounts, one repeat" % PG_QUICK)
+    ap.add_argument("--child-pg", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return 0
+    if args.child_pg:
+        pg_child(args.child_pg)
+        return 0
+    if args.postgresql:
+        return pg_main(args)
     tmp = None
     path = args.db
     if path is None:

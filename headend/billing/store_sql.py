@@ -1,6 +1,7 @@
 """The SQL of ``headend.billing.store`` that is long enough to deserve a name.
 
-Statements with ``%s`` take ``marks(ids)`` (one ``?`` per account id) for an IN list.
+Statements with ``%s`` take ``marks(ids)`` (one ``?`` per account id) for an IN list
+(``BillingStorageMixin._in_ids``: on PostgreSQL ``= ANY(?)`` with one array instead).
 A meter's data counts for an account only inside the link window [from_ts, to_ts).
 """
 
@@ -53,8 +54,14 @@ POSTPAID_TARIFFS = "SELECT DISTINCT tariff_id FROM accounts WHERE billing = 'pos
 _LINKED = {
     d: " FROM account_meters am JOIN load_profile lp"
     " ON lp.meter_id = am.meter_id AND lp.interval_s = ?"
-    " AND lp.interval_start >= %s(am.from_ts, ?) AND lp.interval_start < %s(coalesce(am.to_ts, ?), ?)" % pair
-    for d, pair in (("sqlite", ("max", "min")), ("postgresql", ("greatest", "least")))
+    " AND lp.interval_start >= %s(am.from_ts, ?) AND lp.interval_start < %s(coalesce(am.to_ts, ?), ?)"
+    % pair
+    + extra
+    for d, pair, extra in (
+        ("sqlite", ("max", "min"), ""),
+        # [start, end) again, on the partition key itself: only the cycle's partitions are read
+        ("postgresql", ("greatest", "least"), " AND lp.interval_start >= ? AND lp.interval_start < ?"),
+    )
 }
 
 PROFILE_SUMS = {
