@@ -13,7 +13,7 @@ import json
 
 from headend.db import cli_keys
 from headend.db.backup import ADVANCE, backup, restore
-from headend.db.engine import is_postgres, not_yet
+from headend.db.engine import NotOnPostgres, is_postgres
 from headend.errors import StorageError
 
 
@@ -131,8 +131,12 @@ def _register_backup(subparsers) -> None:
 
 
 def _sqlite_only(args, command: str) -> None:
+    """backup/restore copy a SQLite file; a PostgreSQL database has the server's own tools."""
     if is_postgres(args.db):
-        raise not_yet("headend %s (for PostgreSQL use pg_dump / pg_restore, docs/scaling.md)" % command)
+        raise NotOnPostgres(
+            "headend %s copies a SQLite database file; a PostgreSQL database is backed up and restored"
+            " with pg_dump / pg_restore (or the server's base backups), docs/scaling.md" % command
+        )
 
 
 def cmd_backup(args) -> int:

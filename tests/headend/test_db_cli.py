@@ -27,3 +27,14 @@ def test_partitions_are_made_ahead_and_on_demand(db_target, engine, capsys):
     parts = {(p["table"], p["month"]): p["rows"] for p in json.loads(out)}
     assert parts[("readings", "2023-11")] == 1
     assert sum(1 for t, _ in parts if t == "load_profile") >= 4  # this month and 3 ahead
+
+
+def test_backup_and_restore_of_a_postgresql_database_name_pg_dump(tmp_path, capsys):
+    url = "postgresql://postgres@127.0.0.1:5432/any"  # refused before any connection
+    assert headend_main(["backup", "--db", url, "--out", str(tmp_path / "b.db")]) == 1
+    err = capsys.readouterr().err
+    assert "headend backup copies a SQLite database file" in err and "pg_dump / pg_restore" in err
+    assert "not yet" not in err
+    assert headend_main(["restore", "--db", url, "--from", str(tmp_path / "b.db")]) == 1
+    assert "headend restore copies a SQLite database file" in capsys.readouterr().err
+    assert not (tmp_path / "b.db").exists()
