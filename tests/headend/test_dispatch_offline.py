@@ -142,10 +142,11 @@ def test_a_command_for_an_offline_meter_is_sent_once_and_acked_once_on_its_retur
     back.client.loop_stop()
 
 
-def test_back_online_and_still_unacked_it_is_resent_after_the_backoff(tmp_path):
-    """The same rules on the store alone: a command sent to an offline meter is held; once the
-    meter's status says online it is resent only when the back-off since its return has run out."""
-    store = Storage(str(tmp_path / "h.db"))
+def test_back_online_and_still_unacked_it_is_resent_after_the_backoff(db_target):
+    """The same rules on the store alone (both engines): a command sent to an offline meter is held;
+    once the meter's status says online it is resent only when the back-off since its return has
+    run out."""
+    store = Storage(db_target)
     store.add_meter("m1", "00" * 32, "$7$x", now=0)
     store.set_online("m1", True, 100, seq=1)
     store.set_online("m1", False, 200)  # the will

@@ -17,8 +17,8 @@ T0 = 1709280000.0
 
 
 @pytest.fixture
-def setup(tmp_path, broker_tmp, capsys):
-    db = str(tmp_path / "h.db")
+def setup(db_target, broker_tmp, capsys):  # both engines (tests/conftest.py)
+    db = db_target
     meter = cli_json(capsys, "--db", db, "meter", "add", "m1")
     store = Storage(db)
     add_prepaid(store, "m1", "P1", key=bytes.fromhex(meter["key"]))
