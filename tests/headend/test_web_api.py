@@ -1,21 +1,34 @@
 """The JSON API under /api/ (read-only) and the pages' content, as a signed-in operator."""
 
 import json
+import secrets
 
 import pytest
 
+from tests.conftest import ENGINES
 from tests.headend.alerts_support import NOW
 from tests.headend.web_support import TODAY, VIEWER, Client, build_fleet, new_store, serving
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    with new_store(tmp_path_factory.mktemp("web") / "web.db") as store:
-        ids = build_fleet(store)
-        with serving(store) as (base, _):
-            c = Client(base)
-            assert c.login()[0] == 303
-            yield store, ids, c
+@pytest.fixture(scope="module", params=ENGINES)
+def site(request, tmp_path_factory):
+    """The dashboard over one fleet, on each engine (a SQLite file, a PostgreSQL schema)."""
+    tmp = tmp_path_factory.mktemp("web")
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "sqlite":
+            target = str(tmp / "web.db")
+        else:
+            pg = request.getfixturevalue("pg_session")
+            if pg.url is None:
+                pytest.skip(pg.why_not)
+            mp.setenv("HEADEND_MASTER_KEY_FILE", str(tmp / "pg.master-key"))
+            target = pg.schema_url("web_" + secrets.token_hex(6))
+        with new_store(target) as store:
+            ids = build_fleet(store)
+            with serving(store) as (base, _):
+                c = Client(base)
+                assert c.login()[0] == 303
+                yield store, ids, c
 
 
 def get_json(c, path, status=200):
