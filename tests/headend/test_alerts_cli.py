@@ -19,10 +19,10 @@ def cli(capsys, *argv):
 
 
 @pytest.fixture
-def db(tmp_path):
+def db(db_target):  # both engines (tests/conftest.py)
     from headend.db.storage import Storage
 
-    path = str(tmp_path / "h.db")
+    path = db_target
     with Storage(path) as store:
         add_meter(store, "m1", "A1", address="3 Quay Rd")
         hourly(store, "m1")

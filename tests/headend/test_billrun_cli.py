@@ -22,8 +22,8 @@ def test_the_main_cli_has_the_billing_commands():
     assert {"account", "bill", "outbox"} <= set(COMMANDS)
 
 
-def test_account_bill_review_outbox(tmp_path, capsys):
-    db = str(tmp_path / "h.db")
+def test_account_bill_review_outbox(db_target, tmp_path, capsys):  # both engines (tests/conftest.py)
+    db = db_target
     tariff = tmp_path / "tou.toml"
     tariff.write_text(TOU)
     with Storage(db) as s:
