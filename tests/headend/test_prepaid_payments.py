@@ -119,8 +119,8 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
-def test_counter_topup_from_the_cli(tmp_path, capsys):
-    db = str(tmp_path / "p.db")
+def test_counter_topup_from_the_cli(db_target, capsys):  # both engines (tests/conftest.py)
+    db = db_target
     prepaid_store(db).close()
     code, out, _ = run(
         capsys, "--db", db, "topup", "m1", "25.50", "--payment-id", "C-1", "--json", "--now", "1e9"

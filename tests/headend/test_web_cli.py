@@ -30,8 +30,8 @@ def run(capsys, *argv, stdin=None):
     return code, out.out, out.err
 
 
-def test_user_add_and_list(tmp_path, capsys):
-    db = str(tmp_path / "h.db")
+def test_user_add_and_list(db_target, capsys):  # both engines (tests/conftest.py)
+    db = db_target
     code, out, _ = run(
         capsys,
         "--db",
@@ -69,8 +69,8 @@ def test_user_add_and_list(tmp_path, capsys):
         assert auth.verify_password(ann, "a long passphrase") and "a long passphrase" not in json.dumps(ann)
 
 
-def test_user_add_refuses_what_it_cannot_keep(tmp_path, capsys):
-    db = str(tmp_path / "h.db")
+def test_user_add_refuses_what_it_cannot_keep(db_target, capsys):  # both engines (tests/conftest.py)
+    db = db_target
     args = ("--db", db, "web", "user", "add")
     assert run(capsys, *args, "ann", "--role", "viewer", "--password-stdin", stdin="long enough pw\n")[0] == 0
     code, _, err = run(capsys, *args, "ann", "--role", "viewer", "--password-stdin", stdin="long enough pw\n")
