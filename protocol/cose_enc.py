@@ -45,26 +45,29 @@ from protocol.errors import CBORError, COSEError, ProtocolError
 try:
     import cryptolib  # MicroPython: AES in the firmware image (ECB mode 1)
 
-    def _block_cipher(key):
-        return cryptolib.aes(key, 1)
-
     AESCCM = None
 except ImportError:  # CPython
     cryptolib = None
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
     from cryptography.hazmat.primitives.ciphers.aead import AESCCM
 
-    class _ECB:
-        """cryptolib.aes(key, 1)'s encrypt(in, out) over the cryptography package's AES."""
 
-        def __init__(self, key):
-            self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+class _ECB:
+    """CPython: cryptolib.aes(key, 1)'s encrypt(in, out) over the cryptography package's AES."""
 
-        def encrypt(self, src, dst):
-            dst[:] = self._enc.update(bytes(src))
+    def __init__(self, key):
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    def _block_cipher(key):
-        return _ECB(key)
+        self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
+
+    def encrypt(self, src, dst):
+        dst[:] = self._enc.update(bytes(src))
+
+
+def _block_cipher(key):
+    """One AES-128 block encryptor with ``encrypt(in, out)`` (16 bytes each, in == out allowed)."""
+    if cryptolib is not None:
+        return cryptolib.aes(key, 1)
+    return _ECB(key)
 
 
 COSE_ENCRYPT0_TAG = 16
