@@ -11,10 +11,12 @@ command refuses and names the meters and months (nothing changes): bill them fir
 months. ``dry_run`` checks and reports without changing anything.
 
 PostgreSQL: the months' partitions of ``readings`` and ``load_profile`` (headend/db/partitions.py)
-are detached (``ALTER TABLE ... DETACH PARTITION``: they stay as plain tables, for pg_dump or an
-archive), or dropped with ``drop``; and ``reading_keys`` (the (meter_id, seq) idempotency keys,
-headend/db/migrations.py) loses the keys of the retired months' readings, so the keys of every
-reading kept stay (a repeat of a kept reading is still refused) while the table stops growing.
+are detached (``ALTER TABLE ... DETACH PARTITION``: they stay as plain tables renamed
+``<partition>_retired``, for pg_dump or an archive, so a late row of such a month would get a new,
+empty partition rather than fail ingest), or dropped with ``drop``; and ``reading_keys`` (the
+(meter_id, seq) idempotency keys, headend/db/migrations.py) loses the keys of the retired months'
+readings, so the keys of every reading kept stay (a repeat of a kept reading is still refused)
+while the table stops growing.
 A reading of a retired month sent again after that is no longer known: retire only months no
 meter will send again (their seq long acknowledged). Ingest waits while the command runs (it locks
 the two tables, as DETACH does).
@@ -38,6 +40,7 @@ from headend.errors import StorageError
 TABLES = {"readings": "ts", "load_profile": "interval_start"}  # the column each is partitioned on
 RELEASED = "('issued', 'approved')"
 MAX_NAMED = 20
+RETIRED = "_retired"  # a detached partition's name: readings_p202402_retired
 
 # each meter's first and last timestamp in a month, and whether each is covered by a released bill
 # of an account the meter was linked to then, or debited by the prepaid sync (one statement per
@@ -188,6 +191,8 @@ def retire(store, months: int, now: float | None = None, dry_run: bool = False, 
                         store.conn.execute('ALTER TABLE "%s" DETACH PARTITION "%s"' % (table, part))
                         if drop:
                             store.conn.execute('DROP TABLE "%s"' % part)
+                        else:  # its name free again: a late row of the month gets a new partition
+                            store.conn.execute('ALTER TABLE "%s" RENAME TO "%s%s"' % (part, part, RETIRED))
                 else:
                     store.conn.execute(
                         "DELETE FROM %s WHERE %s >= ? AND %s < ?" % (table, col, col), [lo, hi]

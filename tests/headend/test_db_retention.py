@@ -104,8 +104,9 @@ def test_billed_months_are_retired_and_kept_readings_stay_exactly_once(db, engin
             attached = {p["partition"] for p in partitions.listing(s.conn)}
             assert not attached & {"readings_p202402", "readings_p202403", "load_profile_p202402"}
             assert "readings_p202405" in attached
-            # detached, not dropped: still there as a table of its own
-            assert s.conn.execute('SELECT count(*) FROM "readings_p202402"').fetchone()[0] == 2
+            # detached, not dropped: still there as a table of its own, its name free again
+            assert s.conn.execute('SELECT count(*) FROM "readings_p202402_retired"').fetchone()[0] == 2
+            assert s.conn.execute("SELECT to_regclass('readings_p202402')").fetchone() == (None,)
     # again: nothing older left
     code, out, _ = retention(capsys, db, "--months", "2", "--json")
     assert code == 0 and json.loads(out)["retired"] == []
@@ -126,4 +127,5 @@ def test_drop_and_bad_arguments(db, engine, capsys):
     assert code == 0 and [r["action"] for r in json.loads(out)["retired"]] == ["drop", "drop"]
     with new_store(db) as s:
         assert s.conn.execute("SELECT to_regclass('readings_p202402')").fetchone() == (None,)
+        assert s.conn.execute("SELECT to_regclass('readings_p202402_retired')").fetchone() == (None,)
         assert counts(s) == (1, 0)
