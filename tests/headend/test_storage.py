@@ -40,6 +40,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m010_bill_void",
             "m011_meter_privacy",
             "m012_bill_run_batches",
+            "m013_drop_readings_vee_state_index",
         ]
         assert {
             "meters",
@@ -165,3 +166,16 @@ def test_a_seq_repeated_in_another_month_is_not_stored_twice(store):
     assert store.insert_readings_batch([row(7, ts=1_720_000_000, raw=b"other")]) == (0, 1)  # seq reused
     assert store.count_readings("m1") == 1 and store.readings("m1")[0]["ts"] == 1_700_000_000
     assert store.counters()["rejected:seq_reused"] == 1
+
+
+def test_readings_keep_the_meter_ts_index_and_not_the_vee_state_one(db_target):
+    """m013: every vee_state filter comes with a meter and a ts range (served by (meter_id, ts));
+    readings(vee_state) cost ingest on every reading and served no query."""
+    with Storage(db_target) as s:
+        if s.dialect == "sqlite":
+            q = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'readings'"
+        else:
+            q = "SELECT indexname FROM pg_indexes WHERE tablename = 'readings'"
+            q += " AND schemaname = current_schema()"
+        names = {r[0] for r in s.conn.execute(q)}
+    assert "idx_readings_meter_id_ts" in names and "idx_readings_vee_state" not in names
