@@ -147,3 +147,25 @@ def test_cli_add_set_list_and_config_say_privacy(tmp_path, capsys):
     assert json.loads(out)[0]["privacy"] is False
     rc, out, err = _cli(capsys, "meter", "set", "nope", "--privacy", "on", "--db", db)
     assert rc != 0 and "unknown meter" in err
+
+
+def test_bench_ingest_privacy_stores_every_sealed_reading_beside_the_plain_figure(tmp_path):
+    """tools/bench_ingest.py --privacy at toy size: every meter private, its COSE_Encrypt0 readings
+    all stored through Mosquitto and serve, the figures under ingest_privacy with the ratio to the
+    plain run's."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "tools/bench_ingest.py", "--meters", "4", "--per-meter", "25", "--publishers", "2"]
+    cmd += ["--runs", "1", "--no-ceiling", "--out", str(out)]
+    for extra in ([], ["--privacy"]):
+        run = subprocess.run(cmd + extra, cwd=root, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    priv = data["ingest_privacy"]
+    assert priv["lost"] == 0 and priv["runs"][0]["readings_stored"] == 100
+    assert priv["ratio_to_plain"] == round(priv["readings_per_s"] / data["ingest"]["readings_per_s"], 3)
+    assert "privacy:" in run.stdout and "of the plain figure" in run.stdout
