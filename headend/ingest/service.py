@@ -1,14 +1,14 @@
 """``headend serve``: the MQTT edge of ingest (paho-mqtt 2).
 
-Exactly-once into SQLite over an at-least-once broker:
+Exactly-once into the database (SQLite or PostgreSQL) over an at-least-once broker:
 
 - a persistent session (stable client id, ``headend.ingest`` by default, never one a
   meter could have: ``headend.mqtt.check_service_client_id``; MQTT 3.1.1 ``clean_session=False``,
   which Mosquitto keeps until the client comes back, or with ``protocol="5"``
   clean_start False and session expiry "never"), so the broker keeps QoS 1
   messages while the head-end is away;
-- QoS 1 subscription to ``ami/v1/+/up/#`` (or ``$share/headend/ami/v1/+/up/#``
-  with ``shared``, so several workers split the load);
+- QoS 1 subscription to ``ami/v1/+/up/#`` (or ``$share/GROUP/ami/v1/+/up/#`` with
+  ``share``, so several processes split the load);
 - ``manual_ack``: each message is verified (``headend.ingest.verify.take``) into the
   open batch; the batch (up to ``batch_max`` messages or ``batch_wait`` s after
   its first) is committed in one transaction and only then are its PUBACKs
@@ -21,19 +21,23 @@ Exactly-once into SQLite over an at-least-once broker:
   Messages the broker sent meanwhile stay unacknowledged for next time.
 
 Speed (tools/bench_ingest.py): one thread drives paho through its external-loop
-API (``loop_read``/``loop_write``/``loop_misc``), so reading, verifying,
-committing and acknowledging never hand over between threads. ``_Client``
+API (``loop_read``/``loop_write``/``loop_misc``): reading, verifying and
+acknowledging; with ``pipeline`` (the default) a committer thread commits each
+closed batch while the next one is read (one batch at a time; the loop sends
+that batch's PUBACKs once the committer reports it committed, woken by a pipe).
+``_Client``
 reads the socket in 256 KiB chunks (paho itself makes four recv calls per
 message) and decodes the QoS 1 PUBLISHes in them itself (MQTT 3.1.1), handing
 topic, payload and packet id to ``verify.take``, which turns our meters' readings
 into rows without the verdict's dict; a batch's PUBACKs go out in one ``send``
 when paho has nothing else queued. CPU per reading, tools/profile_ingest.py
 (no broker, ``time.process_time``): 47 us before those two steps, 27 us after,
-of which SQLite's insert (the readings table and its three indexes) is about
-13 us. The default protocol is MQTT 3.1.1 because paho decodes an MQTT 5
-PUBLISH into a ``Properties`` object, which costs about as much as the rest of
-the receive path; nothing here needs MQTT 5 (Mosquitto keeps a 3.1.1
-persistent session, applies ``max_inflight_messages`` as the receive maximum
+of which SQLite's insert (the readings table and its indexes) is about
+13 us (m013 dropped the unused readings(vee_state) index, ~2 us of it). The
+default protocol is MQTT 3.1.1 because paho decodes an MQTT 5 PUBLISH into a
+``Properties`` object, which costs about as much as the rest of the receive
+path; nothing here needs MQTT 5 (Mosquitto keeps a 3.1.1 persistent session,
+applies ``max_inflight_messages`` as the receive maximum
 and serves ``$share`` filters to 3.1.1 clients too).
 
 Shared subscriptions (``share="GROUP"``: ``headend serve --share GROUP --client-id ID`` on
