@@ -159,4 +159,7 @@ def describe_args(cmd: int, named: dict) -> dict:
         return out
     if cmd == messages.CMD_SET_TARIFF:
         return {tc.FIELD_NAMES[k]: v for k, v in sorted(named["tariff"].items()) if k < len(tc.FIELD_NAMES)}
-    return dict(named)
+    out = dict(named)
+    if "key" in out:  # set config key 4 (a key rotation): never shown
+        out["key"] = "(new key)"
+    return out

@@ -822,3 +822,14 @@ def m013_drop_readings_vee_state_index(db: Database) -> None:
     ingest paid for it on every reading (about 2 us of CPU a reading on SQLite,
     tools/profile_ingest.py). On PostgreSQL the partitioned index goes with its partitions' own."""
     db.execute("DROP INDEX IF EXISTS idx_readings_vee_state")
+
+
+@migrations()
+def m014_meter_next_key(db: Database) -> None:
+    """A meter key rotation in progress (``headend meter rotate-key``, docs/security.md "Key
+    lifecycle"): ``meters.next_key``, the new key sealed like ``key`` (NULL when none), and
+    ``next_key_seq``, the seq of the set-config command that carries it to the meter. Ingest
+    accepts the meter's frames under either key until ``rotate-key --finish`` makes the new key
+    the meter's. The same DDL on both engines."""
+    db.execute("ALTER TABLE meters ADD COLUMN next_key TEXT")
+    db.execute("ALTER TABLE meters ADD COLUMN next_key_seq INTEGER")

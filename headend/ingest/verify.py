@@ -114,7 +114,13 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
         except ProtocolError:
             pass
     if payload[:1] == b"\xd0":  # CBOR tag 16: COSE_Encrypt0
-        return _verify_encrypt0(key, meter_id, kind, payload)
+        v = _verify_encrypt0(key, meter_id, kind, payload)
+        nxt = getattr(key, "next", None)
+        if v.reason == "tag" and nxt is not None:  # a key rotation in progress: the new key
+            again = _verify_encrypt0(nxt, meter_id, kind, payload)
+            if again.kind != "rejected":
+                return again
+        return v
     if type(key) is PrivacyKey:
         return _rejected(
             meter_id,
@@ -122,11 +128,16 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
             "meter %r must encrypt (COSE_Encrypt0): a plain frame is refused" % meter_id,
         )
     try:
-        body = _fast_envelope(key, meter_id, payload)
-        if body is None:  # anything unusual, or refused: the reference decoder names the reason
-            msg = messages.open_frame(key, meter_id, payload)
-        else:
-            msg = _message(body)
+        try:
+            msg = _open_mac0(key, meter_id, payload)
+        except COSEError as e:
+            nxt = getattr(key, "next", None)
+            if e.field != "tag" or nxt is None:
+                raise
+            try:  # a key rotation in progress: the new key
+                msg = _open_mac0(nxt, meter_id, payload)
+            except ProtocolError:
+                raise e from None
     except COSEError as e:
         return _rejected(meter_id, e.field or "structure", str(e))
     except ProtocolError as e:
@@ -134,6 +145,13 @@ def verify(topic: str, payload: bytes, keys: Mapping[str, bytes]) -> Verdict:
     if msg["type"] != KIND_TYPES[kind]:
         return _rejected(meter_id, "wrong_type", "message type %d on a %s topic" % (msg["type"], kind))
     return Verdict(kind, meter_id, msg)
+
+
+def _open_mac0(key, meter_id, payload) -> dict:
+    body = _fast_envelope(key, meter_id, payload)
+    if body is None:  # anything unusual, or refused: the reference decoder names the reason
+        return messages.open_frame(key if type(key) is bytes else bytes(key), meter_id, payload)
+    return _message(body)
 
 
 def _verify_encrypt0(key, meter_id, kind, payload) -> Verdict:

@@ -30,6 +30,16 @@ def register(subparsers) -> None:
         help="the meter must encrypt: COSE_Encrypt0 only, its COSE_Mac0 frames refused (docs/security.md)",
     )
     add.set_defaults(db_use="create")  # headend.cli: creates a missing database
+    rot = msub.add_parser(
+        "rotate-key",
+        help="start a key rotation (a sealed set-config command carrying a new key), or --finish it",
+        parents=[db],
+    )
+    rot.add_argument("meter_id")
+    rot.add_argument("--key", help="the new key, 64 hex digits (generated when not given)")
+    rot.add_argument(
+        "--finish", action="store_true", help="once the meter acked the rotation: the new key becomes its key"
+    )
     mset = msub.add_parser("set", help="change a registered meter's policy (--privacy on|off)", parents=[db])
     mset.add_argument("meter_id")
     mset.add_argument(
@@ -127,6 +137,18 @@ def cmd_meter(args) -> int:
             return fleet.run_config(args, store)
         if args.meter_command == "add":
             _print_json(provision.add_meter(store, args.meter_id, args.key, args.account, args.privacy))
+            return 0
+        if args.meter_command == "rotate-key":
+            import time
+
+            from headend.meters import privacy
+
+            if args.finish:
+                if args.key:
+                    raise provision.ProvisionError("--finish takes no --key")
+                _print_json(privacy.finish_rotation(store, args.meter_id))
+            else:
+                _print_json(privacy.rotate_key(store, args.meter_id, time.time(), args.key))
             return 0
         if args.meter_command == "set":
             if store.meter(args.meter_id) is None:

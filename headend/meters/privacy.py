@@ -5,9 +5,16 @@ A meter whose record has ``privacy`` set must encrypt: ingest refuses its COSE_M
 COSE_Encrypt0 ones; its commands are sealed with COSE_Encrypt0 (direction 1, IV = the
 command's seq). Any meter's COSE_Encrypt0 frames are opened (encrypting is never refused).
 
-  ``PrivacyKey(bytes)``     the 32-byte key of a meter that requires privacy: what
+  ``PrivacyKey(MeterKey)``  the 32-byte key of a meter that requires privacy: what
       ``Storage.meter_keys()`` gives for such a meter, so ingest and the console see the
-      policy with the key (a plain ``bytes`` key: COSE_Mac0 accepted).
+      policy with the key (a plain ``bytes`` key: COSE_Mac0 accepted). ``MeterKey.next`` is the
+      new key while a rotation is in progress (ingest verifies with it when the key fails).
+  ``rotate_key(store, meter_id, now, key_hex=None) -> dict``  start a key rotation: the new key
+      (generated unless given) sealed at rest as the meter's ``next_key`` and a set-config
+      command (cmd 6, arg 4 the key) queued inside COSE_Encrypt0 under the current key, whatever
+      the meter's privacy policy; the command's args are stored as ``{"4": "(new key)"}``.
+  ``finish_rotation(store, meter_id) -> dict``  once the meter acked that command (result 0 or 1),
+      the new key becomes the meter's key; CommandError before that.
   ``encrypt0(meter_id, key) -> protocol.cose_enc.Encrypt0``  cached per (meter, key): the
       derived key and AES-CCM state made once, like ingest's per-meter MAC state.
   ``seal_command(meter, msg) -> bytes``   a command frame for the meter row ``meter``
@@ -17,16 +24,22 @@ command's seq). Any meter's COSE_Encrypt0 frames are opened (encrypting is never
 
 from __future__ import annotations
 
-from protocol import cbor, cose_enc, messages
+from headend.errors import CommandError
+from protocol import cbor, commands, cose_enc, messages
 
 MAX_CACHED = 100_000
+ROTATION_TTL = 7 * 86400  # s the rotation command stays valid
 _sealers: dict = {}
 
 
-class PrivacyKey(bytes):
-    """A meter key whose meter requires COSE_Encrypt0 (compares and hashes as the bytes)."""
+class MeterKey(bytes):
+    """A meter key with a rotation in progress: ``next`` is the new key (compares as the bytes)."""
 
-    __slots__ = ()
+    next: bytes | None = None
+
+
+class PrivacyKey(MeterKey):
+    """A meter key whose meter requires COSE_Encrypt0 (compares and hashes as the bytes)."""
 
 
 def encrypt0(meter_id: str, key: bytes) -> cose_enc.Encrypt0:
@@ -59,3 +72,50 @@ def open_command(meter: dict, frame: bytes) -> dict:
         return messages.open_frame(key, meter_id, frame)
     payload = encrypt0(meter_id, key).decode(cose_enc.DOWN, frame)
     return messages.parse(cbor.loads(payload))
+
+
+def rotate_key(store, meter_id: str, now: float, key_hex: str | None = None) -> dict:
+    from headend.meters import provision
+
+    meter = store.meter(meter_id)
+    if meter is None:
+        raise CommandError("unknown meter %r" % meter_id, "meter_id")
+    if meter.get("next_key"):
+        raise CommandError(
+            "meter %r has a key rotation in progress (command seq %s): finish it first (rotate-key --finish)"
+            % (meter_id, meter.get("next_key_seq")),
+            "meter_id",
+        )
+    new = provision.new_key() if key_hex is None else provision.check_key(key_hex)
+    args = commands.config_args(key=bytes.fromhex(new))
+    ts = int(now)
+    enc = encrypt0(meter_id, bytes.fromhex(meter["key"]))
+
+    def make_command(seq: int):
+        msg = messages.command(seq, ts, messages.CMD_SET_CONFIG, args, expires=ts + ROTATION_TTL)
+        messages.parse(msg)
+        frame = enc.seal(cose_enc.DOWN, seq, cbor.dumps(msg))
+        return messages.CMD_SET_CONFIG, {4: "(new key)"}, frame, ts + ROTATION_TTL
+
+    with store.transaction():
+        row = store.enqueue_command(meter_id, make_command, now, "key-rotation")
+        store.set_meter_next_key(meter_id, new, row["seq"])
+    return {"meter_id": meter_id, "command_id": row["id"], "seq": row["seq"], "next_key": new}
+
+
+def finish_rotation(store, meter_id: str) -> dict:
+    meter = store.meter(meter_id)
+    if meter is None:
+        raise CommandError("unknown meter %r" % meter_id, "meter_id")
+    seq = meter.get("next_key_seq")
+    if not meter.get("next_key") or seq is None:
+        raise CommandError("meter %r has no key rotation in progress" % meter_id, "meter_id")
+    acks = store.command_acks(meter_id, seq)
+    if not any(a["result"] in (0, 1) for a in acks):
+        raise CommandError(
+            "meter %r has not acked its key rotation (command seq %d) yet: frames under both keys are"
+            " still accepted; try again once `headend commands` shows it acked" % (meter_id, seq),
+            "meter_id",
+        )
+    store.finish_meter_key_rotation(meter_id)
+    return {"meter_id": meter_id, "seq": seq, "rotated": True}

@@ -65,6 +65,23 @@ class MeterStoreMixin:
         with self.db.atomic():
             self.conn.execute("UPDATE meters SET privacy = ? WHERE meter_id = ?", [1 if on else 0, meter_id])
 
+    def set_meter_next_key(self, meter_id: str, key_hex: str | None, seq: int | None) -> None:
+        """A key rotation started (the new key, sealed, and its command's seq) or, with None, ended."""
+        sealed = None if key_hex is None else self.secrets.seal(keystore.meter_key_id(meter_id), key_hex)
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE meters SET next_key = ?, next_key_seq = ? WHERE meter_id = ?", [sealed, seq, meter_id]
+            )
+
+    def finish_meter_key_rotation(self, meter_id: str) -> None:
+        """The new key becomes the meter's key (it stays sealed as it was), no rotation pending."""
+        with self.db.atomic():
+            self.conn.execute(
+                "UPDATE meters SET key = next_key, next_key = NULL, next_key_seq = NULL"
+                " WHERE meter_id = ? AND next_key IS NOT NULL",
+                [meter_id],
+            )
+
     def meter(self, meter_id: str) -> dict | None:
         """The meter's row, its key opened (64 hex digits), or None."""
         rows = list(self.db.query("SELECT * FROM meters WHERE meter_id = ?", [meter_id]))
@@ -75,6 +92,8 @@ class MeterStoreMixin:
 
     def _opened(self, row: dict) -> dict:
         row["key"] = self._meter_key(row["meter_id"], row["key"])
+        if row.get("next_key"):
+            row["next_key"] = self._meter_key(row["meter_id"], row["next_key"])
         return row
 
     def _meter_key(self, meter_id: str, stored: str) -> str:
@@ -83,10 +102,16 @@ class MeterStoreMixin:
     def meter_keys(self) -> dict[str, bytes]:
         """meter_id -> 32-byte key, for verifying frames (each opened once per Storage: cached); a
         meter that requires privacy gets its key as a ``headend.meters.privacy.PrivacyKey``."""
-        from headend.meters.privacy import PrivacyKey
+        from headend.meters.privacy import MeterKey, PrivacyKey
 
-        rows = self.conn.execute("SELECT meter_id, key, privacy FROM meters").fetchall()
-        return {m: (PrivacyKey if p else bytes).fromhex(self._meter_key(m, k)) for m, k, p in rows}
+        out = {}
+        rows = self.conn.execute("SELECT meter_id, key, privacy, next_key FROM meters").fetchall()
+        for m, k, p, nk in rows:
+            key = (PrivacyKey if p else MeterKey if nk else bytes).fromhex(self._meter_key(m, k))
+            if nk:  # a rotation in progress: frames under the new key verify too
+                key.next = bytes.fromhex(self._meter_key(m, nk))
+            out[m] = key
+        return out
 
     def setting(self, name: str) -> str | None:
         row = self.conn.execute("SELECT value FROM settings WHERE name = ?", [name]).fetchone()

@@ -10,9 +10,7 @@ from tests.headend.test_storage import row
 def test_migrate_applies_once_and_says_what(db_target, capsys):
     assert headend_main(["db", "migrate", "--db", db_target]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert (
-        first["applied"][0] == "m001_ingest" and first["applied"][-1] == "m013_drop_readings_vee_state_index"
-    )
+    assert first["applied"][0] == "m001_ingest" and first["applied"][-1] == "m014_meter_next_key"
     assert headend_main(["db", "migrate", "--db", db_target]) == 0
     assert json.loads(capsys.readouterr().out)["applied"] == []
 
