@@ -135,6 +135,12 @@ class MeterStoreMixin:
         rotation cut short is finished by running it again. Afterwards this Storage uses
         ``new_key``; other processes need it as their master key (``headend keys rotate-master``).
         {"old_key_id", "new_key_id", "resealed", "secrets"}."""
+        pending = [r[0] for r in self.conn.execute("SELECT meter_id FROM meters WHERE next_key IS NOT NULL")]
+        if pending:  # next_key is sealed like key but not re-sealed here: finish those rotations first
+            raise keystore.MasterKeyError(
+                "a meter key rotation is in progress for %s: finish it first (`headend meter rotate-key"
+                " ID --finish` once the meter acked it)" % ", ".join(pending[:5])
+            )
         ids, clear = keystore.key_ids(self.conn)
         old_ids = sorted(set(ids) - {new_key.id})
         old = self.secrets.key() if old_ids else None  # MasterKeyError if it is not this database's

@@ -169,3 +169,17 @@ def test_bench_ingest_privacy_stores_every_sealed_reading_beside_the_plain_figur
     assert priv["lost"] == 0 and priv["runs"][0]["readings_stored"] == 100
     assert priv["ratio_to_plain"] == round(priv["readings_per_s"] / data["ingest"]["readings_per_s"], 3)
     assert "privacy:" in run.stdout and "of the plain figure" in run.stdout
+
+
+def test_a_master_key_rotation_waits_for_meter_key_rotations(tmp_path):
+    import pytest
+
+    from headend.db import keystore
+    from headend.meters import privacy
+
+    with Storage(str(tmp_path / "h.db")) as store:
+        provision.add_meter(store, "m1")
+        privacy.rotate_key(store, "m1", NOW)
+        with pytest.raises(keystore.MasterKeyError, match="rotation is in progress for m1"):
+            store.rotate_master_key(keystore.MasterKey(bytes(range(32))))
+        assert store.meter_keys()["m1"].next is not None  # nothing changed
