@@ -88,9 +88,14 @@ test-micropython: venv firmware
 		"import sys; sys.path.insert(0, 'tests/dual'); import mp_runner; $$first mp_runner.main(['$$m'])") || fail=1; \
 		done; done; exit $$fail
 
+# ruff, then the firmware type-checked per board against that port's MicroPython stubs (pyright;
+# the stubs pip-installed into build/stubs/<port> when missing: tools/typecheck.py), then the
+# checker's self-check: a misspelled machine.SPI keyword in a temporary copy must be caught
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/typecheck.py --install
+	$(BIN)/python tools/typecheck.py --selfcheck
 
 format: venv
 	$(BIN)/ruff format .

@@ -10,7 +10,10 @@ when the meter does not have them yet, runs until the bench says the
 scenario is over (with a broker in the setup: firmware/runner.py, the
 metering loop and the MQTT link under asyncio, at the setup's speed, then
 up to linger_s real s to empty the outbox), saves with the clean mark and sends the final state as
-JSON in a REPORT request. The boot line goes to stderr
+JSON in a REPORT request. With ``calib`` in the setup (tools/calibrate.py: {cal, seconds,
+poll_ms}) it boots no meter: firmware/calib.py measures the front end with that calibration
+and the REPORT carries the measurement; with ``selftest`` (tools/deploy.py --selftest --flash)
+the REPORT carries firmware/selftest.py's checks. The boot line goes to stderr
 (``boot N restored R seq S ts T rec C``: boot count, state loaded, its slot
 seq, clock, storage recoveries so far; the kill test reads it).
 
@@ -57,7 +60,7 @@ class HeapProbe:
             self.peak = a
 
 
-def _comms_report(app):
+def _comms_report(app, link_stats=None):
     if app.reporter is None:
         return None
     x = app.cmdx
@@ -66,11 +69,11 @@ def _comms_report(app):
     st["forged"] = x.forged
     st["malformed"] = x.malformed
     st["last_reading_ts"] = app.reporter.last_reading_ts
-    st["link"] = getattr(app, "link_stats", None)
+    st["link"] = link_stats
     return st
 
 
-def result(app, steps, wall_ms, probe):
+def result(app, steps, wall_ms, probe, link_stats=None):
     m = app.meter
     regs = m.regs
     probe("report")
@@ -101,13 +104,39 @@ def result(app, steps, wall_ms, probe):
         "seq": m.seq,
         "cmd_hi": app.reporter.cmd_hi if app.reporter is not None else None,
         "tamper": m.tamper,
-        "comms": _comms_report(app),
+        "comms": _comms_report(app, link_stats),
         "heap_live": gc.mem_alloc(),  # bytes in use after the last collection
         "heap_peak": probe.peak,
         "heap_size": gc.mem_alloc() + gc.mem_free(),
         # frozen into the runtime's image (unix32, a board) or loaded from .mpy files into the heap
         "frozen": not app_mod.__file__.endswith(".mpy"),
     }
+
+
+def _calib(link, board, calib):
+    """tools/calibrate.py's measurement (firmware/calib.py) instead of the meter: the report is its result."""
+    import json
+
+    from firmware import calib as calib_mod
+    from protocol import board_config as config
+
+    cfg = config.load(board.flash_dir + "/config.json")
+    r = calib_mod.measure(board, cfg, calib.get("cal"), calib["seconds"], calib["poll_ms"])
+    link.report(json.dumps(r).encode())
+
+
+def _selftest(link, board):
+    """firmware/selftest.py's checks on the unix board (tools/deploy.py --selftest --flash DIR)."""
+    import json
+
+    import firmware
+    from protocol import board_config as config
+
+    firmware.selftest_args = False  # imported to be called, not to run at import
+    from firmware import selftest
+
+    rows = selftest.run(board, config.load(board.flash_dir + "/config.json"))
+    link.report(json.dumps({"rows": rows}).encode())
 
 
 def main(link=None, prepare=None, log=None):
@@ -125,8 +154,11 @@ def main(link=None, prepare=None, log=None):
     probe = HeapProbe()
     probe.log = log
     probe.trace = setup.get("trace_heap", False)
-    board = UnixBoard(link, setup["flash"])
-    board.probe = probe
+    board = UnixBoard(link, setup["flash"], probe)
+    if setup.get("calib") is not None:
+        return _calib(link, board, setup["calib"])
+    if setup.get("selftest"):
+        return _selftest(link, board)
     app = app_mod.App(board, setup.get("poll_ms"), probe, setup.get("comms", False))
     m = app.boot()
     log(
@@ -142,6 +174,7 @@ def main(link=None, prepare=None, log=None):
     setup = None
     probe("run")
     t0 = compat.ticks_ms()
+    link_stats = None
     if broker is None:
         steps = app.run()
     else:
@@ -151,7 +184,7 @@ def main(link=None, prepare=None, log=None):
 
         comms = asyncio.run(run_meter(app, broker, linger_ms, RECONNECT_MAX_MS))
         steps = app.steps
-        app.link_stats = {
+        link_stats = {
             "connects": comms.connects,
             "failures": comms.failures,
             "published": comms.published,
@@ -165,7 +198,7 @@ def main(link=None, prepare=None, log=None):
     app.fe = None  # the front end is done: its buffers make room for the report
     import json
 
-    link.report(json.dumps(result(app, steps, wall, probe)).encode())
+    link.report(json.dumps(result(app, steps, wall, probe, link_stats)).encode())
 
 
 if __name__ == "__main__":

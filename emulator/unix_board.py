@@ -18,13 +18,13 @@ from firmware import hal
 class UnixBoard:
     name = "unix"
 
-    def __init__(self, link, flash_dir):
+    def __init__(self, link, flash_dir, probe=None):
         self.link = link
         self.flash_dir = flash_dir
         self._dt = 0
         self.feeds = 0
         self.speed_permille = 0  # emulated ms per real s for asleep_ms (tools/emulate.py --speed x 1000)
-        self.probe = None  # the heap probe (emulator/main.py): sampled at every step of the asyncio loop
+        self.probe = probe  # the heap probe (emulator/main.py): sampled at every step of the asyncio loop
 
     def reset_cause(self):
         return self.link.reset

@@ -68,7 +68,7 @@ class App:
         self.reporter = None
         self.outbox = None
         self.cmdx = None
-        self.poll_ms = poll_ms
+        self.poll_ms = poll_ms or 0  # 0 until boot: config poll_ms
         self.probe = probe
         self.meter = None
         self.fe = None
@@ -79,6 +79,7 @@ class App:
         self.boot_ts = None
         self.prepaid_cfg = None
         self.metering_fault = None  # why metering was refused at boot (untrusted_calibration)
+        self.steps = 0  # passes of the loop (firmware/runner.py)
 
     def boot(self):
         from firmware import persist
@@ -90,7 +91,7 @@ class App:
         unload("protocol.board_config")
         m = Meter(cfg)
         self.meter = m
-        if self.poll_ms is None:
+        if not self.poll_ms:
             self.poll_ms = cfg["poll_ms"]
         store = persist.SlotStore(b.flash_dir, meter_state.STATE_NAME)
         self.store = store
@@ -183,7 +184,8 @@ class App:
         old_sec = m.sec
         m.set_clock(ts, 0)
         self.policy.last_sec -= old_sec
-        m.raise_event(ev.EV_CLOCK_ADJUSTED, [old, ts])
+        # detail [v0, v1] (meter_events): pyright types the parameter int from its default
+        m.raise_event(ev.EV_CLOCK_ADJUSTED, [old, ts])  # pyright: ignore[reportArgumentType]
         if self.reporter is not None:
             self.reporter.clock_synced = True
 

@@ -14,21 +14,23 @@ import micropython
 MICROPYTHON = sys.implementation.name == "micropython"
 HOT_INT_LIMIT = 1 << 30  # small ints on 32-bit MicroPython ports stay below this
 
-if MICROPYTHON:
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
-else:
 
-    def ticks_ms():
-        return int(time.monotonic() * 1000) & 0x3FFFFFFF
+def _ticks_ms():  # CPython (tests): a 30-bit wrapping ms counter, as MicroPython's
+    return int(time.monotonic() * 1000) & 0x3FFFFFFF  # pyright: ignore[reportAttributeAccessIssue]  # CPython only
 
-    def ticks_diff(a, b):
-        d = (a - b) & 0x3FFFFFFF
-        return d - 0x40000000 if d & 0x20000000 else d
 
-    def ticks_add(a, b):
-        return (a + b) & 0x3FFFFFFF
+def _ticks_diff(a, b):
+    d = (a - b) & 0x3FFFFFFF
+    return d - 0x40000000 if d & 0x20000000 else d
+
+
+def _ticks_add(a, b):
+    return (a + b) & 0x3FFFFFFF
+
+
+ticks_ms = time.ticks_ms if MICROPYTHON else _ticks_ms
+ticks_diff = time.ticks_diff if MICROPYTHON else _ticks_diff
+ticks_add = time.ticks_add if MICROPYTHON else _ticks_add
 
 
 def heap_lock():

@@ -87,16 +87,17 @@ _PACKET_BUF = const(512)  # a whole PUBLISH of a meter (header, topic, COSE payl
 
 # ---------------------------------------------------------------- MicroPython / CPython asyncio differences
 
-if hasattr(asyncio, "sleep_ms"):
-    sleep_ms = asyncio.sleep_ms
-    wait_for_ms = asyncio.wait_for_ms
-else:
 
-    def sleep_ms(ms):
-        return asyncio.sleep(ms / 1000)
+def _sleep_ms(ms):  # CPython's asyncio (tests)
+    return asyncio.sleep(ms / 1000)
 
-    def wait_for_ms(aw, ms):
-        return asyncio.wait_for(aw, ms / 1000)
+
+def _wait_for_ms(aw, ms):
+    return asyncio.wait_for(aw, ms / 1000)
+
+
+sleep_ms = getattr(asyncio, "sleep_ms", _sleep_ms)
+wait_for_ms = getattr(asyncio, "wait_for_ms", _wait_for_ms)
 
 
 def _current_task():
@@ -463,7 +464,7 @@ class MQTTClient:
     async def loop(self):
         """Read and dispatch packets until the connection ends (see the module docstring)."""
         c = self._live("loop")
-        c.task = _current_task()
+        c.task = _current_task()  # pyright: ignore[reportAttributeAccessIssue]  # typed None by __init__
         try:
             async with c.rlock:
                 while c.open:

@@ -27,6 +27,10 @@ import struct
 
 from protocol.errors import CBORError
 
+TYPE_CHECKING = False  # True only for the type checker (tools/typecheck.py); never imported on a board
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_DEPTH = 16  # containers and tags nested deeper than this are refused
 
 _MAX_U64 = 0xFFFFFFFFFFFFFFFF
@@ -369,7 +373,7 @@ def _utf8(b):
         raise CBORError("invalid UTF-8 in text string", "utf8")
 
 
-def loads(data):
+def loads(data) -> "Any":  # any CBOR item (for the type checker, tools/typecheck.py)
     """Decode exactly one CBOR data item from data; raises CBORError."""
     t = type(data)
     if t is not bytes and t is not bytearray and t is not memoryview:

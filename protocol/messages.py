@@ -30,6 +30,10 @@ literals here and in ``SCHEMA`` (3 interval, 4 imp, ...), as in docs/protocol.md
 from protocol import cbor, cose
 from protocol.errors import CBORError, ProtocolError
 
+TYPE_CHECKING = False  # True only for the type checker (tools/typecheck.py)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 TYPE_READING = 1
 TYPE_EVENT = 2
 TYPE_ACK = 3
@@ -160,7 +164,7 @@ def command(seq, ts, cmd, args, expires=None):
 # ---------------------------------------------------------------- parsing
 
 
-def fail(field, msg):
+def fail(field, msg) -> "NoReturn":
     raise ProtocolError("%s: %s" % (field, msg), field)
 
 

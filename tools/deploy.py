@@ -2,7 +2,9 @@
 
 Usage:
     python tools/deploy.py --port /dev/ttyUSB0 --board esp32|rp2040 --config DIR/<id>/config.json
-        [--frozen | --no-compile] [--build DIR] [--dry-run]
+        [--frozen | --no-compile] [--build DIR] [--dry-run] [--selftest]
+    python tools/deploy.py --port PORT --board esp32|rp2040 --selftest
+    python tools/deploy.py --selftest --flash DIR
 
 What goes on a board is firmware/manifest.py's allow-list (``sources()``): the
 firmware/ and protocol/ modules it names, nothing else (not emulator/, the host-only
@@ -33,6 +35,11 @@ be on the board: docs/boards.md):
 A config with ``broker.tls`` names its CA file in ``broker.cafile``, relative to the flash
 directory: the file of that name beside ``--config`` (``headend broker-config --tls`` writes
 ``ca.pem``) is copied there too, after config.json (an absolute cafile must already be on the board).
+
+``--selftest``: then (or alone, without --config) ``firmware/selftest.py`` runs on the board
+over its raw REPL (main.py set aside and the board reset, then put back) and its table of checks
+is printed (docs/boards.md "Self-test"); exit 1 if a check failed. ``--selftest --flash DIR``
+runs it in the emulator on the meter in DIR.
 
 ``--config`` is validated with protocol.board_config before anything touches the
 board. ``--dry-run`` prints the exact commands (mpy-cross per file, then
@@ -359,11 +366,96 @@ def deploy(
     return result
 
 
+SELFTEST_SNIPPET = "import firmware\nfirmware.selftest_args = (%r, %r)\nimport firmware.selftest\n"
+
+
+def selftest_rows(text: str) -> list:
+    """The checks from firmware/selftest.py's ``SELFTEST:`` line: [[name, ok, figures], ...]."""
+    import json
+
+    for line in reversed(text.splitlines()):
+        if line.startswith("SELFTEST:"):
+            return json.loads(line[len("SELFTEST:") :])
+    raise DeployError("no self-test result; the board printed:\n%s" % text[-2000:])
+
+
+def selftest_board(port: str, board: str, flash: str | None = None, out=None) -> list:
+    """firmware/selftest.py on a board over its raw REPL: main.py is set aside and the board reset
+    (the meter's watchdog cannot be stopped), the checks run, main.py goes back and the board resets
+    into the meter. Prints the table; returns the rows."""
+    from tools.calibrate import BoardTarget, CalibrationFailed
+
+    out = out or sys.stdout
+    flash = flash or flash_dir(board)
+    try:
+        t = BoardTarget(port, board, flash)
+        try:
+            text = t._exec(SELFTEST_SNIPPET % (board, flash), timeout=120)
+        finally:
+            t.close()
+    except CalibrationFailed as e:
+        raise DeployError(str(e)) from None
+    print("\n".join(line for line in text.splitlines() if not line.startswith("SELFTEST:")), file=out)
+    return selftest_rows(text)
+
+
+def selftest_emulator(flash: str, runtime_name: str | None = None, out=None) -> list:
+    """firmware/selftest.py in the emulator's firmware process on the meter in ``flash`` (its
+    config.json), the emulated load at 230 V, 5 A, PF 1. Prints the table; returns the rows."""
+    import json
+    import tempfile
+
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import emulate
+    import emulate_bench as eb
+
+    out = out or sys.stdout
+    with open(os.path.join(flash, "config.json")) as f:
+        raw = json.load(f)
+    rt = emulate.runtime(runtime_name)
+    rt.ensure()
+    seg = {"seconds": 3600, "urms": 230, "irms": 5, "phase_deg": 0}
+    sc = eb.Scenario(
+        {"frontend": raw.get("frontend", "atm90e26"), "mains_hz": raw.get("mains_hz", 50), "segments": [seg]}
+    )
+    bench = eb.Bench(sc, flash)
+    bench.selftest = True
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            rt.command(), cwd=rt.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+        )
+        try:
+            r = bench.serve(proc)
+        except eb.FirmwareDied:
+            err.seek(0)
+            raise DeployError("the firmware died in its self-test: %s" % err.read().decode(errors="replace"))
+        finally:
+            proc.stdin.close()
+            proc.stdout.close()
+            proc.wait()
+    rows = r["rows"]
+    for name, ok, fig in rows:
+        print("%-9s %-4s %s" % (name, "SKIP" if ok is None else ("PASS" if ok else "FAIL"), fig), file=out)
+    bad = [n for n, ok, _f in rows if ok is False]
+    print("selftest: %s" % ("all checks passed" if not bad else "FAILED: " + ", ".join(bad)), file=out)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyUSB0 or /dev/ttyACM0")
-    p.add_argument("--board", required=True, choices=sorted(BOARDS))
-    p.add_argument("--config", required=True, help="the board's config.json (tools/provision_fleet.py)")
+    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 or /dev/ttyACM0 (or socket://host:port)")
+    p.add_argument("--board", choices=sorted(BOARDS))
+    p.add_argument("--config", help="the board's config.json (tools/provision_fleet.py)")
+    p.add_argument(
+        "--selftest",
+        action="store_true",
+        help="run firmware/selftest.py on the board (after the deploy, when --config is given) and print "
+        "its table; exit 1 if a check fails",
+    )
+    p.add_argument("--flash", help="with --selftest: the emulated meter's flash directory instead of a board")
+    p.add_argument(
+        "--board-flash", help="with --selftest: the board's flash dir (default: its main()'s, /flash)"
+    )
     how = p.add_mutually_exclusive_group()
     how.add_argument("--no-compile", action="store_true", help="copy .py sources instead of .mpy")
     how.add_argument(
@@ -375,7 +467,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--build", metavar="DIR", help="staging directory (default build/deploy-<board>)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = p.parse_args(argv)
+    if args.selftest and args.flash:
+        try:
+            rows = selftest_emulator(args.flash)
+        except (DeployError, OSError, ValueError) as e:
+            print("error: %s" % e, file=sys.stderr)
+            return 1
+        return 1 if any(ok is False for _n, ok, _f in rows) else 0
+    if not args.port or not args.board:
+        p.error("--port and --board are needed (or --selftest --flash DIR)")
+    if not args.config and not args.selftest:
+        p.error("--config is needed to deploy")
     try:
+        if args.selftest and not args.config:
+            rows = selftest_board(args.port, args.board, args.board_flash)
+            return 1 if any(ok is False for _n, ok, _f in rows) else 0
         deploy(
             args.port,
             args.board,
@@ -385,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
             args.dry_run,
             frozen=args.frozen,
         )
+        if args.selftest and not args.dry_run:
+            if not args.port.startswith("socket://"):
+                _wait_for_port(args.port)
+            rows = selftest_board(args.port, args.board, args.board_flash)
+            return 1 if any(ok is False for _n, ok, _f in rows) else 0
     except (DeployError, OSError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

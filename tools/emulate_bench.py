@@ -45,7 +45,11 @@ for _p in (ROOT, os.path.join(ROOT, "tests", "shims")):  # firmware modules need
 from emulator import bench_link as bl  # noqa: E402
 from emulator.adc_model import ADCModel  # noqa: E402
 
-SENSOR_ERRORS = {"gain_error_u": 0.012, "gain_error_i": -0.009, "phase_error_deg": 0.25}
+SENSOR_ERRORS = {"gain_error_u": 0.012, "gain_error_i": 0.009, "phase_error_deg": 0.25}
+# the emulated ADC front end's manufacturing errors: divider and burden tolerances (the volts and
+# amps per LSB off their design values) and the current channel's extra delay (CT phase and the
+# multiplexer's settling) on top of the half-period interleave; calibration corrects them
+ADC_ERRORS = {"gain_error_v": 0.010, "gain_error_i": 0.008, "skew_error_us": 15.0}
 ADC_SPC = 64
 ADC_CYCLES = 10
 METER_ID = "emu-0001"
@@ -181,64 +185,71 @@ class Scenario:
 # -- the factory ---------------------------------------------------------------------------
 
 
+_FACTORY = {}  # (frontend, mains_hz, meter_constant, un, ib) -> the calibration the factory measured
+
+
 def factory_calibration(cfg):
-    """Calibrate an emulated ATM90E26 with SENSOR_ERRORS: the config "calibration" dict that corrects them.
+    """The factory calibration of the emulated front end for validated config ``cfg``: tools/calibrate.py
+    run against the models (SENSOR_ERRORS, ADC_ERRORS) at Un, Ib, PF 1 and PF 0.5 inductive, the
+    procedure a user follows on a board; computed once per front end and rating in a process."""
+    key = (cfg["frontend"], cfg["mains_hz"], cfg["meter_constant"], cfg["un"], cfg["ib"])
+    if key not in _FACTORY:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import calibrate
 
-    The factory procedure: Ugain/IgainL at Un, Ib; Lgain from 1 h of energy at
-    Un, Ib, PF 1; Lphi from 1 h at PF 0.5 inductive.
-    """
-    from emulator.atm90e26_model import ATM90E26Model
-    from firmware import atm90e26_reg as reg
-    from firmware.atm90e26 import ATM90E26
-    from firmware.atm90e26_cal import adjust_gain, energy_gain, phase_comp
+        _FACTORY[key] = calibrate.factory(cfg)
+    return dict(_FACTORY[key])
 
-    mc, un, ib = cfg["meter_constant"], cfg["un"], cfg["ib"]
-    chip = ATM90E26Model(mc, un, ib, **SENSOR_ERRORS)
-    drv = ATM90E26(chip, chip.cs)
-    cal = {"meter_constant": mc, "un": un, "ib": ib}
-    out = [0] * 14
 
-    def counts(phase):
-        drv.poll(out)
-        for _ in range(60):
-            chip.advance(60, float(un), float(ib), phase)
-        drv.poll(out)
-        return out[0]
+def adc_model(sample_us, seed=1):
+    """The emulated ADC with ADC_ERRORS: what the board's ADC and its analog front end measure."""
+    from emulator import adc_model as am
 
-    drv.calibrate(cal)
-    chip.advance(1, float(un), float(ib), 0.0)
-    drv.poll(out)
-    cal["ugain"] = adjust_gain(out[4], round(un * 100), reg.DEF_UGAIN)
-    cal["igainl"] = adjust_gain(out[5], round(ib * 1000), reg.DEF_IGAINL)
-    ref = round(un * ib * mc / 100)  # counts in 1 h: Wh * MC / 100
-    cal["lgain"] = energy_gain(counts(0.0), ref)
-    drv.calibrate(cal)
-    cal["lphi"] = phase_comp(counts(60.0), ref / 2, 60.0)
-    return cal
+    e = ADC_ERRORS
+    return ADCModel(
+        v_per_lsb=am.DEFAULT_V_PER_LSB * (1 + e["gain_error_v"]),
+        a_per_lsb=am.DEFAULT_A_PER_LSB * (1 + e["gain_error_i"]),
+        skew_us=sample_us / 2 + e["skew_error_us"],
+        seed=seed,
+    )
 
 
 def adc_calibration(mains_hz):
-    sample_us = 1e6 / (mains_hz * ADC_SPC)
-    return ADCModel(skew_us=sample_us / 2).frontend_cal(sample_us, ADC_SPC, ADC_CYCLES, mains_hz)
+    """The factory calibration of the emulated ADC front end (the default rating) at ``mains_hz``."""
+    return factory_calibration(uncalibrated_config("adc", mains_hz))
 
 
-def default_config(sc):
-    """The validated config an empty flash gets for scenario ``sc`` (calibration included)."""
+def identity_calibration(cfg):
+    """An uncalibrated meter's calibration: the ATM90E26's power-on gains (only its rating, for the
+    PL constant) or the ADC front end's design values (no measured v_scale/i_scale). The firmware
+    refuses to meter with either (firmware/app.py untrusted_calibration); tools/calibrate.py
+    measures with it."""
+    if cfg["frontend"] == "atm90e26":
+        return {"meter_constant": cfg["meter_constant"], "un": cfg["un"], "ib": cfg["ib"]}
+    return {"samples_per_cycle": ADC_SPC, "cycles": ADC_CYCLES, "mains_hz": cfg["mains_hz"], "adc_bits": 12}
+
+
+def uncalibrated_config(frontend, mains_hz=50):
+    """The validated config of a fresh emulated meter: meter "emu-0001", identity calibration."""
     from protocol import board_config as config
 
     cfg = config.validate(
         {
             "meter_id": METER_ID,
             "key": KEY_HEX,
-            "frontend": sc.frontend,
-            "mains_hz": sc.mains_hz,
-            "poll_ms": POLL_MS[sc.frontend],
+            "frontend": frontend,
+            "mains_hz": mains_hz,
+            "poll_ms": POLL_MS[frontend],
         }
     )
-    if sc.frontend == "atm90e26":
-        cfg["calibration"] = factory_calibration(cfg)
-    else:
-        cfg["calibration"] = adc_calibration(sc.mains_hz)
+    cfg["calibration"] = identity_calibration(cfg)
+    return cfg
+
+
+def default_config(sc):
+    """The validated config an empty flash gets for scenario ``sc``: factory-calibrated."""
+    cfg = uncalibrated_config(sc.frontend, sc.mains_hz)
+    cfg["calibration"] = factory_calibration(cfg)
     return cfg
 
 
@@ -284,12 +295,11 @@ def _calibrate_config(path, log):
         cfg = config.validate(raw)
     except config.ConfigError:
         return False  # refused at boot, naming the field
+    raw["calibration"] = factory_calibration(cfg)
     if cfg["frontend"] == "atm90e26":
-        raw["calibration"] = factory_calibration(cfg)
-        what = "the emulated ATM90E26's factory calibration (its sensor errors corrected)"
+        what = "the emulated ATM90E26's factory calibration (tools/calibrate.py against its sensor errors)"
     else:
-        raw["calibration"] = adc_calibration(cfg["mains_hz"])
-        what = "the emulated ADC front end's calibration (its ratios)"
+        what = "the emulated ADC front end's factory calibration (tools/calibrate.py against its errors)"
     _write_config(path, json.dumps(raw, indent=2) + "\n")
     log(
         "emulator: %s has no calibration: wrote %s into it, as a board's factory would"
@@ -315,6 +325,8 @@ class Bench:
         self.cmd_next = 0  # index of the next scripted command not yet fetched
         self.comms = False  # report through the outbox even without scripted commands
         self.broker = None  # {host, port, user, password}: publish over MQTT (tools/emulate.py --broker)
+        self.calib = None  # {cal, seconds, poll_ms}: a calibration measurement (tools/calibrate.py)
+        self.selftest = False  # run firmware/selftest.py instead of the meter (tools/deploy.py --selftest)
         self.speed = 0  # emulated s per real s; 0 = as fast as possible
         self.linger_s = 0  # real s to stay connected after the scenario (outbox drain, commands)
         self.relay_closed = True
@@ -349,6 +361,8 @@ class Bench:
             "speed": self.speed,
             "linger_s": self.linger_s,
             "trace_heap": bool(os.environ.get("EMULATE_TRACE_HEAP")),
+            "calib": self.calib,
+            "selftest": self.selftest,
         }
 
     # -- requests ------------------------------------------------------------------------
@@ -413,7 +427,7 @@ class Bench:
         if j:
             t0_us += j * n * self._sample_us
             seed = (seed + j * 0x9E3779B9) & 0xFFFFFFFF or 1
-        model = ADCModel(skew_us=self._sample_us / 2, seed=seed)
+        model = adc_model(self._sample_us, seed)
         i = seg[3] if self.relay_closed else 0.0
         vbuf = array.array("H", bytes(2 * n))
         ibuf = array.array("H", bytes(2 * n))
