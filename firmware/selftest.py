@@ -113,7 +113,7 @@ def check_wifi(board, cfg, rows):
     try:
         import asyncio
 
-        import network
+        import network  # pyright: ignore[reportMissingImports]  # the unix port has none (and no wifi)
 
         board.wifi = wifi
         asyncio.run(board.network_up())
