@@ -112,11 +112,6 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--profile", metavar="FILE", help="cProfile the service; stats written to FILE")
     p.add_argument("--top", type=int, default=25)
-    p.add_argument(
-        "--no-pipeline",
-        action="store_true",
-        help="commit each batch in the reading thread (IngestService pipeline=False), as before",
-    )
     args = p.parse_args(argv)
     work = tempfile.mkdtemp(prefix="profile_ingest_")
     try:
@@ -133,11 +128,7 @@ def main(argv=None) -> int:
         listener.close()
         with Storage(db) as store:
             service = IngestService(
-                store,
-                "mqtt://headend.ingest:x@127.0.0.1:%d" % port,
-                batch_max=args.batch,
-                log=lambda t: None,
-                pipeline=not args.no_pipeline,
+                store, "mqtt://headend.ingest:x@127.0.0.1:%d" % port, batch_max=args.batch, log=lambda t: None
             )
 
             def stop_when_done() -> None:

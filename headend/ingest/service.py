@@ -21,11 +21,11 @@ Exactly-once into the database (SQLite or PostgreSQL) over an at-least-once brok
   Messages the broker sent meanwhile stay unacknowledged for next time.
 
 Speed (tools/bench_ingest.py): one thread drives paho through its external-loop
-API (``loop_read``/``loop_write``/``loop_misc``): reading, verifying and
-acknowledging; with ``pipeline`` (the default) a committer thread commits each
-closed batch while the next one is read (one batch at a time; the loop sends
-that batch's PUBACKs once the committer reports it committed, woken by a pipe).
-``_Client``
+API (``loop_read``/``loop_write``/``loop_misc``), so reading, verifying,
+committing and acknowledging never hand over between threads. (A committer
+thread, committing one batch while the next is read, was tried: the same wall
+time and 3-10 us more CPU a reading in tools/profile_ingest.py, GIL hand-overs,
+and no better bench_ingest ratio; not kept.) ``_Client``
 reads the socket in 256 KiB chunks (paho itself makes four recv calls per
 message) and decodes the QoS 1 PUBLISHes in them itself (MQTT 3.1.1), handing
 topic, payload and packet id to ``verify.take``, which turns our meters' readings
@@ -54,7 +54,6 @@ max_queued_messages).
 
 from __future__ import annotations
 
-import os
 import select
 import signal
 import struct
@@ -188,7 +187,6 @@ class IngestService:
         batch_wait: float = 0.05,
         protocol: str = "3.1.1",
         log=None,
-        pipeline: bool = True,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ServiceError("MQTT protocol must be one of %s, got %r" % (", ".join(PROTOCOLS), protocol))
@@ -209,15 +207,6 @@ class IngestService:
         self._seen: dict[str, float] = {}  # last_seen not yet written
         self._seen_due = 0.0
         self._stop = threading.Event()
-        # the committer thread (pipeline): it commits one batch while the next one is read
-        self.pipeline = pipeline
-        self._cv = threading.Condition()
-        self._handed: tuple | None = None  # (batch, acks, connection) being committed
-        self._done: list[tuple] = []  # (batch, acks, connection, result or exception) committed
-        self._closing = False
-        self._db_lock = threading.Lock()  # the store's connection: the committer's, or a key reload's
-        self._wake: tuple[int, int] = (-1, -1)  # a pipe: the committer wakes the loop's select
-        self._conn_gen = 0  # counts connections: PUBACKs go only on the one their batch came on
         self.fatal: str | None = None
         self.totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
         v5 = protocol == "5"
@@ -281,12 +270,7 @@ class IngestService:
         self._stop.set()
 
     def _commit(self, connected: bool, final: bool = False) -> None:
-        """Close the open batch and commit it: in the committer thread (``pipeline``), which
-        takes one batch at a time (a second one waits here for the first), or here. Its PUBACKs
-        go out once it has committed (``_collect``), on the connection it came on only."""
         if not self._pending and not (final and self._seen):
-            if final:
-                self._drain()
             return
         batch, acks = self._batch, self._acks
         self._batch, self._acks, self._pending = IngestBatch(), [], 0
@@ -297,66 +281,8 @@ class IngestService:
             batch.seen, self._seen, self._seen_due = self._seen, {}, now + SEEN_EVERY
         else:
             batch.seen = {}
-        conn_gen = self._conn_gen if connected else -1
-        if not self.pipeline:
-            self._committed(batch, acks, conn_gen, self.store.commit_batch(batch))
-            return
-        with self._cv:
-            while self._handed is not None:  # one batch in the committer at a time
-                self._cv.wait()
-            self._handed = (batch, acks, conn_gen)
-            self._cv.notify_all()
-        self._collect()
-        if final:
-            self._drain()
-
-    def _committer(self) -> None:
-        """The committer thread: commit each batch handed to it, in order; the main thread
-        sends its PUBACKs (``_collect``), woken through ``_wake``."""
-        while True:
-            with self._cv:
-                while self._handed is None and not self._closing:
-                    self._cv.wait()
-                if self._handed is None:
-                    return
-                batch, acks, conn_gen = self._handed
-            try:
-                with self._db_lock:
-                    result = self.store.commit_batch(batch)
-            except BaseException as e:  # the main thread raises it (_collect)
-                result = e
-            with self._cv:
-                self._done.append((batch, acks, conn_gen, result))
-                self._handed = None
-                self._cv.notify_all()
-            try:
-                os.write(self._wake[1], b"x")
-            except OSError:
-                pass
-
-    def _collect(self) -> None:
-        """PUBACKs and totals of the batches the committer has committed."""
-        if not self._done:
-            return
-        with self._cv:
-            done, self._done = self._done, []
-        for batch, acks, conn_gen, result in done:
-            if isinstance(result, BaseException):
-                raise result
-            self._committed(batch, acks, conn_gen, result)
-
-    def _drain(self) -> None:
-        """Wait until the committer has committed what it was handed; its PUBACKs."""
-        if self.pipeline:
-            with self._cv:
-                while self._handed is not None:
-                    self._cv.wait()
-            self._collect()
-
-    def _committed(self, batch: IngestBatch, acks: list[int], conn_gen: int, result: dict) -> None:
-        # only now: the batch is durable in the database; and on the connection it came on only
-        # (a packet id of an older connection may name another message by now)
-        if conn_gen == self._conn_gen and self.client.socket() is not None:
+        result = self.store.commit_batch(batch)
+        if connected:  # only now: the batch is durable in the database
             self._send_acks(acks)
         self.totals["accepted"] += result["accepted"]
         self.totals["duplicates"] += result["duplicates"]
@@ -402,7 +328,6 @@ class IngestService:
     def _step(self) -> bool:
         """One select round: read, write, keepalive, commit; False if the connection dropped."""
         c = self.client
-        self._collect()
         sock = c.socket()
         if c.buffered():
             timeout = 0.0
@@ -410,16 +335,10 @@ class IngestService:
             timeout = max(0.0, min(IDLE_WAIT, self._first_at + self.batch_wait - time.time()))
         else:
             timeout = IDLE_WAIT
-        wake = [self._wake[0]] if self.pipeline else []
         try:
-            writers = [sock] if c.want_write() else []
-            readable, writable, _ = select.select([sock] + wake, writers, [], timeout)
+            readable, writable, _ = select.select([sock], [sock] if c.want_write() else [], [], timeout)
         except (OSError, ValueError):
             return False
-        if wake and wake[0] in readable:
-            os.read(wake[0], 4096)
-            readable.remove(wake[0])
-            self._collect()
         rc = mqtt.MQTT_ERR_SUCCESS
         if readable or c.buffered():
             rc = c.loop_read()
@@ -446,34 +365,18 @@ class IngestService:
         )
         next_reload = time.monotonic() + KEY_RELOAD_S
         delay, connected = 0.2, False
-        committer = None
-        if self.pipeline:
-            self._wake = os.pipe()
-            os.set_blocking(self._wake[0], False)
-            committer = threading.Thread(target=self._committer, name="ingest-commit", daemon=True)
-            committer.start()
         try:
             while not self._stop.is_set():
                 if not connected:
                     delay = self._connect(delay)
                     connected = self.client.socket() is not None
-                    if connected:
-                        self._conn_gen += 1
                     continue
                 connected = self._step()
                 if time.monotonic() >= next_reload:
-                    with self._db_lock:  # the committer uses the same connection
-                        self.keys = self.store.meter_keys()
+                    self.keys = self.store.meter_keys()
                     next_reload = time.monotonic() + KEY_RELOAD_S
             self._commit(connected, final=True)
         finally:
-            if committer is not None:
-                with self._cv:
-                    self._closing = True
-                    self._cv.notify_all()
-                committer.join()
-                for fd in self._wake:
-                    os.close(fd)
             if self.client.socket() is not None:
                 self.client.disconnect()
                 self.client.loop_write()
