@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from headend.billing.store_sql import (
     ACCOUNTS,
     BILL_COLUMNS,
+    BILL_TYPES,
     BOUNDARY_READS,
     CLAIM_BATCH,
     HISTORY,
@@ -39,6 +40,7 @@ from headend.billing.store_sql import (
     PROFILE_POINTS,
     PROFILE_SUMS,
     UPSERT_BILL,
+    UPSERT_BILLS_PG,
     VEE_PROBLEMS,
     marks,
 )
@@ -259,7 +261,11 @@ class BillingStorageMixin:
 
     def _store_bills(self, cycle: str, bills: Sequence, audits: Sequence[tuple], now: float) -> None:
         rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
-        self.conn.executemany(UPSERT_BILL, rows)
+        if dialect(self.conn) == "postgresql":
+            if rows:
+                self.conn.execute(UPSERT_BILLS_PG, _bill_columns(rows))
+        else:
+            self.conn.executemany(UPSERT_BILL, rows)
         if audits:
             self.conn.executemany(
                 "INSERT INTO bill_audit (bill_id, action, old_state, new_state, reason, user, at)"
@@ -420,6 +426,16 @@ class BillingStorageMixin:
 
     def bill_audit(self, bill_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))
+
+
+def _bill_columns(rows: Sequence[tuple]) -> list[list]:
+    """Bill rows (``BILL_COLUMNS`` order) as one list per column, each of one Python type (an
+    array parameter has one element type): ints, floats or strings, None kept."""
+    out = []
+    for name, col in zip(BILL_COLUMNS, zip(*rows, strict=True), strict=True):
+        kind = {"double precision": float, "bigint": int}.get(BILL_TYPES.get(name), str)
+        out.append([None if v is None else kind(v) for v in col])
+    return out
 
 
 def _run(row: dict) -> dict:

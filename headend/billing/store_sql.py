@@ -139,3 +139,19 @@ UPSERT_BILL = (
         "%s = excluded.%s" % (c, c) for c in BILL_COLUMNS if c not in ("account_id", "cycle", "created_at")
     ),
 )
+
+# PostgreSQL: the batch's bills as one statement over column arrays (one array parameter per
+# column, unnest'ed into rows) instead of a statement per bill; the same upsert
+BILL_TYPES = {
+    "run_id": "bigint",
+    "period_start": "bigint",
+    "period_end": "bigint",
+    "created_at": "double precision",
+    "updated_at": "double precision",
+    "issued_at": "double precision",
+}
+UPSERT_BILLS_PG = UPSERT_BILL.replace(
+    "VALUES (%s)" % marks(BILL_COLUMNS),
+    "SELECT * FROM unnest(%s)"
+    % ", ".join("CAST(? AS %s[])" % BILL_TYPES.get(c, "text") for c in BILL_COLUMNS),
+)
