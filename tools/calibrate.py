@@ -34,7 +34,8 @@ Steps:
    firmware process on the emulator; ``machine.reset()`` on a board), measure both points again
    and compare with the reference: every energy error within 0.2 % (TOLERANCE_PCT) keeps the new
    config; otherwise the old config.json is written back, the tool says which point failed and
-   exits 1.
+   exits 1. A board's verified calibration also goes into the local copy of its config.json
+   given as ``--config`` (else it is printed as JSON), so a redeploy keeps it.
 
 Exit status: 0 calibrated and verified, 1 verification failed (old config kept) or an error.
 
@@ -425,6 +426,24 @@ def factory(cfg):
     return r["calibration"]
 
 
+def save_local(path, cal, out=None):
+    """The new calibration into the local copy of the board's config.json (``path``), or printed."""
+    out = out or sys.stdout
+    if not path:
+        text = json.dumps(cal, sort_keys=True)
+        print("calibration (for the meter's config.json at home): %s" % text, file=out)
+        return
+    with open(path) as f:
+        raw = json.load(f)
+    raw["calibration"] = cal
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the key
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(raw, indent=2) + "\n")
+    os.replace(tmp, path)
+    print("calibration written into %s too" % path, file=out)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     where = p.add_mutually_exclusive_group(required=True)
@@ -442,6 +461,11 @@ def main(argv=None):
     p.add_argument("--seconds", type=int, help="measurement window per point (emulator 3600, board 60)")
     p.add_argument("--runtime", choices=("unix32", "unix64"), help="emulator runtime (default unix32)")
     p.add_argument("--yes", action="store_true", help="board: do not wait for Enter between the points")
+    p.add_argument(
+        "--config",
+        help="board: the local copy of its config.json (e.g. boards/m-0001/config.json) to update too; "
+        "without it the new calibration is printed as JSON",
+    )
     args = p.parse_args(argv)
     if args.port and not args.board:
         p.error("--port needs --board esp32|rp2040")
@@ -468,6 +492,8 @@ def main(argv=None):
             print("point 1: apply %.1f V, %.3f A at PF 1" % (args.ref_volts, args.ref_amps))
             target = BoardTarget(args.port, args.board, args.board_flash, between=between)
         r = calibrate(target, args.frontend, ref, args.seconds)
+        if r["ok"] and args.port:
+            save_local(args.config, r["calibration"])
     except (CalibrationFailed, OSError, ValueError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

@@ -102,6 +102,12 @@ def test_calibrate_over_the_raw_repl_on_the_simulated_board(simboard, capsys):
     out = capsys.readouterr().out
     assert all(abs(e) > 0.5 for e, _u, _i in r["before"]), out
     assert r["ok"] and all(abs(e) <= 0.2 for e, _u, _i in r["after"]), out
+    local = simboard.root + "-local.json"
+    with open(local, "w") as f:
+        json.dump(raw, f)
+    calibrate.save_local(local, r["calibration"])  # the copy at home gets the same gains
+    with open(local) as f:
+        assert json.load(f)["calibration"] == r["calibration"]
     with open(cfg_path) as f:
         written = json.load(f)["calibration"]
     assert written["lgain"] == r["calibration"]["lgain"] and "lphi" in written
