@@ -53,11 +53,11 @@ def test_selftest_on_the_emulator_with_the_meters_credentials(tmp_path, capsys):
     assert "mqtt      FAIL CONNACK 5" in bad and "FAILED: mqtt" in bad, bad
 
 
-@pytest.fixture
-def simboard(tmp_path):
+@pytest.fixture(scope="module")
+def simboard(tmp_path_factory):
     from hil_tests.simboard.server import SimBoard
 
-    sim = SimBoard(tmp_path).start()
+    sim = SimBoard(tmp_path_factory.mktemp("simboard")).start()  # one board for both tests (~10 s to lay out)
     try:
         yield sim
     finally:
@@ -96,7 +96,7 @@ def test_calibrate_over_the_raw_repl_on_the_simulated_board(simboard, capsys):
     t = calibrate.BoardTarget(simboard.url, "esp32", "flash", between=set_load)
     try:
         ref = {"volts": 230.0, "amps": 5.0, "watts": [1150.0, 575.0], "wh": None}
-        r = calibrate.calibrate(t, "atm90e26", ref, seconds=3)
+        r = calibrate.calibrate(t, "atm90e26", ref, seconds=2)  # Pmean: 1 W of 1150 W at any window
     finally:
         t.close()
     out = capsys.readouterr().out
