@@ -202,7 +202,9 @@ class EmulatorTarget:
         with open(self.path) as f:
             raw = json.load(f)
         fe = raw.get("frontend", "atm90e26")
-        rt = emulate.runtime(self.runtime_name or "unix32")
+        # the emulator's default runtime ($EMULATE_RUNTIME), but a unix one: qemu-arm has its own bench
+        name = self.runtime_name or emulate.DEFAULT_RUNTIME
+        rt = emulate.runtime("unix32" if name == "qemu-arm" else name)
         rt.ensure()
         ref = self.ref
         seg = {"seconds": seconds + 600, "urms": ref["volts"], "irms": ref["amps"], "phase_deg": POINTS[k][1]}
