@@ -78,6 +78,8 @@ def test_operator_session(db, capsys):
     assert manual and manual[0]["vee_state"] != "pending"
 
 
+# argument checks: SQLite only (the session above runs on both engines)
+@pytest.mark.parametrize("engine", ["sqlite"])
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -99,6 +101,7 @@ def test_errors_name_what_was_wrong(db, capsys, argv, message):
     assert rc == 1 and out == "" and err.startswith(message)
 
 
+@pytest.mark.parametrize("engine", ["sqlite"])  # a file check: SQLite only
 def test_bad_config_file_names_the_field(db, tmp_path, capsys):
     cfg = tmp_path / "alerts.toml"
     cfg.write_text("[alerts]\ncomm_loss_intervals = 0\n")
