@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from headend.billing.store_sql import (
     ACCOUNTS,
     BILL_COLUMNS,
-    BILL_TYPES,
     BOUNDARY_READS,
     CLAIM_BATCH,
     HISTORY,
@@ -263,7 +262,8 @@ class BillingStorageMixin:
         rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
         if dialect(self.conn) == "postgresql":
             if rows:
-                self.conn.execute(UPSERT_BILLS_PG, _bill_columns(rows))
+                batch = json.dumps([dict(zip(BILL_COLUMNS, r, strict=True)) for r in rows])
+                self.conn.execute(UPSERT_BILLS_PG, [batch])
         else:
             self.conn.executemany(UPSERT_BILL, rows)
         if audits:
@@ -426,16 +426,6 @@ class BillingStorageMixin:
 
     def bill_audit(self, bill_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))
-
-
-def _bill_columns(rows: Sequence[tuple]) -> list[list]:
-    """Bill rows (``BILL_COLUMNS`` order) as one list per column, each of one Python type (an
-    array parameter has one element type): ints, floats or strings, None kept."""
-    out = []
-    for name, col in zip(BILL_COLUMNS, zip(*rows, strict=True), strict=True):
-        kind = {"double precision": float, "bigint": int}.get(BILL_TYPES.get(name), str)
-        out.append([None if v is None else kind(v) for v in col])
-    return out
 
 
 def _run(row: dict) -> dict:

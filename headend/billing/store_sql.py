@@ -140,18 +140,9 @@ UPSERT_BILL = (
     ),
 )
 
-# PostgreSQL: the batch's bills as one statement over column arrays (one array parameter per
-# column, unnest'ed into rows) instead of a statement per bill; the same upsert
-BILL_TYPES = {
-    "run_id": "bigint",
-    "period_start": "bigint",
-    "period_end": "bigint",
-    "created_at": "double precision",
-    "updated_at": "double precision",
-    "issued_at": "double precision",
-}
+# PostgreSQL: the batch's bills as one statement, its rows one JSON array parameter (json.dumps
+# is C; psycopg dumps list parameters in Python) read back as bills rows; the same upsert
 UPSERT_BILLS_PG = UPSERT_BILL.replace(
     "VALUES (%s)" % marks(BILL_COLUMNS),
-    "SELECT * FROM unnest(%s)"
-    % ", ".join("CAST(? AS %s[])" % BILL_TYPES.get(c, "text") for c in BILL_COLUMNS),
+    "SELECT %s FROM json_populate_recordset(NULL::bills, CAST(? AS json))" % ", ".join(BILL_COLUMNS),
 )
