@@ -57,7 +57,7 @@ def test_energy_lands_in_the_rate_in_force_at_each_instant(target, frontend):
     st = r["state"]
     got = {rate: st["imp_mwh"][rate - 1] / 1000.0 for rate in expected}
     for rate, wh in expected.items():
-        tol = target.energy_tolerance_wh(wh)
+        tol = target.energy_tolerance_wh(wh, frontend)
         assert abs(got[rate] - wh) <= tol, "T%d: %.3f Wh registered, %.3f Wh expected (+-%.3f)" % (
             rate,
             got[rate],

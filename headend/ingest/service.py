@@ -198,7 +198,7 @@ class IngestService:
         self.batch_max = batch_max
         self.batch_wait = batch_wait
         self.protocol = protocol
-        self.log = log or (lambda text: print("headend serve: " + text, file=sys.stderr, flush=True))
+        self.log = log or _say
         self.keys = store.meter_keys()
         self._batch = IngestBatch()
         self._acks: list[int] = []  # packet ids of the open batch's QoS 1 messages
@@ -396,11 +396,18 @@ class IngestService:
         return props
 
 
+def _say(text: str) -> None:
+    """One line on stderr in one write: the workers of `serve --workers N` share their parent's
+    stderr, and print()'s separate write of the newline let two workers' lines run together."""
+    sys.stderr.write("headend serve: %s\n" % text)
+    sys.stderr.flush()
+
+
 def run_workers(n: int, child_argv, log=None) -> int:
     """Run ``child_argv(i)`` (a `headend serve --shared` command line) for i in 0..n-1
     as processes until SIGTERM/SIGINT, which is passed on; the highest exit code.
     If one worker exits by itself, the others are stopped too."""
-    log = log or (lambda text: print("headend serve: " + text, file=sys.stderr, flush=True))
+    log = log or _say
     procs = [subprocess.Popen(child_argv(i)) for i in range(n)]
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -27,7 +27,8 @@ Operations (each returns a plain dict; ``Unsupported`` when the target cannot):
         run outage_spec with the broker unreachable, then after_spec against ``broker``
         -> {outage_state, state, frames}; frames = [(topic, payload)] the broker delivered
     load_w(segment)                  active power (W) the meter sees during a spec segment
-    energy_tolerance_wh(wh)          how far a registered energy may be from the reference
+    energy_tolerance_wh(wh, frontend)
+                                     how far a registered energy may be from the reference
     close()
 
 ``realtime`` is True when a scenario second takes a real second (boards);
@@ -84,7 +85,7 @@ class Target:
             t += seg["seconds"]
         return wh
 
-    def energy_tolerance_wh(self, wh):
+    def energy_tolerance_wh(self, wh, frontend=None):
         raise NotImplementedError
 
 

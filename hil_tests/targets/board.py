@@ -241,7 +241,7 @@ class BoardTarget(base.Target):
         self._need_load("this test")
         return self.opts.ref_watts if segment.get("irms", 1) > 0 else 0.0
 
-    def energy_tolerance_wh(self, wh):
+    def energy_tolerance_wh(self, wh, frontend=None):
         pf, kind = iec.parse_pf(self.opts.ref_pf)
         amps = self.opts.ref_amps or self.opts.ref_watts / (self.opts.ref_volts * pf)
         lim = iec.limit_pct(amps / self.ib, kind, self.imax / self.ib) or 2.0
