@@ -67,12 +67,12 @@ arm-toolchain:
 $(QEMU_ARM): $(FROZEN_SOURCES) $(CMODULE_SOURCES) tools/build_qemu_arm.py tools/build_micropython.py | arm-toolchain
 	$(BUILD_PYTHON) tools/build_qemu_arm.py --jobs 2
 
-# the suite on TEST_WORKERS processes (pytest-xdist; default: the machine's cores, at most 4);
-# the HIL tests stay together on one worker (--dist loadgroup) so build/hil-report is one record
+# the suite on TEST_WORKERS processes (pytest-xdist; default: the machine's cores, at most 4); the
+# workers' parts of the HIL record are merged into one build/hil-report by the controlling process
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
 
 test: venv mosquitto postgresql chromium firmware firmware-arm
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 # the dual-runtime tests alone, one process per module on a 64 KiB heap (as pytest's
 # tests/test_dual_runtime_micropython.py does): on the frozen 32-bit runtime (the tree holds

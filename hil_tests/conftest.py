@@ -127,14 +127,6 @@ def accuracy_points(config):
     return [base.declared_point(opts, "board")]
 
 
-def pytest_collection_modifyitems(session, config, items):
-    """Under pytest-xdist (``make test`` runs two workers) every HIL test goes to one worker
-    (``--dist loadgroup``): the report in build/hil-report is one session's record of them all."""
-    for item in items:
-        if _is_hil(item.nodeid):
-            item.add_marker(pytest.mark.xdist_group("hil"))
-
-
 def pytest_generate_tests(metafunc):
     if "accuracy_point" in metafunc.fixturenames:
         pts = accuracy_points(metafunc.config)
@@ -194,8 +186,15 @@ def _is_hil(nodeid):
     return nodeid.startswith(HERE + "/") or nodeid.startswith(HERE + "::")
 
 
+def _xdist_controller(config):
+    """True in pytest-xdist's controlling process (``make test`` runs the suite on several workers):
+    the HIL tests run in the workers, each of which leaves its part of the record in
+    ``<report dir>/.parts/<worker>.json``; the controller merges the parts into the one report."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_runtest_logreport(report):
-    if not _is_hil(report.nodeid):
+    if not _is_hil(report.nodeid) or (_CONFIG and _xdist_controller(_CONFIG[0])):
         return
     rec = _recorder_of(report)
     if rec is None:
@@ -215,9 +214,43 @@ def _recorder_of(_report):
     return _CONFIG[0]._hil_recorder if _CONFIG else None
 
 
+def _parts_dir(config):
+    return os.path.join(_opts(config).hil_report or os.path.join(ROOT, DEFAULT_REPORT), ".parts")
+
+
+def _merge_parts(config, rec):
+    """Into the controller's recorder: the parts the workers wrote in this session (then removed)."""
+    d = _parts_dir(config)
+    try:
+        names = sorted(os.listdir(d))
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(d, name)
+        try:
+            if os.path.getmtime(path) >= config._hil_started:
+                with open(path) as f:
+                    part = json.load(f)
+                rec.points.extend(part["points"])
+                rec.tests.extend(part["tests"])
+            os.remove(path)
+        except (OSError, ValueError, KeyError):
+            continue
+
+
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
     rec = config._hil_recorder
+    if hasattr(config, "workerinput"):  # an xdist worker: its part of the record, for the controller
+        if rec.tests:
+            os.makedirs(_parts_dir(config), exist_ok=True)
+            part = os.path.join(_parts_dir(config), "%s.json" % config.workerinput["workerid"])
+            with open(part + ".tmp", "w") as f:
+                json.dump({"points": rec.points, "tests": rec.tests}, f)
+            os.replace(part + ".tmp", part)
+        return
+    if _xdist_controller(config):
+        _merge_parts(config, rec)
     if not rec.tests:
         return
     opts = _opts(config)
@@ -241,30 +274,10 @@ def pytest_sessionfinish(session, exitstatus):
     config._hil_paths = rec.write(d, meta)
 
 
-def _worker_report(config):
-    """Under xdist the controller ran no HIL test itself: the points and paths of the report a
-    worker wrote during this session (None when none was)."""
-    if not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist"):
-        d = _opts(config).hil_report or os.path.join(ROOT, DEFAULT_REPORT)
-        path = os.path.join(d, "report.json")
-        try:
-            if os.path.getmtime(path) >= config._hil_started:
-                with open(path) as f:
-                    doc = json.load(f)
-                paths = [os.path.join(d, n) for n in ("report.json", "report.html", "report.txt")]
-                return doc["points"], [p for p in paths if os.path.exists(p)]
-        except (OSError, ValueError, KeyError):
-            pass
-    return None
-
-
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     rec = config._hil_recorder
     if not rec.points and not config._hil_paths:
-        found = _worker_report(config)
-        if found is None or not getattr(config.option, "numprocesses", None):
-            return
-        rec.points[:], config._hil_paths = found
+        return
     tr = terminalreporter
     if rec.points:
         tr.section("HIL accuracy (IEC 62053-21 class 1)")
