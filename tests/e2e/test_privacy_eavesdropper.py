@@ -77,10 +77,7 @@ def test_an_eavesdropping_broker_user_sees_no_reading_in_clear(tmp_path):
                 url = "mqtt://%s:x@127.0.0.1:%d" % (METER_ID, broker.port)
                 state, err = emulate.run(str(path), str(flash), broker=url, speed=3600, linger=5)
                 assert state is not None, err
-                t0 = time.monotonic()
-                while time.monotonic() - t0 < 10 and state["comms"]["pending"]:
-                    time.sleep(0.05)  # pending is the meter's final count: nothing left to wait for
-                assert state["comms"]["pending"] == 0, state["comms"]
+                assert state["comms"]["pending"] == 0, state["comms"]  # the meter's final count
             finally:
                 spy.close()
         up = [(t, p) for t, p in spy.got if "/up/" in t]
