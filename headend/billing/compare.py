@@ -16,24 +16,32 @@ left out of the fleet figures, which compare the same accounts under every tarif
   accounts pay ``less`` (gain), ``more`` (lose) or ``same``, and the change's quantiles
   (nearest rank: min, 10 %, 25 %, median, 75 %, 90 %, max), in money and in percent.
 
-``read_profiles(store, account_ids, start, end)`` reads the profiles from storage, one account
-at a time, at the first resolution the account has rows for (hourly, 15-minute, daily), like
-the bill run.
+The profiles' ``ts`` and ``wh`` are lists or numpy int64 arrays. An account whose year is a
+regular run of intervals (each ``interval_s`` after the last, as nearly every account's is) is
+billed through the tariff's ``plan`` for that run (``headend.billing.plan``: the calendar walked
+once for the fleet, each account's sums per period and month by ``np.add.reduceat``, the same
+Decimal month lines); any other, and any the plan leaves to it, by ``bill_intervals`` itself.
+
+``read_profiles(store, account_ids, start, end)`` (``headend.billing.compare_store``) reads the
+profiles from storage, one query per batch of accounts, at the first resolution each account
+has rows for (hourly, 15-minute, daily), like the bill run.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 
+import numpy as np
+
 from headend.billing.calendar import month_start
+from headend.billing.compare_store import read_profiles  # noqa: F401  (the reader, as before)
 from headend.billing.engine import bill_intervals
+from headend.billing.plan import plan
 from headend.billing.tariff.model import Tariff
 from headend.errors import BillingError
 
 QUANTILES = (0, 0.1, 0.25, 0.5, 0.75, 0.9, 1)
-RESOLUTIONS = (3600, 900, 86400)  # as headend.billing.usage: hourly first
 ZERO = Decimal(0)
 PCT = Decimal("0.01")
 
@@ -43,19 +51,47 @@ def year_window(tariff: Tariff, year: int) -> tuple[int, int]:
     return month_start(year, 1, tariff.utc_offset), month_start(year + 1, 1, tariff.utc_offset)
 
 
-def annual_totals(tariffs, windows, interval: int, ts: list[int], wh: list[int]) -> list[Decimal]:
+def _array(values) -> np.ndarray | None:
+    """``values`` as an int64 array (None: some value does not fit)."""
+    if isinstance(values, np.ndarray):
+        return values
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except OverflowError:
+        return None
+
+
+def annual_totals(tariffs, windows, interval: int, ts, wh) -> list[Decimal]:
     """The account's annual total under each tariff (raises ``BillingError``)."""
-    out, nonneg = [], min(wh, default=0) >= 0  # once for every tariff
+    tsa, wha = _array(ts), _array(wh)
+    fast = tsa is not None and wha is not None and len(tsa) == len(wha)
+    if not fast:
+        tsa = np.asarray(ts, dtype=object)
+    out, nonneg = [], None
     for tariff, (start, end) in zip(tariffs, windows, strict=True):
-        i0, i1 = bisect_left(ts, start), bisect_left(ts, end)
+        i0, i1 = (int(i) for i in np.searchsorted(tsa, (start, end)))
         if i0 == i1:
             raise BillingError("no load profile in the year")
-        if i0 or i1 < len(ts):
+        n, total = i1 - i0, None
+        if fast and int(tsa[i1 - 1]) - int(tsa[i0]) == (n - 1) * interval:
+            p = plan(tariff, interval, int(tsa[i0]), n)
+            if p is not None:
+                total = p.annual_total(wha[i0:i1])
+        if total is None:  # the engine itself, on lists
+            if not isinstance(ts, list) or not isinstance(wh, list):
+                ts, wh = [int(t) for t in ts], [int(w) for w in wh]
+            if nonneg is None:
+                nonneg = min(wh, default=0) >= 0  # once for every tariff
             bill = bill_intervals(tariff, interval, ts[i0:i1], wh[i0:i1], 3, nonneg)
-        else:
-            bill = bill_intervals(tariff, interval, ts, wh, 3, nonneg)
-        out.append(sum((m.total for m in bill.months), ZERO))
+            total = sum((m.total for m in bill.months), ZERO)
+        out.append(total)
     return out
+
+
+def _kwh(wh) -> Decimal:
+    if isinstance(wh, np.ndarray) and len(wh) and max(-int(wh.min()), int(wh.max())) < 2**62 // len(wh):
+        return Decimal(int(wh.sum())) / 1000
+    return Decimal(sum(int(w) for w in wh)) / 1000
 
 
 def quantiles(values: list) -> dict[str, object]:
@@ -80,7 +116,7 @@ def bill_accounts(
         except BillingError as e:
             skipped.append({"account_id": account_id, "reason": str(e)})
         else:
-            accounts.append({"account_id": account_id, "kwh": Decimal(sum(wh)) / 1000, "totals": totals})
+            accounts.append({"account_id": account_id, "kwh": _kwh(wh), "totals": totals})
         if progress:
             progress(n)
     return accounts, skipped
@@ -139,29 +175,3 @@ def summarize(tariffs: list[Tariff], year: int, accounts: list[dict], skipped: l
 def changes(result: dict, i: int = 1) -> list[Decimal]:
     """Per account, its annual total under tariff ``i`` less under the first."""
     return [Decimal(a["totals"][i]) - Decimal(a["totals"][0]) for a in result["accounts"]]
-
-
-def read_profiles(store, account_ids: list[str], start: int, end: int, batch: int = 500):
-    """``(account_id, interval_s, ts, wh)`` of each account with a load profile in
-    [start, end), the per-interval total over its rates; accounts without one as
-    ``(account_id, 0, [], [])``."""
-    for k in range(0, len(account_ids), batch):
-        ids = account_ids[k : k + batch]
-        found: dict[str, int] = {}
-        todo = list(ids)
-        for iv in RESOLUTIONS:
-            if not todo:
-                break
-            for row in store.profile_sums(todo, iv, start, end):
-                found.setdefault(row[0], iv)
-            todo = [a for a in todo if a not in found]
-        for a in ids:
-            iv = found.get(a)
-            if iv is None:
-                yield a, 0, [], []
-                continue
-            totals: dict[int, int] = {}
-            for ts, _rate, wh, _src in store.profile_points(a, iv, start, end):
-                totals[ts] = totals.get(ts, 0) + wh
-            ts_list = sorted(totals)
-            yield a, iv, ts_list, [totals[t] for t in ts_list]
