@@ -10,20 +10,31 @@ fleet figures (revenue per tariff, revenue-neutral factors, accounts paying less
 change's quantiles) and, with ``--json``, every account's totals too. A progress bar goes to
 stderr when it is a terminal. ``--plot`` writes the distribution of bill changes (second
 tariff against the first) as SVG.
+
+From ``PARALLEL_MIN`` accounts on (and a database another connection can open), the accounts
+are read and billed in one process per CPU, ``CHUNK`` accounts at a time, each process with its
+own connection (``compare_store.read_profiles``: reading is most of the time); the parent
+summarizes the accounts in their order.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 from pathlib import Path
 
 from headend.billing.calendar import month_start
-from headend.billing.compare import changes, compare, read_profiles
+from headend.billing.compare import bill_accounts, changes, read_profiles, summarize
 from headend.billing.compare_svg import histogram_svg
 from headend.billing.tariff import load_tariff, parse_tariff
 from headend.errors import BillingError
+
+PARALLEL_MIN = 2000  # accounts; fewer are read and billed in this process
+CHUNK = 500
+
+_JOB: dict = {}  # the forked workers' job: database, tariffs, year, window
 
 
 def add_tariff_commands(subparsers, db_parent) -> None:
@@ -116,6 +127,45 @@ def _text(result: dict) -> list[str]:
     return out
 
 
+def _chunk(ids: list[str]) -> tuple[list[dict], list[dict]]:
+    """A worker: read and bill ``ids`` on its own connection (opened on its first chunk)."""
+    from headend.db.storage import Storage
+
+    j = _JOB
+    if "store" not in j:
+        j["store"] = Storage(j["db"], master_key_file=j["key_file"])
+    profiles = read_profiles(j["store"], ids, j["start"], j["end"])
+    return bill_accounts(j["tariffs"], profiles, j["year"])
+
+
+def bill_stored(db, key_file, tariffs, ids, year, start, end, progress=None, workers=None):
+    """(accounts, skipped) of ``ids`` read from database ``db`` (a SQLite path or a PostgreSQL URL)
+    and billed, in ``workers`` processes (default: one per CPU from ``PARALLEL_MIN`` accounts)."""
+    from headend.db.storage import Storage
+
+    if workers is None:
+        workers = (os.cpu_count() or 1) if len(ids) >= PARALLEL_MIN else 1
+    workers = min(workers, -(-len(ids) // CHUNK))
+    if workers <= 1 or db in (None, "", ":memory:"):
+        with Storage(db, master_key_file=key_file) as store:
+            return bill_accounts(tariffs, read_profiles(store, ids, start, end), year, progress)
+    _JOB.clear()
+    _JOB.update(db=db, key_file=key_file, tariffs=tariffs, year=year, start=start, end=end)
+    accounts, skipped, done = [], [], 0
+    chunks = [ids[k : k + CHUNK] for k in range(0, len(ids), CHUNK)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:  # no connection open in the parent
+        for chunk, (acc, sk) in zip(chunks, pool.imap(_chunk, chunks), strict=True):
+            accounts += acc
+            skipped += sk
+            done += len(chunk)
+            if progress:
+                progress(done)
+        pool.close()
+        pool.join()
+    _JOB.clear()
+    return accounts, skipped
+
+
 def cmd_tariff(args) -> int:
     from headend.db.storage import Storage
 
@@ -123,13 +173,16 @@ def cmd_tariff(args) -> int:
         raise BillingError("compare needs two or more --tariff")
     if args.plot and not args.plot.endswith(".svg"):
         raise BillingError("--plot writes SVG: name the file .svg (%s)" % args.plot)
-    with Storage(args.db, master_key_file=getattr(args, "master_key_file", None)) as store:
+    key_file = getattr(args, "master_key_file", None)
+    with Storage(args.db, master_key_file=key_file) as store:
         tariffs = [_tariff(store, ref) for ref in args.tariff]
         ids = _accounts(store, args.accounts)
-        offsets = [t.utc_offset for t in tariffs]
-        start = min(month_start(args.year, 1, o) for o in offsets)
-        end = max(month_start(args.year + 1, 1, o) for o in offsets)
-        result = compare(tariffs, read_profiles(store, ids, start, end), args.year, Bar(len(ids)))
+        db = store.db_path()
+    offsets = [t.utc_offset for t in tariffs]
+    start = min(month_start(args.year, 1, o) for o in offsets)
+    end = max(month_start(args.year + 1, 1, o) for o in offsets)
+    billed = bill_stored(db or args.db, key_file, tariffs, ids, args.year, start, end, Bar(len(ids)))
+    result = summarize(tariffs, args.year, *billed)
     if args.plot:
         title = "%s against %s, %d accounts, %d" % (
             tariffs[1].name,

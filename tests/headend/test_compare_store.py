@@ -79,3 +79,19 @@ def test_rows_out_of_order_are_sorted_and_summed_per_interval():
     assert parse_ints("-5,0,123456789012", 3).tolist() == [-5, 0, 123456789012]
     with pytest.raises(ValueError):
         parse_ints("1,2,x", 3)
+
+
+def test_worker_processes_read_on_their_own_connections(fleet, monkeypatch):
+    from headend.billing import cli_compare
+    from headend.billing.tariff import parse_tariff
+
+    tariffs = [parse_tariff(TOU)] * 2
+    ids = ["a-two-rates", "b-quarter", "c-both", "d-daily", "e-none", "f-swap"]
+    alone = cli_compare.bill_stored(fleet, None, tariffs, ids, 2024, FEB, MAR, workers=1)
+    monkeypatch.setattr(cli_compare, "CHUNK", 2)
+    parallel = cli_compare.bill_stored(fleet, None, tariffs, ids, 2024, FEB, MAR, workers=2)
+    assert parallel == alone
+    assert [a["account_id"] for a in alone[0]] == ["a-two-rates", "b-quarter", "c-both", "f-swap"]
+    assert [s["account_id"] for s in alone[1]] == ["d-daily", "e-none"]  # daily data, TOU changes in a day
+    assert "period changes inside" in alone[1][0]["reason"]
+    assert alone[1][1]["reason"] == "no load profile in the year"

@@ -117,3 +117,27 @@ def test_same_tariff_twice_changes_nothing_and_quantiles_are_nearest_rank():
         "p90": 5,
         "p100": 5,
     }
+
+
+def test_many_accounts_are_read_and_billed_in_worker_processes(fleet, capsys, monkeypatch):
+    """From PARALLEL_MIN accounts on, chunks of accounts go to one process per CPU, each on its
+    own connection: the same JSON as in one process, accounts in their order."""
+    from headend.billing import cli_compare
+
+    db, tmp = fleet
+    argv = ("--db", db, "tariff", "compare", "--tariff", tariff_id(TOU), "--tariff", str(tmp / "ladder.toml"))
+    code, alone, _ = run(capsys, *argv, "--year", "2024", "--json")
+    assert code == 0
+    calls = []
+    real = cli_compare.bill_stored
+
+    def spy(*a, **k):
+        calls.append(k.get("workers"))
+        return real(*a, **{**k, "workers": 2})
+
+    monkeypatch.setattr(cli_compare, "CHUNK", 1)
+    monkeypatch.setattr(cli_compare, "bill_stored", spy)
+    code, parallel, _ = run(capsys, *argv, "--year", "2024", "--json")
+    assert code == 0 and calls == [None]
+    assert json.loads(parallel) == json.loads(alone)
+    assert [a["account_id"] for a in json.loads(parallel)["accounts"]] == ["a-day", "b-night", "c-flat"]
