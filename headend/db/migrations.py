@@ -833,3 +833,44 @@ def m014_meter_next_key(db: Database) -> None:
     the meter's. The same DDL on both engines."""
     db.execute("ALTER TABLE meters ADD COLUMN next_key TEXT")
     db.execute("ALTER TABLE meters ADD COLUMN next_key_seq INTEGER")
+
+
+@migrations()
+def m015_reading_keys_claimed_by_batch(db: Database) -> None:
+    """PostgreSQL: ingest claims a batch's ``reading_keys`` in one statement instead of m001's
+    per-row trigger (the trigger was 21-35 us of the server's CPU a reading, most of ingest's
+    share there). SQLite: nothing (``readings``' own primary key is (meter_id, seq)).
+
+    The guarantee is the same: a (meter_id, seq) is stored in ``readings`` once, whatever its ts
+    (month, partition). Ingest (headend/ingest/store.py ``_CLAIM_STAGED``) runs, per batch, one
+    ``WITH claimed AS (INSERT INTO reading_keys ... SELECT FROM reading_stage ... ON CONFLICT
+    (meter_id, seq) DO NOTHING RETURNING meter_id, seq) INSERT INTO readings ... JOIN claimed``:
+    only the rows whose key this statement took are stored, once per key (the first staged);
+    a key claimed by a committed reading is skipped, and one claimed by a concurrent,
+    uncommitted transaction (another serve process) makes this one wait for it, then skip (it
+    committed) or take the key (it rolled back). The keys are claimed in (meter_id, seq) order,
+    so two processes' batches wait for each other and do not deadlock.
+
+    m001's trigger stays for every other way into ``readings`` (manual readings, tools, a future
+    path), now with a ``WHEN`` that skips it while the transaction-local setting
+    ``headend.reading_keys`` is ``claimed``: ingest sets it around that one statement (and
+    clears it after), telling the trigger its keys are claimed already. So a writer that sets
+    it must claim the keys itself, as that statement does."""
+    if _pg(db):
+        _pg_reading_keys_claimed_by_batch(db)
+
+
+READING_KEYS_SETTING = "headend.reading_keys"  # 'claimed': this statement claimed its keys (m015)
+
+
+def _pg_reading_keys_claimed_by_batch(db) -> None:
+    """m015 on PostgreSQL: m001's ``readings_claim_key`` trigger again, skipped while
+    ``headend.reading_keys`` is ``claimed`` (a trigger's WHEN is evaluated without calling its
+    function: a fraction of a microsecond a row). Dropping the partitioned table's trigger drops
+    its partitions' clones; the new one is cloned to every partition, and to those made later."""
+    db.execute("DROP TRIGGER readings_claim_key ON readings")
+    db.execute(
+        "CREATE TRIGGER readings_claim_key BEFORE INSERT ON readings FOR EACH ROW"
+        " WHEN (current_setting('%s', true) IS DISTINCT FROM 'claimed')"
+        " EXECUTE FUNCTION readings_claim_key()" % READING_KEYS_SETTING
+    )

@@ -51,16 +51,21 @@ def existing(conn, table: str) -> set[str]:
 
 
 def ensure(conn, table: str, months: Iterable[tuple[int, int]], known: set | None = None) -> list[str]:
-    """Create the missing partitions of ``months``; their names. ``known``: names already seen
-    (a cache the caller keeps), skipped without asking the database."""
+    """Create the missing partitions of ``months``; their names. In a transaction of its own,
+    committed, or in the caller's when one is open (then they go if it rolls back, and ``known``
+    is not told of them). ``known``: names already seen (a cache the caller keeps), skipped
+    without asking the database."""
     wanted = {name(table, ym): ym for ym in months}
     if known is not None and set(wanted) <= known:
         return []
     have = existing(conn, table)
     missing = sorted(set(wanted) - have)
     made = []
+    outer = conn.in_transaction  # then the partitions are the caller's transaction's, not committed here
     if missing:
-        with conn:
+        if not outer:
+            conn.execute("BEGIN")
+        try:
             conn.execute("SELECT pg_advisory_xact_lock(?)", [_LOCK])
             have = existing(conn, table)
             for part in missing:
@@ -71,9 +76,14 @@ def ensure(conn, table: str, months: Iterable[tuple[int, int]], known: set | Non
                     'CREATE TABLE "%s" PARTITION OF "%s" FOR VALUES FROM (%d) TO (%d)' % (part, table, lo, hi)
                 )
                 made.append(part)
-        have |= set(made)
-    if known is not None:
-        known |= have
+        except BaseException:
+            if not outer:
+                conn.rollback()
+            raise
+        if not outer:
+            conn.commit()
+    if known is not None:  # a partition made in the caller's transaction is gone if it rolls back
+        known |= have if outer else have | set(made)
     return made
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from headend.db import partitions
+from headend.db.migrations import READING_KEYS_SETTING
 from headend.ingest.store_quarantine import QuarantineStorageMixin
 
 READING_COLUMNS = (
@@ -54,14 +55,17 @@ _BUMP = (
     " ON CONFLICT (name) DO UPDATE SET value = counters.value + ?"  # qualified: PostgreSQL asks
 )
 # the dialects' variants, side by side: SQLite's two-argument max() is PostgreSQL's greatest();
-# on PostgreSQL readings are partitioned by month (headend/db/migrations.py: m001 and
-# reading_keys), so a batch's readings go by COPY into a staging table and one INSERT ... SELECT
-# whose rows the reading_keys trigger keeps once per (meter_id, seq) (docs/scaling.md)
+# on PostgreSQL readings are partitioned by month, their (meter_id, seq) kept once by
+# reading_keys (headend/db/migrations.py: m001, m015): the _STAGE block below
 _MAX = {"sqlite": "max", "postgresql": "greatest"}
 _SEEN = {
     d: "UPDATE meters SET last_seen = %s(coalesce(last_seen, 0), ?) WHERE meter_id = ?" % f
     for d, f in _MAX.items()
 }
+# PostgreSQL: a batch's readings go by COPY into a staging table, then one statement claims
+# their keys in reading_keys (in key order, so concurrent batches wait rather than deadlock)
+# and stores the rows whose keys it took, the first staged of each; m001's per-row trigger is
+# told by the transaction-local setting that the keys are claimed (m015, docs/scaling.md)
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS reading_stage (ord BIGINT, %s) ON COMMIT DELETE ROWS"
     % ", ".join(
@@ -71,15 +75,23 @@ _STAGE = (
     )
 )  # fmt: skip
 _COPY_STAGE = "COPY reading_stage (ord, %s) FROM STDIN" % ", ".join('"%s"' % c for c in READING_COLUMNS)
-_FROM_STAGE = "INSERT INTO readings (%s) SELECT %s FROM reading_stage ORDER BY ord" % (
-    ", ".join('"%s"' % c for c in READING_COLUMNS),
-    ", ".join('"%s"' % c for c in READING_COLUMNS),
+_CLAIMING = "SELECT set_config('%s', '%%s', true)" % READING_KEYS_SETTING  # no parameters: one round trip
+_BEFORE_CLAIM = _STAGE + "; " + _CLAIMING % "claimed"
+_AFTER_CLAIM = "DELETE FROM reading_stage; " + _CLAIMING % ""  # a nested batch (savepoint) leaves none
+_CLAIM_STAGED = (
+    "WITH claimed AS (INSERT INTO reading_keys (meter_id, seq, ts)"
+    " SELECT DISTINCT ON (meter_id, seq) meter_id, seq, ts FROM reading_stage ORDER BY meter_id, seq, ord"
+    " ON CONFLICT (meter_id, seq) DO NOTHING RETURNING meter_id, seq)"
+    " INSERT INTO readings (%s) SELECT DISTINCT ON (s.meter_id, s.seq) %s"
+    " FROM reading_stage s JOIN claimed k ON k.meter_id = s.meter_id AND k.seq = s.seq"
+    " ORDER BY s.meter_id, s.seq, s.ord"
+    % (", ".join('"%s"' % c for c in READING_COLUMNS), ", ".join('s."%s"' % c for c in READING_COLUMNS))
 )
 _INSERT_READING_PG = "INSERT INTO readings (%s) VALUES (%s)" % (
     ", ".join('"%s"' % c for c in READING_COLUMNS),
     ", ".join("?" * len(READING_COLUMNS)),
 )
-PG_READINGS_BY = "copy"  # or "executemany": tools/bench_pg_ingest.py measures both
+PG_READINGS_BY = "copy"  # or "executemany" (a row at a time, through the trigger): tools/bench_pg_ingest.py
 RETRIES = 5  # PostgreSQL: a batch aborted as a deadlock (40P01) or serialization failure (40001)
 RETRY_SQLSTATES = ("40P01", "40001")
 
@@ -211,14 +223,14 @@ class IngestStoreMixin(QuarantineStorageMixin):
         return getattr(self, "dialect", "sqlite")
 
     def _insert_readings_pg(self, rows: Sequence[tuple]) -> int:
-        """PostgreSQL: the rows stored (the reading_keys trigger drops a (meter_id, seq) already
-        claimed). COPY into a staging table, one INSERT ... SELECT; or executemany."""
+        """PostgreSQL: the rows stored, one per (meter_id, seq) not already in reading_keys.
+        COPY into the staging table and _CLAIM_STAGED; or executemany through m001's trigger."""
         if PG_READINGS_BY == "executemany":
             return self.conn.executemany(_INSERT_READING_PG, rows).rowcount
-        self.conn.execute(_STAGE)
+        self.conn.execute(_BEFORE_CLAIM)
         self.conn.copy_rows(_COPY_STAGE, ((i,) + tuple(r) for i, r in enumerate(rows)))
-        n = self.conn.execute(_FROM_STAGE).rowcount
-        self.conn.execute("DELETE FROM reading_stage")  # a nested batch (savepoint) leaves none behind
+        n = self.conn.execute(_CLAIM_STAGED).rowcount
+        self.conn.execute(_AFTER_CLAIM)
         return n
 
     def insert_readings_batch(self, rows: Sequence[tuple]) -> tuple[int, int]:

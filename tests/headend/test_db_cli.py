@@ -3,6 +3,7 @@
 import json
 
 from headend.cli import main as headend_main
+from headend.db.migrations import migrations
 from headend.db.storage import Storage
 from tests.headend.test_storage import row
 
@@ -10,7 +11,8 @@ from tests.headend.test_storage import row
 def test_migrate_applies_once_and_says_what(db_target, capsys):
     assert headend_main(["db", "migrate", "--db", db_target]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["applied"][0] == "m001_ingest" and first["applied"][-1] == "m014_meter_next_key"
+    assert first["applied"] == [m.name for m in migrations._migrations]  # m001_ingest, ... in order
+    assert first["applied"][0] == "m001_ingest" and len(first["applied"]) >= 15
     assert headend_main(["db", "migrate", "--db", db_target]) == 0
     assert json.loads(capsys.readouterr().out)["applied"] == []
 
