@@ -152,6 +152,7 @@ def db_path_run(n: int, pool: int) -> dict:
                         " wh_exp, source) VALUES (?, ?, 3600, 1, ?, 0, 'real')",
                         [("m%05d" % k, t, w) for t, w in zip(TS, wh, strict=True)],
                     )
+            s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # read from the database file, as a live one is
         gen = time.time() - t0
         ids = ["a%05d" % k for k in range(n)]
         start, end = START, START + 366 * 86400
