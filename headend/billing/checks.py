@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, getcontext
 
 from headend.billing.policy import Policy
 
@@ -90,7 +90,7 @@ def fluctuation_reasons(kwh: Decimal, history: list[str], policy: Policy) -> lis
     ``fluctuation_pct`` percent and more than ``fluctuation_floor_kwh``."""
     if len(history) < policy.min_history_cycles:
         return []
-    avg = sum(Decimal(h) for h in history) / len(history)
+    avg = _average(history)
     dev = abs(kwh - avg)
     if dev > policy.fluctuation_floor_kwh and dev * 100 > avg * policy.fluctuation_pct:
         pct = "%+.0f %%" % ((kwh - avg) * 100 / avg) if avg else "from zero"
@@ -107,6 +107,21 @@ def fluctuation_reasons(kwh: Decimal, history: list[str], policy: Policy) -> lis
             )
         ]
     return []
+
+
+_AVERAGES: dict[tuple, Decimal] = {}
+
+
+def _average(history: list[str]) -> Decimal:
+    """The mean of the history's kWh, computed once per distinct history (and context)."""
+    ctx = getcontext()
+    key = (ctx.prec, ctx.rounding, *history)
+    avg = _AVERAGES.get(key)
+    if avg is None:
+        avg = sum(Decimal(h) for h in history) / len(history)
+        if len(_AVERAGES) < 65536:
+            _AVERAGES[key] = avg
+    return avg
 
 
 def sample_threshold(pct: Decimal) -> int:
