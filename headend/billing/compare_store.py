@@ -12,9 +12,12 @@ for the accounts without hourly rows, and so on): per account the row count
 and the interval starts and Wh of its rows as comma-separated text (``group_concat`` /
 ``string_agg``), which numpy parses in C (``np.fromstring``) into the arrays the engine's
 fleet path sums by slices (``headend.billing.plan``) with no per-interval Python object. The
-rows come in the scan's order on SQLite (``group_concat`` has no ORDER BY before 3.44): the
-two texts are of the same rows in the same order, and the reader sorts by interval start when
-they are not already in order, then sums the rows of one interval (several rates or meters).
+rows come in the scan's order (SQLite's ``group_concat`` has no ORDER BY before 3.44;
+PostgreSQL's ``string_agg(... ORDER BY ...)`` sorted each account's rows and took 14-24 ms per
+hourly account-year against 8-9 without): the two texts are of the same rows in the same
+order (the aggregates of a group step through its rows together), and the reader sorts by
+interval start when they are not already in order, then sums the rows of one interval
+(several rates or meters).
 """
 
 from __future__ import annotations
@@ -39,8 +42,7 @@ PROFILE_TEXT = {
     " AND lp.interval_start >= max(am.from_ts, ?) AND lp.interval_start < min(coalesce(am.to_ts, ?), ?)"
     " WHERE am.account_id IN (%s) GROUP BY am.account_id",
     "postgresql": "SELECT am.account_id, count(*),"
-    " string_agg(CAST(lp.interval_start AS text), ',' ORDER BY lp.interval_start, lp.rate),"
-    " string_agg(CAST(lp.wh_imp AS text), ',' ORDER BY lp.interval_start, lp.rate)"
+    " string_agg(CAST(lp.interval_start AS text), ','), string_agg(CAST(lp.wh_imp AS text), ',')"
     " FROM account_meters am JOIN load_profile lp ON lp.meter_id = am.meter_id"
     " AND lp.interval_s = ?"
     " AND lp.interval_start >= greatest(am.from_ts, ?)"
