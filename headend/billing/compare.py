@@ -20,7 +20,8 @@ The profiles' ``ts`` and ``wh`` are lists or numpy int64 arrays. An account whos
 regular run of intervals (each ``interval_s`` after the last, as nearly every account's is) is
 billed through the tariff's ``plan`` for that run (``headend.billing.plan``: the calendar walked
 once for the fleet, each account's sums per period and month by ``np.add.reduceat``, the same
-Decimal month lines); any other, and any the plan leaves to it, by ``bill_intervals`` itself.
+Decimal month lines, demand charges too); any other, and any profile the plan leaves to it
+(time-order tiers with a negative interval), by ``bill_intervals`` itself.
 
 ``read_profiles(store, account_ids, start, end)`` (``headend.billing.compare_store``) reads the
 profiles from storage, one query per batch of accounts, at the first resolution each account

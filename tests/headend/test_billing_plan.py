@@ -2,10 +2,10 @@
 
 Random tariffs and profiles of the engine's equivalence test (tests/headend/test_billing_equivalence.py:
 meter calendars and month-hour tables, tiers in time order or prorated, monthly or annual
-windows, two versions, fixed and minimum charges, any utc_offset), without demand charges
-(a tariff with them has no plan) and without gaps (a plan is for a regular run of intervals):
-the plan's annual total is the sum of ``bill_intervals``' monthly totals, the same Decimal
-(value and exponent), or the same error, or None where it leaves the profile to the engine
+windows, two versions, fixed, minimum, flat and TOU demand charges, any utc_offset), with and
+without their demand charges, without gaps (a plan is for a regular run of intervals): the
+plan's annual total is the sum of ``bill_intervals``' monthly totals, the same Decimal (value
+and exponent), or the same error, or None where it leaves the profile to the engine
 (time-order tiers with a negative interval).
 """
 
@@ -22,7 +22,7 @@ from headend.billing import parse_tariff
 from headend.billing.compare import annual_totals, year_window
 from headend.billing.engine import bill_intervals
 from headend.billing.plan import plan
-from headend.billing.tariff.model import NO_DEMAND
+from headend.billing.tariff.model import NO_DEMAND, DemandTier
 from headend.errors import BillingError
 from tests.headend.billrun_support import DEMAND, LADDER, TOU
 from tests.headend.test_billing_equivalence import case
@@ -53,11 +53,12 @@ def plan_total(tariff, interval, ts, wh):
         return "error: %s" % e
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.integers(0, 2**32 - 1))
-def test_plan_totals_as_the_engine_bills(seed):
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.booleans())
+def test_plan_totals_as_the_engine_bills(seed, demand):
     tariff, profile = case(seed)
-    tariff = no_demand(tariff)
+    if not demand:
+        tariff = no_demand(tariff)
     interval = profile.interval_s
     t0 = profile.points[0][0] if profile.points else 0
     ts = [t0 + i * interval for i in range(len(profile.points))]  # no gaps
@@ -89,11 +90,11 @@ def test_a_year_of_hours_across_tiers_and_versions():
         assert got == want and str(got) == str(want)
 
 
-def test_compare_takes_arrays_and_lists_alike_and_leaves_demand_to_the_engine():
+def test_compare_takes_arrays_and_lists_alike_and_bills_demand():
     ts = list(range(1704067200, 1704067200 + 366 * 86400, 3600))
     wh = [(i * 7919) % 1500 - (300 if i == 5000 else 0) for i in range(len(ts))]  # one negative
     tariffs = [parse_tariff(t) for t in (TOU, LADDER, DEMAND)]
-    assert plan(tariffs[2], 3600, ts[0], len(ts)) is None
+    assert plan_total(tariffs[2], 3600, ts, wh) == engine_total(tariffs[2], 3600, ts, wh) > 12 * 10 * 1
     windows = [year_window(t, 2024) for t in tariffs]
     want = [engine_total(t, 3600, ts, wh) for t in tariffs]
     assert annual_totals(tariffs, windows, 3600, ts, wh) == want
@@ -103,3 +104,27 @@ def test_compare_takes_arrays_and_lists_alike_and_leaves_demand_to_the_engine():
     assert annual_totals(tariffs, windows, 3600, np.array(gap), np.array(wh[:100] + wh[101:])) == [
         engine_total(t, 3600, gap, wh[:100] + wh[101:]) for t in tariffs
     ]
+
+
+def test_tou_demand_under_one_of_two_versions():
+    """TOU demand charges under the first half-year's version only, then under the second's only:
+    each month's peaks are its own (the months under the other version are no part of them)."""
+    ts = list(range(1704067200, 1704067200 + 366 * 86400, 3600))
+    wh = [(i * 7919) % 1500 + (6000 if i >= 182 * 24 else 0) for i in range(len(ts))]
+    tou = parse_tariff(TOU)
+    v = tou.versions[0]
+    tou_demand = {
+        "demand_calendar": v.calendar,
+        "demand": (
+            (DemandTier(Decimal("7.5"), Decimal("1")), DemandTier(Decimal("9"))),
+            (DemandTier(Decimal("3")),),
+        ),
+        "demand_period_names": ("peak", "valley"),
+    }
+    july = 19723 + 182
+    for first, second in (({**tou_demand}, {}), ({}, {**tou_demand})):
+        versions = (dataclasses.replace(v, **first), dataclasses.replace(v, effective_from=july, **second))
+        tariff = dataclasses.replace(tou, versions=versions)
+        want = engine_total(tariff, 3600, ts, wh)
+        got = plan_total(tariff, 3600, ts, wh)
+        assert isinstance(want, Decimal) and got == want and str(got) == str(want)
