@@ -71,6 +71,23 @@ PROFILE_SUMS = {
     for d, total in (("sqlite", "sum(lp.wh_imp)"), ("postgresql", "CAST(sum(lp.wh_imp) AS BIGINT)"))
 }
 
+# One row per account (no GROUP BY over rate and source, which made SQLite sort every profile row:
+# a third of the query): its rows' count, how many are not 'real', the smallest Wh, the first and
+# last interval, and the sum and count of each of rates 1..FAST_RATES. ``headend.billing.usage``
+# takes it when every row is real and within those rates, else reads PROFILE_SUMS for the account.
+FAST_RATES = 4
+PROFILE_FAST = {
+    d: "SELECT am.account_id, count(*), count(*) FILTER (WHERE lp.source != 'real'), min(lp.wh_imp),"
+    " min(lp.interval_start), max(lp.interval_start), "
+    + ", ".join(
+        (total % ("lp.wh_imp) FILTER (WHERE lp.rate = %d" % r)) + ", count(*) FILTER (WHERE lp.rate = %d)" % r
+        for r in range(1, FAST_RATES + 1)
+    )
+    + _LINKED[d]
+    + " WHERE am.account_id IN (%s) GROUP BY am.account_id"
+    for d, total in (("sqlite", "sum(%s)"), ("postgresql", "CAST(sum(%s) AS BIGINT)"))
+}
+
 PROFILE_POINTS = {
     d: "SELECT lp.interval_start, lp.rate, lp.wh_imp, lp.source" + _LINKED[d] + " WHERE am.account_id = ?"
     " ORDER BY lp.interval_start, lp.rate"

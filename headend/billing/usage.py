@@ -7,6 +7,10 @@ profile, consumption per rate is the register delta between the readings at the 
 boundaries (``ts == start`` and ``ts == end``: a reading's ts is its interval's end), which
 must both be readings VEE accepted. With a profile, those boundary reads (when one meter has
 both, accepted) cross-check it: per rate and in total.
+
+The profile is read as one row per account (``profile_fast``: counts and sums per rate, no sort
+of the rows) when all its rows are real and of rates 1..4, the common case; an account with
+estimated or edited rows, or other rates, is read again by rate and source (``profile_sums``).
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import re
 
 from headend.billing.checks import REAL_STATES, Usage
 from headend.billing.policy import Policy
+from headend.billing.store_sql import FAST_RATES
 
 RESOLUTIONS = (3600, 900, 86400)
-_INT_LIST = re.compile(r"\[-?[0-9]+(?:,-?[0-9]+)*\]")  # compact JSON of integers, as ingest stores registers
+_INT = r"-?(?:0|[1-9][0-9]*)"  # a JSON integer
+_INT_LIST = re.compile(r"\[%s(?:, ?%s)*\]" % (_INT, _INT))  # a list of them (int() takes the space)
 
 
 def _registers(text: str) -> list:
-    """A register list's JSON: split and int() when it is a compact list of integers (a third
+    """A register list's JSON: split and int() when it is a plain list of integers (a third
     of json.loads' time), else json.loads (the same values either way)."""
     if _INT_LIST.fullmatch(text):
         return [int(x) for x in text[1:-1].split(",")]
@@ -74,6 +80,38 @@ def _from_profile(rows: list[tuple], iv: int, start: int, end: int, linked: tupl
     )
 
 
+def _from_fast(row: tuple, iv: int, start: int, end: int, linked: tuple) -> Usage | None:
+    """``_from_profile`` of an account whose rows are all 'real' and of rates 1..FAST_RATES, from its
+    ``profile_fast`` row (None otherwise: its rows are read by rate and source). With one source per
+    rate, a rate's count is its intervals and its real seconds; the first and last sources are
+    'real' or missing (only 'estimated' there can hold a bill, checks.estimated_within_policy)."""
+    _a, n, not_real, lo, first, last = row[:6]
+    if not_real:
+        return None
+    wh_by_rate: dict[int, int] = {}
+    intervals = counted = 0
+    for i in range(FAST_RATES):
+        c = row[7 + 2 * i]
+        if c:
+            wh_by_rate[i + 1] = row[6 + 2 * i]
+            counted += c
+            if c > intervals:
+                intervals = c
+    if counted != n:  # a rate beyond FAST_RATES (or below 1)
+        return None
+    last_ts = start + ((min(end, linked[1]) - start - 1) // iv) * iv
+    return Usage(
+        wh_by_rate=wh_by_rate,
+        min_wh=lo or 0,
+        interval_s=iv,
+        intervals=intervals,
+        expected=_expected(start, end, linked[0], linked[1], iv),
+        seconds={"real": intervals * iv, "estimated": 0, "edited": 0},
+        first_source="real" if first == max(start, linked[0]) else None,
+        last_source="real" if last == last_ts else None,
+    )
+
+
 def _reads_by_meter(reads: list[tuple]) -> dict[str, dict[int, tuple]]:
     out: dict[str, dict[int, tuple]] = {}
     for _a, meter_id, ts, imp, state in reads:
@@ -113,12 +151,20 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
     out: dict = {a: ["no meter linked to the account"] for a, (f, _t) in linked.items() if f is None}
     todo = [a for a in linked if a not in out]
     profiles: dict[str, tuple[int, list]] = {}
+    fast: dict[str, Usage] = {}
     for iv in RESOLUTIONS:
         if not todo:
             break
-        for row in store.profile_sums(todo, iv, start, end):
+        mixed = []  # accounts with rows not 'real' or of other rates: read by rate and source
+        for row in store.profile_fast(todo, iv, start, end):
+            u = _from_fast(row, iv, start, end, linked[row[0]])
+            if u is None:
+                mixed.append(row[0])
+            else:
+                fast[row[0]] = u
+        for row in store.profile_sums(mixed, iv, start, end):
             profiles.setdefault(row[0], (iv, []))[1].append(row)
-        todo = [a for a in todo if a not in profiles]
+        todo = [a for a in todo if a not in fast and a not in profiles]
     ids = [a for a in linked if a not in out]
     reads: dict[str, list] = {}
     for row in store.boundary_reads(ids, start, end) if ids else ():
@@ -128,7 +174,10 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
         vee.setdefault(account_id, {})[state] = n
     for a in ids:
         deltas, problems = _register_delta(reads.get(a, []), start, end)
-        if a in profiles:
+        u = fast.get(a)
+        if u is not None:
+            u.register_wh = deltas
+        elif a in profiles:
             iv, rows = profiles[a]
             u = _from_profile(rows, iv, start, end, linked[a])
             u.register_wh = deltas

@@ -13,6 +13,7 @@ from headend.billing.policy import Policy
 from headend.billing.price import CyclePricer
 from headend.billing.profile_csv import Profile
 from headend.billing.run import run_bills
+from headend.billing.usage import gather
 from tests.headend.billrun_support import (
     DEMAND,
     FEB,
@@ -182,3 +183,44 @@ def test_tou_only_tariff_billed_from_the_rate_registers(store):
     far = store.bill("far", "2024-02")
     assert far["state"] == "held"
     assert far["reasons"][0] == "rate T2: load profile 69600 Wh but boundary registers 70100 Wh"
+
+
+def test_profile_read_per_account_equals_the_read_by_rate_and_source(store, monkeypatch):
+    # usage.gather reads one row per account (profile_fast) when every row is real and of rates
+    # 1..4, else by rate and source (profile_sums): both must give the same Usage
+    add_account(store, "four")  # 4 rates, all real
+    hourly(store, "m-four", lambda ts: [100, 200, 300, 400 + ts % 7])
+    add_account(store, "six")  # rates 5 and 6: beyond the per-account row
+    hourly(store, "m-six", lambda ts: [1, 2, 3, 4, 5, 6])
+    add_account(store, "mixed")  # estimated and edited rows, first and last intervals estimated
+    marks = {FEB: "estimated", MAR - 3600: "estimated", FEB + 7200: "edited"}
+    hourly(store, "m-mixed", tou_rates, source=lambda ts: marks.get(ts, "real"))
+    add_account(store, "gaps")  # one rate, every third hour missing, starts late, a negative hour
+    hourly(store, "m-gaps", lambda ts: [-5 if ts == FEB + 4 * 3600 else 50] if (ts - FEB) // 3600 % 3 else [],
+           start=FEB + 3600)  # fmt: skip
+    add_account(store, "daily", tariff=LADDER)
+    hourly(store, "m-daily", lambda ts: [9000], interval=86400)
+    store.add_account({"account_id": "two", "zone": "Z1", "zone_kind": "regular", "billing": "postpaid",
+                       "tariff_id": store.postpaid_after("", 1)[0][2]})  # fmt: skip
+    for meter, lo, hi in (("m-two-a", 0, FEB + 10 * 86400), ("m-two-b", FEB + 10 * 86400, None)):
+        store.add_meter(meter, "00" * 32, "$7$x", now=0)
+        store.link_meter("two", meter, lo, hi)
+        hourly(store, meter, lambda ts: [10, 20])  # each meter's rows count only in its window
+    reads(store, "m-four", [(FEB, [0, 0, 0, 0]), (MAR, [69600, 139200, 208800, 280000])])
+    accounts = store.postpaid_after("", 100)
+    read_by_rate = []
+    real_sums = store.profile_sums
+    monkeypatch.setattr(store, "profile_sums", lambda ids, *a: read_by_rate.extend(ids) or real_sums(ids, *a))
+    fast = gather(store, accounts, (FEB, MAR), Policy())
+    assert sorted(read_by_rate) == ["mixed", "six"]
+    # every account by rate and source: the per-account row counts no row as real
+    monkeypatch.setattr(
+        store, "profile_fast", lambda ids, *a: [(i, 1, 1, 0, 0, 0) + (None, 0) * 4 for i in ids]
+    )
+    slow = gather(store, accounts, (FEB, MAR), Policy())
+    assert set(fast) == set(slow) == {a[0] for a in accounts}
+    for a in fast:
+        assert fast[a] == slow[a], a
+    assert fast["two"].intervals == 696 and fast["two"].wh_by_rate == {1: 6960, 2: 13920}
+    assert fast["gaps"].intervals == 464 and fast["gaps"].expected == 696 and fast["gaps"].min_wh == -5
+    assert fast["four"].register_wh == {1: 69600, 2: 139200, 3: 208800, 4: 280000}
