@@ -18,7 +18,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from headend.db import partitions
+from headend.db import engine, partitions
 from headend.db.migrations import READING_KEYS_SETTING
 from headend.ingest.store_quarantine import QuarantineStorageMixin
 
@@ -69,15 +69,19 @@ _SEEN = {
 # _CLAIM_NEW, for a batch of new keys (the usual one), inserts them plainly (ON CONFLICT's
 # pre-check is a second index search a key: ~3 us of the server's CPU a reading); a key already
 # taken fails it, and the batch's claim runs again as _CLAIM_FREE, which skips taken keys.
-_STAGE = (
-    "CREATE TEMP TABLE IF NOT EXISTS reading_stage (ord BIGINT, %s) ON COMMIT DELETE ROWS"
-    % ", ".join(
-        '"%s" %s' % (c, "BYTEA" if c == "raw" else "DOUBLE PRECISION" if c == "received_at" else
-                     "TEXT" if c in ("meter_id", "imp", "exp", "q", "inst") else "BIGINT")
-        for c in READING_COLUMNS
-    )
+_STAGE_TYPES = ("int8",) + tuple(
+    "bytea" if c == "raw" else "float8" if c == "received_at" else
+    "text" if c in ("meter_id", "imp", "exp", "q", "inst") else "int8"
+    for c in READING_COLUMNS
 )  # fmt: skip
-_COPY_STAGE = "COPY reading_stage (ord, %s) FROM STDIN" % ", ".join('"%s"' % c for c in READING_COLUMNS)
+_STAGE = "CREATE TEMP TABLE IF NOT EXISTS reading_stage (ord int8, %s) ON COMMIT DELETE ROWS" % ", ".join(
+    '"%s" %s' % ct for ct in zip(READING_COLUMNS, _STAGE_TYPES[1:], strict=True)
+)
+# binary: the client sends ints, floats and the frame as they are (text would hex the frame and
+# print every number): ~2 us of the head-end's CPU a reading, and a little of the server's
+_COPY_STAGE = "COPY reading_stage (ord, %s) FROM STDIN (FORMAT BINARY)" % ", ".join(
+    '"%s"' % c for c in READING_COLUMNS
+)
 _CLAIMING = "SELECT set_config('%s', '%%s', true)" % READING_KEYS_SETTING  # no parameters: one round trip
 _BEFORE_CLAIM = _STAGE + "; " + _CLAIMING % "claimed"
 _SAVEPOINT = "reading_claim"
@@ -97,6 +101,22 @@ _CLAIM_FREE = _CLAIM % (
     ", ".join('s."%s"' % c for c in READING_COLUMNS),
     " JOIN claimed k ON k.meter_id = s.meter_id AND k.seq = s.seq",
 )
+
+
+def _copy_stage(conn, rows: Sequence[tuple]) -> None:
+    """PostgreSQL: ``rows`` (READING_COLUMNS order) into reading_stage, numbered from 0, by
+    binary COPY (whose types must be the columns' exactly: set, not guessed from the values)."""
+    import psycopg
+
+    try:
+        with conn.raw.cursor().copy(_COPY_STAGE) as copy:
+            copy.set_types(_STAGE_TYPES)
+            for i, r in enumerate(rows):
+                copy.write_row((i, *r))
+    except psycopg.Error as e:
+        raise engine._mapped(e) from e  # the sqlite3 exception family, as PgConnection raises
+
+
 _INSERT_READING_PG = "INSERT INTO readings (%s) VALUES (%s)" % (
     ", ".join('"%s"' % c for c in READING_COLUMNS),
     ", ".join("?" * len(READING_COLUMNS)),
@@ -239,7 +259,7 @@ class IngestStoreMixin(QuarantineStorageMixin):
         if PG_READINGS_BY == "executemany":
             return self.conn.executemany(_INSERT_READING_PG, rows).rowcount
         self.conn.execute(_BEFORE_CLAIM)
-        self.conn.copy_rows(_COPY_STAGE, ((i,) + tuple(r) for i, r in enumerate(rows)))
+        _copy_stage(self.conn, rows)
         self.conn.execute("SAVEPOINT " + _SAVEPOINT)
         try:
             n = self.conn.execute(_CLAIM_NEW).rowcount
