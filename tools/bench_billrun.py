@@ -12,7 +12,7 @@ accounts are in key zones, 10 % have an e-mail address (others get a console not
 Each repeat deletes February's bills, runs and notifications (not timed), then runs
 ``run_bills`` in a fresh child process and reports its wall time and peak RSS (VmHWM).
 Prints a table with the median and merges the figures into bench/results.json
-under "billrun". Target: under 60 s.
+under "billrun". Target: at most 20 s for a million accounts (issue 19; goal 10 s).
 
 PostgreSQL (beside the SQLite figures, under "billrun_postgresql"):
 
@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 from headend.db.storage import Storage  # noqa: E402
 
 FEB, MAR, JAN = 1706745600, 1709251200, 1704067200
-TARGET_S = 60
+TARGET_S = 60  # PostgreSQL, 2 processes (issue 15)
+SQLITE_TARGET_S = 20  # SQLite, one run with its pricing workers (issue 19)
 TOU = (
     'format = "open-ami-tariff"\nname = "TOU"\ncurrency = "CNY"\nperiods = ["peak", "valley"]\n'
     "[calendar]\n"
@@ -465,22 +466,22 @@ def main() -> int:
         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
         "worker_peak_rss_mib": max(r.get("worker_peak_rss_mib", 0) for r in runs),
         "counts": runs[-1]["counts"],
-        "target_s": TARGET_S,
+        "target_s": SQLITE_TARGET_S,
         # the target is for a million accounts; a smaller run only reports its time
-        "meets_target": secs < TARGET_S if args.accounts >= 1_000_000 else None,
+        "meets_target": secs <= SQLITE_TARGET_S if args.accounts >= 1_000_000 else None,
         "cpus": os.cpu_count(),
         "loadavg_before": [r["loadavg_before"] for r in runs],
     }
     print("%-22s %s" % ("accounts", args.accounts))
     print(
-        "%-22s %.1f s (median of %d: %s)  target < %d s: %s"
+        "%-22s %.1f s (median of %d: %s)  target <= %d s: %s"
         % (
             "bill run",
             secs,
             len(runs),
             ", ".join("%.1f" % r["seconds"] for r in runs),
-            TARGET_S,
-            ("yes" if secs < TARGET_S else "NO")
+            SQLITE_TARGET_S,
+            ("yes" if secs <= SQLITE_TARGET_S else "NO")
             if args.accounts >= 1_000_000
             else "n/a below 1,000,000 accounts",
         )
