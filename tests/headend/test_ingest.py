@@ -276,3 +276,18 @@ def test_fast_payload_agrees_with_the_reference(seq, changes, dropped, flips, cu
     mutated = bytes(mutated[: len(mutated) - cut]) + (b"\x01" if cut == 2 else b"")
     for b in (body, mutated):
         assert_agrees(b)
+
+
+def test_serve_tunes_its_own_sqlite_connection(tmp_path):
+    """serve's SQLite connection checkpoints the WAL every SQLITE_WAL_AUTOCHECKPOINT pages and
+    caches SQLITE_CACHE_KIB (tools/profile_ingest.py measures why); other connections keep
+    SQLite's defaults."""
+    from headend.db.storage import Storage
+    from headend.ingest.service import SQLITE_CACHE_KIB, SQLITE_WAL_AUTOCHECKPOINT, IngestService
+
+    db = str(tmp_path / "h.db")
+    with Storage(db) as store, Storage(db) as other:
+        IngestService(store, "mqtt://headend.ingest:x@127.0.0.1:1", log=lambda t: None)
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == SQLITE_WAL_AUTOCHECKPOINT
+        assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -SQLITE_CACHE_KIB
+        assert other.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
