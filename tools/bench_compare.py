@@ -210,7 +210,7 @@ def main() -> int:
         "--db-order",
         choices=("time", "meter"),
         default="time",
-        help="rows written hour by hour for every meter, as the ingest writes them (default), or meter by meter",
+        help="rows written hour by hour for every meter, as the ingest does (default), or meter by meter",
     )
     args = ap.parse_args()
     r = run(args.accounts, args.workers, args.pool)
