@@ -28,9 +28,11 @@ from collections.abc import Mapping, Sequence
 from headend.billing.store_sql import (
     ACCOUNTS,
     BILL_COLUMNS,
+    BILL_STATES,
     BOUNDARY_READS,
     CLAIM_BATCH,
     HISTORY,
+    PG_IN_IDS,
     PLAN_BATCHES,
     POSTPAID,
     POSTPAID_COUNT,
@@ -151,10 +153,10 @@ class BillingStorageMixin:
 
     def _in_ids(self, sql: str, ids: Sequence[str]) -> tuple[str, list]:
         """``sql``'s ``IN (%s)`` for ``ids``: one ``?`` per id on SQLite; on PostgreSQL one array
-        parameter (``= ANY(?)``), so a batch's statement is the same text whatever its size
+        parameter (``PG_IN_IDS``), so a batch's statement is the same text whatever its size
         (parsed and planned once, not per batch of a thousand placeholders)."""
         if dialect(self.conn) == "postgresql":
-            return sql.replace(" IN (%s)", " = ANY(?)"), [list(ids)]
+            return sql.replace(" IN (%s)", PG_IN_IDS), [list(ids)]
         return sql % marks(ids), list(ids)
 
     def _linked_args(self, interval_s: int, start: int, end: int) -> tuple:
@@ -214,11 +216,7 @@ class BillingStorageMixin:
     def bill_states(self, ids: Sequence[str], cycle: str) -> dict[str, tuple[int, str]]:
         if not ids:
             return {}
-        sql, args = self._in_ids(
-            "SELECT account_id, id, state FROM bills WHERE cycle = ? AND state != 'void'"
-            " AND account_id IN (%s)",
-            ids,
-        )
+        sql, args = self._in_ids(BILL_STATES[dialect(self.conn)], ids)
         return {a: (i, s) for a, i, s in self.conn.execute(sql, (cycle, *args))}
 
     # ------------------------------------------------------------ runs

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from headend.billing.store_sql import marks
+from headend.billing.store_sql import PG_IN_IDS, marks
 from headend.db.engine import dialect
 
 # The payload, by dialect: SQLite's json_object is PostgreSQL's json_build_object (as text).
@@ -26,7 +26,9 @@ _PAYLOAD = {
 # One pass over the bills: an e-mail and/or a webhook notice, or a console one without either.
 # b.state != 'void' (implied by the IN list) lets SQLite take the partial unique index on
 # (account_id, cycle); without it SQLite scanned every bill of every cycle for each batch (a
-# million-account run: seconds per batch, in the process that commits)
+# million-account run: seconds per batch, in the process that commits). PostgreSQL's ``b.cycle || ''``
+# does the same for its planner (headend/billing/store_sql.py BILL_STATES: 90 -> 25 ms a batch).
+_CYCLE = {"sqlite": "b.cycle", "postgresql": "b.cycle || ''"}
 _BILL_NOTIFY = {
     d: "INSERT INTO outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
     " SELECT b.id, ch.channel, CASE ch.channel WHEN 'email' THEN a.email WHEN 'webhook' THEN a.webhook END, "
@@ -35,7 +37,9 @@ _BILL_NOTIFY = {
     " JOIN (SELECT 'email' AS channel UNION ALL SELECT 'webhook' UNION ALL SELECT 'console') ch"
     " ON CASE ch.channel WHEN 'email' THEN a.email IS NOT NULL WHEN 'webhook' THEN a.webhook IS NOT NULL"
     " ELSE a.email IS NULL AND a.webhook IS NULL END"
-    " WHERE b.cycle = ? AND b.state IN ('issued', 'approved') AND b.state != 'void' AND b.account_id IN (%s)"
+    " WHERE "
+    + _CYCLE[d]
+    + " = ? AND b.state IN ('issued', 'approved') AND b.state != 'void' AND b.account_id IN (%s)"
     " ON CONFLICT (bill_id, channel) DO NOTHING"
     for d, payload in _PAYLOAD.items()
 }
@@ -58,8 +62,8 @@ class NotifyStoreMixin:
         """Outbox rows for the released bills of ``ids`` (idempotent on (bill_id, channel))."""
         for i in range(0, len(ids), 30000):
             part = ids[i : i + 30000]
-            if dialect(self.conn) == "postgresql":  # one array parameter (headend/billing/store.py)
-                sql, args = _BILL_NOTIFY["postgresql"].replace(" IN (%s)", " = ANY(?)"), [list(part)]
+            if dialect(self.conn) == "postgresql":  # one array parameter (headend/billing/store_sql.py)
+                sql, args = _BILL_NOTIFY["postgresql"].replace(" IN (%s)", PG_IN_IDS), [list(part)]
             else:
                 sql, args = _BILL_NOTIFY["sqlite"] % marks(part), part
             self.conn.execute(sql, (now, now, cycle, *args))
