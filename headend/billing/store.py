@@ -39,6 +39,7 @@ from headend.billing.store_sql import (
     POSTPAID_RANGE,
     POSTPAID_TARIFFS,
     PROFILE_FAST,
+    PROFILE_FAST_ALL,
     PROFILE_POINTS,
     PROFILE_SUMS,
     UPSERT_BILL,
@@ -180,6 +181,14 @@ class BillingStorageMixin:
             return []
         sql, args = self._in_ids(PROFILE_FAST[dialect(self.conn)], ids)
         return self.conn.execute(sql, (*self._linked_args(interval_s, start, end), *args)).fetchall()
+
+    def profile_fast_all(
+        self, ids: Sequence[str], intervals: Sequence[int], start: int, end: int
+    ) -> list[tuple]:
+        """PostgreSQL: ``profile_fast`` rows at each of ``intervals`` the account has rows for, each
+        row ending with its interval_s."""
+        sql, args = self._in_ids(PROFILE_FAST_ALL, ids)
+        return self.conn.execute(sql, (*self._linked_args(list(intervals), start, end), *args)).fetchall()
 
     def profile_points(self, account_id: str, interval_s: int, start: int, end: int) -> list[tuple]:
         """(interval_start, rate, wh_imp, source) of one account, by interval_start, rate."""

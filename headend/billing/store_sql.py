@@ -105,6 +105,15 @@ PROFILE_FAST = {
     for d, total in (("sqlite", "sum(%s)"), ("postgresql", "CAST(sum(%s) AS BIGINT)"))
 }
 
+# PostgreSQL: PROFILE_FAST over several resolutions at once (an array), each row ending with its
+# interval_s (headend.billing.usage._fast_rows)
+PROFILE_FAST_ALL = (
+    PROFILE_FAST["postgresql"]
+    .replace(" FROM account_meters am", ", lp.interval_s FROM account_meters am", 1)
+    .replace("lp.interval_s = ?", "lp.interval_s = ANY(?)", 1)
+    .replace(" GROUP BY am.account_id", " GROUP BY am.account_id, lp.interval_s", 1)
+)
+
 PROFILE_POINTS = {
     d: "SELECT lp.interval_start, lp.rate, lp.wh_imp, lp.source" + _LINKED[d] + " WHERE am.account_id = ?"
     " ORDER BY lp.interval_start, lp.rate"

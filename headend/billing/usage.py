@@ -145,6 +145,33 @@ def _register_delta(reads: list[tuple], start: int, end: int) -> tuple[dict | No
     return None, problems
 
 
+def _fast_rows(store, ids: list[str], start: int, end: int):
+    """(interval_s, its ``profile_fast`` rows) for each resolution in RESOLUTIONS order, each account
+    at the first resolution it has rows for. SQLite: a query per resolution for the accounts not
+    found yet (grouping by resolution too would sort every row). PostgreSQL: one query over all
+    three, grouped by account and resolution (a hash aggregate: no sort), which spares a batch the
+    two empty hourly and 15-minute queries of daily data (8 ms each a batch)."""
+    if getattr(store, "dialect", "sqlite") != "postgresql":
+        for iv in RESOLUTIONS:
+            if not ids:
+                return
+            rows = store.profile_fast(ids, iv, start, end)
+            yield iv, rows
+            found = {r[0] for r in rows}
+            ids = [a for a in ids if a not in found]
+        return
+    by_account: dict[str, dict[int, tuple]] = {}
+    for row in store.profile_fast_all(ids, RESOLUTIONS, start, end) if ids else ():
+        by_account.setdefault(row[0], {})[row[-1]] = row[:-1]
+    by_iv: dict[int, list] = {iv: [] for iv in RESOLUTIONS}
+    for rows in by_account.values():
+        first = next(r for r in RESOLUTIONS if r in rows)
+        by_iv[first].append(rows[first])
+    for iv in RESOLUTIONS:
+        if by_iv[iv]:
+            yield iv, by_iv[iv]
+
+
 def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy) -> dict:
     start, end = window
     linked = {a[0]: (a[3], a[4]) for a in accounts}
@@ -152,11 +179,9 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
     todo = [a for a in linked if a not in out]
     profiles: dict[str, tuple[int, list]] = {}
     fast: dict[str, Usage] = {}
-    for iv in RESOLUTIONS:
-        if not todo:
-            break
+    for iv, rows in _fast_rows(store, todo, start, end):
         mixed = []  # accounts with rows not 'real' or of other rates: read by rate and source
-        for row in store.profile_fast(todo, iv, start, end):
+        for row in rows:
             u = _from_fast(row, iv, start, end, linked[row[0]])
             if u is None:
                 mixed.append(row[0])
@@ -164,7 +189,6 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
                 fast[row[0]] = u
         for row in store.profile_sums(mixed, iv, start, end):
             profiles.setdefault(row[0], (iv, []))[1].append(row)
-        todo = [a for a in todo if a not in fast and a not in profiles]
     ids = [a for a in linked if a not in out]
     reads: dict[str, list] = {}
     for row in store.boundary_reads(ids, start, end) if ids else ():

@@ -200,6 +200,11 @@ def test_profile_read_per_account_equals_the_read_by_rate_and_source(store, monk
            start=FEB + 3600)  # fmt: skip
     add_account(store, "daily", tariff=LADDER)
     hourly(store, "m-daily", lambda ts: [9000], interval=86400)
+    add_account(store, "both")  # hourly and daily rows: the hourly are read
+    hourly(store, "m-both", lambda ts: [7, 8])
+    hourly(store, "m-both", lambda ts: [99, 99], interval=86400)
+    add_account(store, "quarter")
+    hourly(store, "m-quarter", lambda ts: [5], interval=900)
     store.add_account({"account_id": "two", "zone": "Z1", "zone_kind": "regular", "billing": "postpaid",
                        "tariff_id": store.postpaid_after("", 1)[0][2]})  # fmt: skip
     for meter, lo, hi in (("m-two-a", 0, FEB + 10 * 86400), ("m-two-b", FEB + 10 * 86400, None)):
@@ -213,14 +218,16 @@ def test_profile_read_per_account_equals_the_read_by_rate_and_source(store, monk
     monkeypatch.setattr(store, "profile_sums", lambda ids, *a: read_by_rate.extend(ids) or real_sums(ids, *a))
     fast = gather(store, accounts, (FEB, MAR), Policy())
     assert sorted(read_by_rate) == ["mixed", "six"]
-    # every account by rate and source: the per-account row counts no row as real
-    monkeypatch.setattr(
-        store, "profile_fast", lambda ids, *a: [(i, 1, 1, 0, 0, 0) + (None, 0) * 4 for i in ids]
-    )
+    # every account by rate and source: its per-account rows count a row that is not real
+    for name in ("profile_fast", "profile_fast_all"):  # PostgreSQL reads all resolutions at once
+        real = getattr(store, name)
+        monkeypatch.setattr(store, name, lambda *a, real=real: [(r[0], r[1], 1, *r[3:]) for r in real(*a)])
     slow = gather(store, accounts, (FEB, MAR), Policy())
     assert set(fast) == set(slow) == {a[0] for a in accounts}
     for a in fast:
         assert fast[a] == slow[a], a
     assert fast["two"].intervals == 696 and fast["two"].wh_by_rate == {1: 6960, 2: 13920}
+    assert [fast[a].interval_s for a in ("both", "quarter", "daily")] == [3600, 900, 86400]
+    assert fast["both"].wh_by_rate == {1: 7 * 696, 2: 8 * 696}
     assert fast["gaps"].intervals == 464 and fast["gaps"].expected == 696 and fast["gaps"].min_wh == -5
     assert fast["four"].register_wh == {1: 69600, 2: 139200, 3: 208800, 4: 280000}
