@@ -1,6 +1,6 @@
 """PostgreSQL: a reading's (meter_id, seq) is stored once across the month partitions of
 ``readings`` (reading_keys, claimed a batch at a time since m015: headend/db/migrations.py,
-headend/ingest/store.py ``_CLAIM_STAGED``), between concurrent transactions too.
+headend/ingest/store.py ``_CLAIM_NEW``, ``_CLAIM_FREE``), between concurrent transactions too.
 
 The concurrent cases hold one connection's claim uncommitted and start the other connection's
 batch in a thread; the first commits (or rolls back) only once PostgreSQL shows the second
