@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from headend.cli import main as headend_main
+from headend.db import partitions
 from headend.db.migrations import migrations
 from headend.db.storage import Storage
 from tests.headend.test_storage import row
@@ -29,6 +32,24 @@ def test_partitions_are_made_ahead_and_on_demand(db_target, engine, capsys):
     parts = {(p["table"], p["month"]): p["rows"] for p in json.loads(out)}
     assert parts[("readings", "2023-11")] == 1
     assert sum(1 for t, _ in parts if t == "load_profile") >= 4  # this month and 3 ahead
+
+
+def test_a_partition_made_inside_a_transaction_is_that_transactions(db_target, engine):
+    """VEE's apply writes a meter's load profile inside its own transaction: the month's partition
+    made there commits or rolls back with it (it used to commit the caller's transaction)."""
+    if engine == "sqlite":
+        pytest.skip("SQLite has no partitions")
+    with Storage(db_target) as s:
+        with pytest.raises(RuntimeError, match="rolled back"), s.db.atomic():
+            s.bump({"before": 1})
+            assert partitions.ensure(s.conn, "load_profile", [(2023, 5)]) == ["load_profile_p202305"]
+            assert s.conn.in_transaction
+            raise RuntimeError("rolled back")
+        assert "before" not in s.counters()
+        assert "load_profile_p202305" not in partitions.existing(s.conn, "load_profile")
+        with s.db.atomic():
+            partitions.ensure(s.conn, "load_profile", [(2023, 5)])
+        assert "load_profile_p202305" in partitions.existing(s.conn, "load_profile")
 
 
 def test_backup_and_restore_of_a_postgresql_database_name_pg_dump(tmp_path, capsys):
