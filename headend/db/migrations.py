@@ -874,3 +874,55 @@ def _pg_reading_keys_claimed_by_batch(db) -> None:
         " WHEN (current_setting('%s', true) IS DISTINCT FROM 'claimed')"
         " EXECUTE FUNCTION readings_claim_key()" % READING_KEYS_SETTING
     )
+
+
+@migrations()
+def m018_load_profile_without_rowid(db: Database) -> None:
+    """SQLite: ``load_profile`` rebuilt as a ``WITHOUT ROWID`` table, its rows stored in the
+    b-tree of its primary key (meter_id, interval_s, interval_start, rate): a meter's year lies
+    on a few adjacent pages whatever order the rows were written in. m002's rowid table kept the
+    rows in the order they were written (the VEE engine and the ingest write every meter's hour
+    together) beside a separate index on the key, so reading a meter's year
+    (``headend tariff compare``, the bill run) visited about one table page per row, and
+    rewriting a meter's profile (VEE) deleted rows scattered over the whole table and the index.
+
+    The same columns, types, NOT NULL constraints and primary key: the table's own DDL with the
+    name changed and ``WITHOUT ROWID`` added, its rows copied in key order, the old table dropped,
+    the new one renamed, its other indexes and triggers (none so far) made again, all in the
+    migration runner's one transaction (a crash or an error leaves the old table as it was).
+    A ``WITHOUT ROWID`` table's key columns are NOT NULL (a rowid table's allow NULL, SQLite's
+    legacy): no writer stores a NULL key. The dropped table's pages stay in the file as free
+    pages that later writes reuse (``VACUUM`` returns them; it cannot run in a transaction).
+
+    PostgreSQL: nothing. Its ``load_profile`` stays the monthly-partitioned heap of m002
+    (PostgreSQL has no table kept in key order: ``CLUSTER`` orders it once and new rows go
+    wherever there is room); its reads go by a month's partition and its primary-key index
+    (headend/billing/compare_store.py has their figures)."""
+    if _pg(db):
+        return
+    conn = db.conn
+    (sql,) = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'load_profile'"
+    ).fetchone()
+    if re.search(r"\)\s*WITHOUT\s+ROWID\s*$", sql, re.IGNORECASE):
+        return
+    others = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'load_profile' AND type IN ('index', 'trigger')"
+            " AND sql IS NOT NULL ORDER BY type, name"
+        )
+    ]
+    new, n = re.subn(r'^CREATE TABLE "load_profile" \(', 'CREATE TABLE "load_profile_m018" (', sql)
+    if n != 1:
+        raise RuntimeError("m018: load_profile's DDL is not m002's: %r" % sql)
+    cols = ", ".join('"%s"' % r[1] for r in conn.execute('PRAGMA table_info("load_profile")'))
+    conn.execute(new + " WITHOUT ROWID")
+    conn.execute(
+        'INSERT INTO "load_profile_m018" (%s) SELECT %s FROM "load_profile"'
+        ' ORDER BY "meter_id", "interval_s", "interval_start", "rate"' % (cols, cols)
+    )
+    conn.execute('DROP TABLE "load_profile"')
+    conn.execute('ALTER TABLE "load_profile_m018" RENAME TO "load_profile"')
+    for statement in others:
+        conn.execute(statement)
