@@ -842,14 +842,16 @@ def m015_reading_keys_claimed_by_batch(db: Database) -> None:
     share there). SQLite: nothing (``readings``' own primary key is (meter_id, seq)).
 
     The guarantee is the same: a (meter_id, seq) is stored in ``readings`` once, whatever its ts
-    (month, partition). Ingest (headend/ingest/store.py ``_CLAIM_STAGED``) runs, per batch, one
-    ``WITH claimed AS (INSERT INTO reading_keys ... SELECT FROM reading_stage ... ON CONFLICT
-    (meter_id, seq) DO NOTHING RETURNING meter_id, seq) INSERT INTO readings ... JOIN claimed``:
-    only the rows whose key this statement took are stored, once per key (the first staged);
-    a key claimed by a committed reading is skipped, and one claimed by a concurrent,
-    uncommitted transaction (another serve process) makes this one wait for it, then skip (it
-    committed) or take the key (it rolled back). The keys are claimed in (meter_id, seq) order,
-    so two processes' batches wait for each other and do not deadlock.
+    (month, partition). Ingest (headend/ingest/store.py ``_CLAIM_NEW``, ``_CLAIM_FREE``) runs,
+    per batch, one ``WITH claimed AS (INSERT INTO reading_keys ... SELECT FROM reading_stage ...)
+    INSERT INTO readings ...``: first with the keys inserted plainly (the usual batch: all new),
+    and when one is taken, rolled back to a savepoint and again with ``ON CONFLICT (meter_id,
+    seq) DO NOTHING RETURNING meter_id, seq`` and only the staged rows whose keys came back.
+    Either way one row a key is stored (the first staged); a key claimed by a committed reading
+    is skipped, and one claimed by a concurrent, uncommitted transaction (another serve process)
+    makes this one wait for it, then skip (it committed) or take the key (it rolled back). The
+    keys are claimed in (meter_id, seq) order, so two processes' batches wait for each other and
+    do not deadlock.
 
     m001's trigger stays for every other way into ``readings`` (manual readings, tools, a future
     path), now with a ``WHEN`` that skips it while the transaction-local setting
