@@ -17,6 +17,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 
 from headend.db import engine, partitions
 from headend.db.migrations import READING_KEYS_SETTING
@@ -156,6 +157,73 @@ class IngestBatch:
         self.counters[name] = self.counters.get(name, 0) + n
 
 
+# Integers storage holds: a signed 64-bit INTEGER/BIGINT; a ts must also name a month (a partition
+# on PostgreSQL) in years 1970-9999. The protocol's uints reach 2**64 - 1 (docs/protocol.md).
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+TS_MAX = 253402300799  # 9999-12-31T23:59:59Z
+_INT_FIELDS = {  # (row index, field name) of each kind's integer columns; a ts checked against TS_MAX
+    "reading": ((1, "seq"), (2, "ts"), (4, "interval"), (9, "balance"), (10, "flags"), (11, "tariff")),
+    "event": ((1, "seq"), (2, "ts"), (3, "code")),
+    "ack": ((1, "seq"), (2, "cmd_seq"), (3, "result"), (5, "ts")),
+}
+
+
+def _unstorable(row: tuple, fields: tuple) -> str | None:
+    """What in the row storage cannot hold (``field value``), or None."""
+    for i, name in fields:
+        v = row[i]
+        if v is not None and not (INT64_MIN <= v <= (TS_MAX if name == "ts" else INT64_MAX)):
+            return "%s %d" % (name, v)
+    return None
+
+
+def _past_ts_max(batch: IngestBatch) -> bool:
+    return any(
+        rows and max(map(itemgetter(i), rows)) > TS_MAX
+        for rows, i in ((batch.readings, 2), (batch.events, 2), (batch.acks, 5))
+    )
+
+
+def take_unstorable(batch: IngestBatch) -> int:
+    """Move the batch's messages holding an integer storage cannot hold to its quarantine
+    (reason "range", counted ``rejected:range``); how many were moved."""
+    moved = 0
+    for kind, rows in (("reading", batch.readings), ("event", batch.events), ("ack", batch.acks)):
+        keep = []
+        for r in rows:
+            bad = _unstorable(r, _INT_FIELDS[kind])
+            if bad is None:
+                keep.append(r)
+                continue
+            moved += 1
+            at = r[3] if kind == "reading" else r[-1]
+            frame = r[READING_COLUMNS.index("raw")] if kind == "reading" else b""
+            detail = "%s is beyond what the head-end stores (%s)" % (
+                bad,
+                "a time before year 10000" if bad.startswith("ts ") else "a signed 64-bit integer",
+            )
+            batch.quarantine.append((at, "ami/v1/%s/up/%s" % (r[0], kind), r[0], "range", detail, frame))
+            batch.count("rejected:range")
+        rows[:] = keep
+    statuses = []
+    for s in batch.statuses:
+        meter_id, _online, at, seq, fields = s
+        bad = next(
+            ("%s %d" % kv for kv in (("seq", seq), *fields.items())
+             if type(kv[1]) is int and not INT64_MIN <= kv[1] <= INT64_MAX),
+            None,
+        )  # fmt: skip
+        if bad is None:
+            statuses.append(s)
+            continue
+        moved += 1
+        detail = "%s is beyond what the head-end stores (a signed 64-bit integer)" % bad
+        batch.quarantine.append((at, "ami/v1/%s/up/status" % meter_id, meter_id, "range", detail, b""))
+        batch.count("rejected:range")
+    batch.statuses[:] = statuses
+    return moved
+
+
 class IngestStoreMixin(QuarantineStorageMixin):
     db: object
     conn: sqlite3.Connection
@@ -171,6 +239,20 @@ class IngestStoreMixin(QuarantineStorageMixin):
         counters are updated in key order, and a transaction PostgreSQL aborts as a deadlock or a
         serialization failure (a status, in arrival order, against another process's batch)
         is run again, up to ``RETRIES`` times, when the batch is its own transaction."""
+        # A signed message may hold an integer storage cannot (a uint64 seq >= 2**63, a ts past
+        # 9999): it would fail every batch it is redelivered in. It is taken out (quarantined as
+        # "range") and the rest committed; looked for only when a batch fails (free on the hot
+        # path), a ts first (SQLite would store it, but no date function could name it).
+        if _past_ts_max(batch):
+            take_unstorable(batch)
+        try:
+            return self._commit_retrying(batch)
+        except Exception:
+            if not take_unstorable(batch):  # any other failure is raised
+                raise
+        return self._commit_retrying(batch)
+
+    def _commit_retrying(self, batch: IngestBatch) -> dict:
         retry = self._dialect() == "postgresql" and not self.conn.in_transaction
         for attempt in range(RETRIES + 1):
             try:

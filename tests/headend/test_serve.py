@@ -137,6 +137,30 @@ def test_exactly_the_valid_frames_are_stored_and_the_rest_counted_by_reason(flee
     assert "stopped: accepted 21" in serve.lines[-1]
 
 
+def test_a_signed_reading_past_what_storage_holds_is_quarantined_not_a_poison_message(fleet):
+    # seq is a uint64 on the wire; storage holds signed 64-bit integers. Such a frame used to
+    # fail its batch, so serve never acknowledged it and failed again on each redelivery.
+    a, ka = fleet["meters"]["A"], key(fleet["meters"]["A"])
+    serve = fleet["serve"]()
+    pub = MeterClient("A", a["mqtt_password"], fleet["port"])
+    up = topics.up("A", "reading")
+    frames = [cwt_frame(ka, "A", reading_map(seq, T0 + 900 * k, k)) for k, seq in enumerate((1, 2**63, 3))]
+    pub.publish_all([(up, f) for f in frames])
+    wait_for(lambda: total(counters(fleet["db"])) >= 3, 15, "all 3 frames counted")
+    assert serve.terminate() == 0
+    pub.close()
+    assert counters(fleet["db"]) == {
+        "accepted": 2,
+        "accepted:reading": 2,
+        "rejected:range": 1,
+    }
+    with Storage(fleet["db"]) as s:
+        assert [r["seq"] for r in s.readings("A")] == [1, 3]
+        (q,) = s.quarantined()
+        assert (q["reason"], q["payload"]) == ("range", frames[1])
+        assert "seq %d is beyond what the head-end stores" % 2**63 in q["detail"]
+
+
 def test_sigkill_mid_stream_loses_none_and_duplicates_none(fleet):
     a, ka = fleet["meters"]["A"], key(fleet["meters"]["A"])
     frames = [

@@ -98,6 +98,47 @@ def test_a_failing_batch_writes_nothing(store):
     assert store.readings("m1") == [] and store.counters() == {}
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("reading", "seq", 2**63),
+        ("reading", "ts", 2**64 - 1),
+        ("reading", "ts", 253402300800),  # 10000-01-01: no month to store it in
+        ("reading", "balance", -(2**64)),
+        ("event", "seq", 2**63),
+        ("ack", "cmd_seq", 2**64 - 1),
+        ("status", "boot_count", 2**63),
+    ],
+)
+def test_an_integer_storage_cannot_hold_is_quarantined_and_the_rest_stored(store, bad):
+    # a validly signed message may carry any uint64 (docs/protocol.md); storage holds signed
+    # 64-bit integers: such a message failed every batch it was redelivered in (a poison message)
+    kind, field, value = bad
+    b = IngestBatch()
+    b.readings = [row(1), row(3, ts=1800)]
+    b.events = [("m1", 4, 900, 3, None, 1.0)]
+    b.acks = [("m1", 5, 1, 0, None, 900, 1.0)]
+    if kind == "reading":
+        r = list(row(2, raw=b"bad-frame"))
+        r[{"seq": 1, "ts": 2, "balance": 9}[field]] = value
+        b.readings.insert(1, tuple(r))
+    elif kind == "event":
+        b.events.append(("m1", value, 900, 3, None, 1.0))
+    elif kind == "ack":
+        b.acks.append(("m1", 6, value, 0, None, 900, 1.0))
+    else:
+        b.statuses.append(("m1", 1, 1.0, 7, {field: value}))
+    assert store.commit_batch(b) == {"accepted": 4, "duplicates": 0, "reused": 0}
+    assert [r["seq"] for r in store.readings("m1")] == [1, 3]
+    assert [e["seq"] for e in store.events("m1")] == [4] and [a["seq"] for a in store.acks("m1")] == [5]
+    (q,) = store.quarantined()
+    assert (q["reason"], q["meter_id"], q["topic"]) == ("range", "m1", "ami/v1/m1/up/" + kind)
+    assert "%s %d is beyond what the head-end stores" % (field, value) in q["detail"]
+    assert q["payload"] == (b"bad-frame" if kind == "reading" else b"")
+    c = store.counters()
+    assert c["rejected:range"] == 1 and c["accepted"] == 4
+
+
 def test_quarantine_and_counters(store):
     store.quarantine("ami/v1/zz/up/reading", "unknown_meter", b"\x01", meter_id="zz", detail="no such meter")
     store.quarantine("junk", "topic", b"\x02")
