@@ -13,10 +13,12 @@ Two parts, each timed on its own, and the target figure made of both:
    quantiles). The profiles come from a pool of ``--pool`` generated years (a daily shape,
    seasons, noise; account i has profile i mod pool), made before the clock starts as the int64
    arrays the storage reader gives.
-2. reading (timed on ``--db-accounts``): a SQLite file of M accounts with that hourly year in
-   ``load_profile`` (account k has pool profile k mod pool), its rows written hour by hour for
-   every meter as the ingest writes them (``--db-order meter``: meter by meter, each meter's
-   rows then adjacent in the table, which reads several times faster), read with ``read_profiles``
+2. reading (timed on ``--db-accounts``): a SQLite file of M accounts made by ``Storage`` (so
+   through every migration: ``load_profile`` is m018's WITHOUT ROWID table, clustered by meter)
+   with that hourly year in ``load_profile`` (account k has pool profile k mod pool), its rows
+   written hour by hour for every meter as the ingest writes them (``--db-order meter``: meter
+   by meter; m002's rowid table kept the rows in that order, and then read 3-5 times faster
+   meter by meter; m018's keeps a meter's rows together either way), read with ``read_profiles``
    (``headend.billing.compare_store``: one query per batch of accounts) in one process, and
    ``headend tariff compare``'s whole path on it (``cli_compare.bill_stored`` then
    ``summarize``: from 2,000 accounts on, read and billed in one process per CPU, each on its own
@@ -161,6 +163,7 @@ def db_path_run(n: int, order: str) -> dict:
                         rows,
                     )
             s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # read from the database file, as a live one is
+            (table,) = s.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'load_profile'").fetchone()
         gen = time.time() - t0
         ids = ["a%05d" % k for k in range(n)]
         start, end = START, START + 366 * 86400
@@ -185,6 +188,7 @@ def db_path_run(n: int, order: str) -> dict:
             "accounts": n,
             "rows": n * len(TS),
             "written": "hour by hour, every meter" if order == "time" else "meter by meter",
+            "clustered": table.rstrip().upper().endswith("WITHOUT ROWID"),
             "generate_s": round(gen, 1),
             "seconds": round(read[0], 2),
             "ms_per_account_year": round(read[0] * 1000 / n, 3),
@@ -231,12 +235,13 @@ def main() -> int:
     if args.db_accounts:
         rp = r["read_profiles"] = db_path_run(args.db_accounts, args.db_order)
         print(
-            "reading (timed): read_profiles on a SQLite file of %d hourly accounts (%d rows, written %s):"
-            " %.3f ms CPU, %.3f ms wall per account-year"
+            "reading (timed): read_profiles on a SQLite file of %d hourly accounts (%d rows, written %s,"
+            " load_profile %s): %.3f ms CPU, %.3f ms wall per account-year"
             % (
                 rp["accounts"],
                 rp["rows"],
                 rp["written"],
+                "clustered by meter (WITHOUT ROWID)" if rp.pop("clustered") else "a rowid table",
                 rp["cpu_ms_per_account_year"],
                 rp["ms_per_account_year"],
             )
