@@ -70,6 +70,15 @@ _SEEN = {
 # _CLAIM_NEW, for a batch of new keys (the usual one), inserts them plainly (ON CONFLICT's
 # pre-check is a second index search a key: ~3 us of the server's CPU a reading); a key already
 # taken fails it, and the batch's claim runs again as _CLAIM_FREE, which skips taken keys.
+# PostgreSQL: the batch's meters' last_seen in one statement, their rows locked in meter_id order
+# (executemany: 36 us server + 16 us client CPU a meter; this: 25 + 5, tools/bench_pg_ingest.py --seen)
+_SEEN_PG = (
+    "WITH v AS (SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS float8[])) AS v(meter_id, t)),"
+    " l AS (SELECT m.meter_id, v.t FROM meters m JOIN v ON v.meter_id = m.meter_id"
+    " ORDER BY m.meter_id FOR UPDATE OF m)"
+    " UPDATE meters m SET last_seen = greatest(coalesce(m.last_seen, 0), l.t) FROM l"
+    " WHERE m.meter_id = l.meter_id"
+)
 _STAGE_TYPES = ("int8",) + tuple(
     "bytea" if c == "raw" else "float8" if c == "received_at" else
     "text" if c in ("meter_id", "imp", "exp", "q", "inst") else "int8"
@@ -292,7 +301,11 @@ class IngestStoreMixin(QuarantineStorageMixin):
             accepted += len(batch.statuses)
             if batch.seen:
                 # in meter_id order: two processes' batches lock the meters they share in one order
-                self.conn.executemany(_SEEN[self._dialect()], [(t, m) for m, t in sorted(batch.seen.items())])
+                seen = sorted(batch.seen.items())
+                if pg:  # one statement for the batch's meters (a row each: a fleet's every reading)
+                    self.conn.execute(_SEEN_PG, ([m for m, _t in seen], [t for _m, t in seen]))
+                else:
+                    self.conn.executemany(_SEEN[self._dialect()], [(t, m) for m, t in seen])
             count("accepted", accepted)
             count("duplicates", duplicates)
             count("rejected:seq_reused", reused)

@@ -176,6 +176,15 @@ def test_events_and_acks_dedupe(store):
     assert store.meter("m1")["last_seen"] == 99.0
 
 
+def test_last_seen_only_moves_forward_for_each_meter_of_a_batch(store):
+    store.add_meter("m2", "00" * 32, "$7$hash", now=1.0)
+    for seen in ({"m1": 50.0, "m2": 70.0}, {"m2": 60.0, "m1": 80.0, "nobody": 90.0}):
+        b = IngestBatch()
+        b.seen = seen
+        store.commit_batch(b)
+    assert (store.meter("m1")["last_seen"], store.meter("m2")["last_seen"]) == (80.0, 70.0)
+
+
 def test_vee_tables_round_trip_and_rerun_idempotently(store):
     store.insert_readings_batch([row(1, ts=900), row(2, ts=1800)])
     assert store.set_vee_state("m1", [1, 2], "valid") == 2
