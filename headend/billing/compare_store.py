@@ -26,13 +26,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from headend.billing.store_sql import PG_IN_IDS
 from headend.db.engine import dialect
 
 RESOLUTIONS = (3600, 900, 86400)  # as headend.billing.usage: hourly first
 
 # The dialects side by side (``headend.db.engine.dialect``), as headend/billing/store_sql.py's:
 # SQLite's two-argument max()/min() are PostgreSQL's greatest()/least(); PostgreSQL's takes
-# the ids as one array (``= ANY(?)``, the same statement text for every batch) and [start, end)
+# the ids as one array (``PG_IN_IDS``: the same statement text for every batch; with ``= ANY(?)``
+# the planner scanned all of account_meters for each batch) and [start, end)
 # again on the partition key itself, so that only the year's partitions are read.
 PROFILE_TEXT = {
     "sqlite": "SELECT am.account_id, count(*),"
@@ -48,7 +50,7 @@ PROFILE_TEXT = {
     " AND lp.interval_start >= greatest(am.from_ts, ?)"
     " AND lp.interval_start < least(coalesce(am.to_ts, ?), ?)"
     " AND lp.interval_start >= ? AND lp.interval_start < ?"
-    " WHERE am.account_id = ANY(?) GROUP BY am.account_id",
+    " WHERE am.account_id" + PG_IN_IDS + " GROUP BY am.account_id",
 }
 
 EMPTY = np.zeros(0, dtype=np.int64)
