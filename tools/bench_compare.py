@@ -14,11 +14,11 @@ Two parts, each timed on its own, and the target figure made of both:
    seasons, noise; account i has profile i mod pool), made before the clock starts as the int64
    arrays the storage reader gives.
 2. reading (timed on ``--db-accounts``): a SQLite file of M accounts made by ``Storage`` (so
-   through every migration: ``load_profile`` is m018's WITHOUT ROWID table, clustered by meter)
+   through every migration: ``load_profile`` is m016's WITHOUT ROWID table, clustered by meter)
    with that hourly year in ``load_profile`` (account k has pool profile k mod pool), its rows
    written hour by hour for every meter as the ingest writes them (``--db-order meter``: meter
    by meter; m002's rowid table kept the rows in that order, and then read 3-5 times faster
-   meter by meter; m018's keeps a meter's rows together either way), read with ``read_profiles``
+   meter by meter; m016's keeps a meter's rows together either way), read with ``read_profiles``
    (``headend.billing.compare_store``: one query per batch of accounts) in one process, and
    ``headend tariff compare``'s whole path on it (``cli_compare.bill_stored`` then
    ``summarize``: from 2,000 accounts on, read and billed in one process per CPU, each on its own

@@ -879,7 +879,7 @@ def _pg_reading_keys_claimed_by_batch(db) -> None:
 
 
 @migrations()
-def m018_load_profile_without_rowid(db: Database) -> None:
+def m016_load_profile_without_rowid(db: Database) -> None:
     """SQLite: ``load_profile`` rebuilt as a ``WITHOUT ROWID`` table, its rows stored in the
     b-tree of its primary key (meter_id, interval_s, interval_start, rate): a meter's year lies
     on a few adjacent pages whatever order the rows were written in. m002's rowid table kept the
@@ -915,16 +915,16 @@ def m018_load_profile_without_rowid(db: Database) -> None:
             " AND sql IS NOT NULL ORDER BY type, name"
         )
     ]
-    new, n = re.subn(r'^CREATE TABLE "load_profile" \(', 'CREATE TABLE "load_profile_m018" (', sql)
+    new, n = re.subn(r'^CREATE TABLE "load_profile" \(', 'CREATE TABLE "load_profile_m016" (', sql)
     if n != 1:
-        raise RuntimeError("m018: load_profile's DDL is not m002's: %r" % sql)
+        raise RuntimeError("m016: load_profile's DDL is not m002's: %r" % sql)
     cols = ", ".join('"%s"' % r[1] for r in conn.execute('PRAGMA table_info("load_profile")'))
     conn.execute(new + " WITHOUT ROWID")
     conn.execute(
-        'INSERT INTO "load_profile_m018" (%s) SELECT %s FROM "load_profile"'
+        'INSERT INTO "load_profile_m016" (%s) SELECT %s FROM "load_profile"'
         ' ORDER BY "meter_id", "interval_s", "interval_start", "rate"' % (cols, cols)
     )
     conn.execute('DROP TABLE "load_profile"')
-    conn.execute('ALTER TABLE "load_profile_m018" RENAME TO "load_profile"')
+    conn.execute('ALTER TABLE "load_profile_m016" RENAME TO "load_profile"')
     for statement in others:
         conn.execute(statement)

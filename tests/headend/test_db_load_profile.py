@@ -1,4 +1,4 @@
-"""m018: SQLite's ``load_profile`` rebuilt as a WITHOUT ROWID table (clustered by its key), keeping
+"""m016: SQLite's ``load_profile`` rebuilt as a WITHOUT ROWID table (clustered by its key), keeping
 its rows, key, constraints and the VEE engine's replace behaviour; the rebuild is all or nothing."""
 
 import sqlite3
@@ -12,7 +12,7 @@ from sqlite_utils import Database
 from headend.db.migrations import migrations
 from headend.db.storage import Storage
 
-M018 = "m018_load_profile_without_rowid"
+M016 = "m016_load_profile_without_rowid"
 T0 = 1704067200
 INSERT = "INSERT INTO load_profile (meter_id, interval_start, interval_s, rate, wh_imp, wh_exp, source)"
 
@@ -32,7 +32,7 @@ def old_rows(meters=("m2", "m1", "m3"), hours=48):
 def make_old(path, rows):
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode=WAL")
-    migrations.apply(Database(conn), stop_before=M018)
+    migrations.apply(Database(conn), stop_before=M016)
     conn.executemany(INSERT + " VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
@@ -62,7 +62,7 @@ def test_an_older_database_gets_a_without_rowid_load_profile_with_the_same_rows_
     assert not before_sql.rstrip().upper().endswith("WITHOUT ROWID")
 
     with Storage(path) as s:
-        assert M018 in [m.name for m in migrations.applied(s.db)]
+        assert M016 in [m.name for m in migrations.applied(s.db)]
         sql = table_sql(s.conn)
         assert sql.rstrip().endswith(") WITHOUT ROWID")
         assert sql == before_sql + " WITHOUT ROWID"  # the same DDL, name included
@@ -72,7 +72,7 @@ def test_an_older_database_gets_a_without_rowid_load_profile_with_the_same_rows_
             (3, "rate", "INTEGER")]  # fmt: skip
         assert columns(s.conn) == [c[:3] + (c[3] or int(c[5] > 0),) + c[4:] for c in before_columns]
         assert all_rows(s.conn) == sorted(rows)
-        assert s.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%m018%'").fetchall() == []
+        assert s.conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%m016%'").fetchall() == []
         # clustered by the key: a plain scan of every column comes out in key order (m002's table
         # gave the rows in the order they were written: every meter's hour, then the next hour)
         scan = [r[:1] + (r[2], r[1], r[3]) for r in s.conn.execute("SELECT * FROM load_profile")]
@@ -128,8 +128,8 @@ def test_a_failed_copy_leaves_the_old_table_and_the_migration_pending(tmp_path):
     conn = sqlite3.connect(path)
     assert not table_sql(conn).upper().rstrip().endswith("WITHOUT ROWID")
     assert sorted(conn.execute("SELECT * FROM load_profile").fetchall(), key=repr) == sorted(rows, key=repr)
-    assert M018 in [m.name for m in migrations.pending(Database(conn))]
-    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%m018%'").fetchall() == []
+    assert M016 in [m.name for m in migrations.pending(Database(conn))]
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name LIKE '%m016%'").fetchall() == []
     conn.close()
 
 
@@ -160,12 +160,12 @@ def test_a_crash_during_the_rebuild_leaves_the_old_table(tmp_path):
     path = str(tmp_path / "old.db")
     rows = old_rows(meters=["m%03d" % k for k in range(40)], hours=100)  # 16,000 rows
     make_old(path, rows)
-    done = subprocess.run([sys.executable, "-c", CRASH, path, M018], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CRASH, path, M016], capture_output=True, text=True)
     assert done.returncode == 9, done.stdout + done.stderr  # killed mid-rebuild, not finished
     conn = sqlite3.connect(path)
     assert not table_sql(conn).upper().rstrip().endswith("WITHOUT ROWID")
     assert all_rows(conn) == sorted(rows)
-    assert M018 in [m.name for m in migrations.pending(Database(conn))]
+    assert M016 in [m.name for m in migrations.pending(Database(conn))]
     conn.close()
     with Storage(path) as s:  # the next open rebuilds it
         assert table_sql(s.conn).endswith(") WITHOUT ROWID")
@@ -178,7 +178,7 @@ def test_postgresql_keeps_its_partitioned_load_profile(db_target):
             assert table_sql(s.conn).endswith(") WITHOUT ROWID")
             return
         kind = s.conn.execute("SELECT relkind FROM pg_class WHERE relname = 'load_profile'").fetchone()[0]
-        assert kind == "p"  # still partitioned by month; m018 recorded, nothing done
+        assert kind == "p"  # still partitioned by month; m016 recorded, nothing done
         assert s.conn.execute(
-            "SELECT count(*) FROM _headend_migrations WHERE name = ?", [M018]
+            "SELECT count(*) FROM _headend_migrations WHERE name = ?", [M016]
         ).fetchone()[0] == 1  # fmt: skip

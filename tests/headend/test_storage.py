@@ -43,7 +43,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m013_drop_readings_vee_state_index",
             "m014_meter_next_key",
             "m015_reading_keys_claimed_by_batch",
-            "m018_load_profile_without_rowid",
+            "m016_load_profile_without_rowid",
         ]
         assert {
             "meters",
