@@ -50,6 +50,16 @@ def db_target(engine, request, tmp_path, monkeypatch):
     $HEADEND_MASTER_KEY_FILE: a URL has no default key file beside it)."""
     if engine == "sqlite":
         return str(tmp_path / "h.db")
+    return _pg_target(request, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_url(request, tmp_path, monkeypatch):
+    """``db_target`` on PostgreSQL only, for tests of what only PostgreSQL has."""
+    return _pg_target(request, tmp_path, monkeypatch)
+
+
+def _pg_target(request, tmp_path, monkeypatch) -> str:
     pg = request.getfixturevalue("pg_session")
     if pg.url is None:
         pytest.skip(pg.why_not)

@@ -196,14 +196,21 @@ def _time_order(tables: _Tables, vi, lay, mu, sums, before, total, dim, nonneg) 
     return charge
 
 
-def accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], d: int, nonneg) -> list:
-    groups = _groups(tariff, ts)
+def layouts(tariff: Tariff, interval: int, ts, groups: list) -> list:
+    """Each group's calendar layout (``segments.layout``); an interval a rate change splits is a
+    BillingError naming it."""
     lays = []
     for i0, i1, _y, _m, vi in groups:
         lay = layout(tariff.versions[vi].calendar, ts, i0, i1, interval)
         if lay.bad is not None:
             raise split_error("energy", ts[i0 + lay.bad], interval, tariff.utc_offset)
         lays.append(lay)
+    return lays
+
+
+def accumulate(tariff: Tariff, interval: int, ts: list[int], units: list[int], d: int, nonneg) -> list:
+    groups = _groups(tariff, ts)
+    lays = layouts(tariff, interval, ts, groups)
     months: list[_Month] = []
     window: dict = {}  # tier window -> cumulative units
     tables = _Tables(tariff, d)

@@ -40,6 +40,7 @@ from headend.billing.intervals import (
     _Tables,
     _time_order,
     bound_decimals,
+    layouts,
     split_error,
 )
 from headend.billing.segments import layout
@@ -72,12 +73,7 @@ class Plan:
         self._ym: list[tuple[int, int]] = []
         try:
             groups = _groups(tariff, ts)
-            lays = []
-            for i0, i1, _y, _m, vi in groups:
-                lay = layout(tariff.versions[vi].calendar, ts, i0, i1, interval)
-                if lay.bad is not None:
-                    raise split_error("energy", ts[i0 + lay.bad], interval, tariff.utc_offset)
-                lays.append(lay)
+            lays = layouts(tariff, interval, ts, groups)
             self._demand_layouts(ts, groups)
         except BillingError as e:
             self.error = e

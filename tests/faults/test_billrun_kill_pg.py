@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import threading
-
-import pytest
 
 from headend.db import partitions
 from headend.db.storage import Storage
@@ -34,15 +31,6 @@ from tests.headend.broker_support import wait_for
 
 ACCOUNTS, BATCH = 400, 5
 POLICY = '[billrun]\nbatch_size = %d\nreview_sample_pct = "5"\nreview_seed = 9\n' % BATCH
-
-
-@pytest.fixture
-def pg_url(pg_session, tmp_path, monkeypatch):
-    """A schema of its own in the session's PostgreSQL database; the master key in a file."""
-    if pg_session.url is None:
-        pytest.skip(pg_session.why_not)
-    monkeypatch.setenv("HEADEND_MASTER_KEY_FILE", str(tmp_path / "pg.master-key"))
-    return pg_session.schema_url("t_" + secrets.token_hex(6))
 
 
 def pg_rows(url: str, sql: str, args=()) -> list[tuple]:

@@ -15,8 +15,6 @@ never on sleeps.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from protocol import topics
@@ -24,15 +22,6 @@ from tests.faults.support import Fleet, Stream, wait_for
 from tests.headend.broker_support import cwt_frame, reading_map
 
 T0 = 1_700_000_100
-
-
-@pytest.fixture
-def pg_url(pg_session, tmp_path, monkeypatch):
-    """A schema of its own in the session's PostgreSQL database; the master key in a file."""
-    if pg_session.url is None:
-        pytest.skip(pg_session.why_not)
-    monkeypatch.setenv("HEADEND_MASTER_KEY_FILE", str(tmp_path / "pg.master-key"))
-    return pg_session.schema_url("t_" + secrets.token_hex(6))
 
 
 def pg_rows(url: str, sql: str) -> list[tuple]:

@@ -9,7 +9,6 @@ waiting for its lock, so the order is fixed by events, not by timing.
 
 from __future__ import annotations
 
-import secrets
 import threading
 
 import pytest
@@ -22,15 +21,6 @@ from tests.headend.broker_support import wait_for
 
 JAN = 1_704_067_200 + 900  # 2024-01-01 00:15 UTC
 APR = 1_711_929_600 + 900  # 2024-04-01 00:15 UTC: another month's partition
-
-
-@pytest.fixture
-def pg_url(pg_session, tmp_path, monkeypatch):
-    """A schema of its own in the session's PostgreSQL database; the master key in a file."""
-    if pg_session.url is None:
-        pytest.skip(pg_session.why_not)
-    monkeypatch.setenv("HEADEND_MASTER_KEY_FILE", str(tmp_path / "pg.master-key"))
-    return pg_session.schema_url("t_" + secrets.token_hex(6))
 
 
 def row(seq, ts=JAN, raw=None, meter="m1"):
