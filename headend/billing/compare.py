@@ -75,9 +75,7 @@ def annual_totals(tariffs, windows, interval: int, ts, wh) -> list[Decimal]:
             raise BillingError("no load profile in the year")
         n, total = i1 - i0, None
         if fast and int(tsa[i1 - 1]) - int(tsa[i0]) == (n - 1) * interval:
-            p = plan(tariff, interval, int(tsa[i0]), n)
-            if p is not None:
-                total = p.annual_total(wha[i0:i1])
+            total = plan(tariff, interval, int(tsa[i0]), n).annual_total(wha[i0:i1])
         if total is None:  # the engine itself, on lists
             if not isinstance(ts, list) or not isinstance(wh, list):
                 ts, wh = [int(t) for t in ts], [int(w) for w in wh]

@@ -41,11 +41,15 @@ def _expected(start: int, end: int, linked_from: int, linked_to: int, iv: int) -
     return max(0, -(-(we - first) // iv))
 
 
+def _ends(start: int, end: int, linked: tuple, iv: int) -> tuple[int, int]:
+    """The first and the last interval start of the cycle within the link window."""
+    return max(start, linked[0]), start + ((min(end, linked[1]) - start - 1) // iv) * iv
+
+
 def _from_profile(rows: list[tuple], iv: int, start: int, end: int, linked: tuple) -> Usage:
     wh_by_rate: dict[int, int] = {}
     counts: dict[int, dict[str, int]] = {}
-    first_ts = max(start, linked[0])
-    last_ts = start + ((min(end, linked[1]) - start - 1) // iv) * iv
+    first_ts, last_ts = _ends(start, end, linked, iv)
     min_wh = first_source = last_source = None
     for _a, rate, source, n, wh, lo, first, last in rows:
         c = counts.get(rate)
@@ -99,7 +103,7 @@ def _from_fast(row: tuple, iv: int, start: int, end: int, linked: tuple) -> Usag
                 intervals = c
     if counted != n:  # a rate beyond FAST_RATES (or below 1)
         return None
-    last_ts = start + ((min(end, linked[1]) - start - 1) // iv) * iv
+    first_ts, last_ts = _ends(start, end, linked, iv)
     return Usage(
         wh_by_rate=wh_by_rate,
         min_wh=lo or 0,
@@ -107,7 +111,7 @@ def _from_fast(row: tuple, iv: int, start: int, end: int, linked: tuple) -> Usag
         intervals=intervals,
         expected=_expected(start, end, linked[0], linked[1], iv),
         seconds={"real": intervals * iv, "estimated": 0, "edited": 0},
-        first_source="real" if first == max(start, linked[0]) else None,
+        first_source="real" if first == first_ts else None,
         last_source="real" if last == last_ts else None,
     )
 

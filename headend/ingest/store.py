@@ -63,13 +63,6 @@ _SEEN = {
     d: "UPDATE meters SET last_seen = %s(coalesce(last_seen, 0), ?) WHERE meter_id = ?" % f
     for d, f in _MAX.items()
 }
-# PostgreSQL: a batch's readings go by COPY into a staging table, then one statement claims
-# their keys in reading_keys (in key order, so concurrent batches wait rather than deadlock)
-# and stores the rows whose keys it took, the first staged of each; m001's per-row trigger is
-# told by the transaction-local setting that the keys are claimed (m015, docs/scaling.md).
-# _CLAIM_NEW, for a batch of new keys (the usual one), inserts them plainly (ON CONFLICT's
-# pre-check is a second index search a key: ~3 us of the server's CPU a reading); a key already
-# taken fails it, and the batch's claim runs again as _CLAIM_FREE, which skips taken keys.
 # PostgreSQL: the batch's meters' last_seen in one statement, their rows locked in meter_id order
 # (executemany: 36 us server + 16 us client CPU a meter; this: 25 + 5, tools/bench_pg_ingest.py --seen)
 _SEEN_PG = (
@@ -79,6 +72,13 @@ _SEEN_PG = (
     " UPDATE meters m SET last_seen = greatest(coalesce(m.last_seen, 0), l.t) FROM l"
     " WHERE m.meter_id = l.meter_id"
 )
+# PostgreSQL: a batch's readings go by COPY into a staging table, then one statement claims
+# their keys in reading_keys (in key order, so concurrent batches wait rather than deadlock)
+# and stores the rows whose keys it took, the first staged of each; m001's per-row trigger is
+# told by the transaction-local setting that the keys are claimed (m015, docs/scaling.md).
+# _CLAIM_NEW, for a batch of new keys (the usual one), inserts them plainly (ON CONFLICT's
+# pre-check is a second index search a key: ~3 us of the server's CPU a reading); a key already
+# taken fails it, and the batch's claim runs again as _CLAIM_FREE, which skips taken keys.
 _STAGE_TYPES = ("int8",) + tuple(
     "bytea" if c == "raw" else "float8" if c == "received_at" else
     "text" if c in ("meter_id", "imp", "exp", "q", "inst") else "int8"
@@ -177,11 +177,10 @@ _INT_FIELDS = {  # (row index, field name) of each kind's integer columns; a ts 
 }
 
 
-def _unstorable(row: tuple, fields: tuple) -> str | None:
-    """What in the row storage cannot hold (``field value``), or None."""
-    for i, name in fields:
-        v = row[i]
-        if v is not None and not (INT64_MIN <= v <= (TS_MAX if name == "ts" else INT64_MAX)):
+def _unstorable(pairs) -> str | None:
+    """The first (field, value) of ``pairs`` storage cannot hold, as ``field value``; None."""
+    for name, v in pairs:
+        if type(v) is int and not INT64_MIN <= v <= (TS_MAX if name == "ts" else INT64_MAX):
             return "%s %d" % (name, v)
     return None
 
@@ -197,16 +196,24 @@ def take_unstorable(batch: IngestBatch) -> int:
     """Move the batch's messages holding an integer storage cannot hold to its quarantine
     (reason "range", counted ``rejected:range``); how many were moved."""
     moved = 0
-    for kind, rows in (("reading", batch.readings), ("event", batch.events), ("ack", batch.acks)):
+    for kind, rows in (
+        ("reading", batch.readings),
+        ("event", batch.events),
+        ("ack", batch.acks),
+        ("status", batch.statuses),
+    ):
         keep = []
         for r in rows:
-            bad = _unstorable(r, _INT_FIELDS[kind])
+            if kind == "status":  # (meter_id, online, at, seq, {field: value})
+                at, frame, bad = r[2], b"", _unstorable((("seq", r[3]), *r[4].items()))
+            else:
+                at = r[3] if kind == "reading" else r[-1]
+                frame = r[READING_COLUMNS.index("raw")] if kind == "reading" else b""
+                bad = _unstorable((name, r[i]) for i, name in _INT_FIELDS[kind])
             if bad is None:
                 keep.append(r)
                 continue
             moved += 1
-            at = r[3] if kind == "reading" else r[-1]
-            frame = r[READING_COLUMNS.index("raw")] if kind == "reading" else b""
             detail = "%s is beyond what the head-end stores (%s)" % (
                 bad,
                 "a time before year 10000" if bad.startswith("ts ") else "a signed 64-bit integer",
@@ -214,22 +221,6 @@ def take_unstorable(batch: IngestBatch) -> int:
             batch.quarantine.append((at, "ami/v1/%s/up/%s" % (r[0], kind), r[0], "range", detail, frame))
             batch.count("rejected:range")
         rows[:] = keep
-    statuses = []
-    for s in batch.statuses:
-        meter_id, _online, at, seq, fields = s
-        bad = next(
-            ("%s %d" % kv for kv in (("seq", seq), *fields.items())
-             if type(kv[1]) is int and not INT64_MIN <= kv[1] <= INT64_MAX),
-            None,
-        )  # fmt: skip
-        if bad is None:
-            statuses.append(s)
-            continue
-        moved += 1
-        detail = "%s is beyond what the head-end stores (a signed 64-bit integer)" % bad
-        batch.quarantine.append((at, "ami/v1/%s/up/status" % meter_id, meter_id, "range", detail, b""))
-        batch.count("rejected:range")
-    batch.statuses[:] = statuses
     return moved
 
 
