@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from headend.billing.store_sql import PG_IN_IDS
+from headend.billing.store_sql import PG_IN_IDS, pg_text_array
 from headend.db.engine import dialect
 
 RESOLUTIONS = (3600, 900, 86400)  # as headend.billing.usage: hourly first
@@ -59,7 +59,7 @@ MMAP_SIZE = 1 << 40  # SQLite caps it at its build's maximum (2 GiB by default)
 
 def _query(conn, ids: Sequence[str], interval_s: int, start: int, end: int) -> list[tuple]:
     if dialect(conn) == "postgresql":
-        args = (interval_s, start, end, end, start, end, list(ids))
+        args = (interval_s, start, end, end, start, end, pg_text_array(ids))
         return conn.execute(PROFILE_TEXT["postgresql"], args).fetchall()
     sql = PROFILE_TEXT["sqlite"] % ", ".join("?" * len(ids))
     return conn.execute(sql, (interval_s, start, end, end, *ids)).fetchall()

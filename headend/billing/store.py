@@ -31,6 +31,7 @@ from headend.billing.store_sql import (
     BILL_STATES,
     BOUNDARY_READS,
     CLAIM_BATCH,
+    COPY_BILLS_PG,
     HISTORY,
     PG_IN_IDS,
     PLAN_BATCHES,
@@ -46,6 +47,7 @@ from headend.billing.store_sql import (
     UPSERT_BILLS_PG,
     VEE_PROBLEMS,
     marks,
+    pg_text_array,
 )
 from headend.db.engine import dialect, insert_id
 from headend.errors import AccountError, BillingError  # noqa: F401
@@ -157,7 +159,7 @@ class BillingStorageMixin:
         parameter (``PG_IN_IDS``), so a batch's statement is the same text whatever its size
         (parsed and planned once, not per batch of a thousand placeholders)."""
         if dialect(self.conn) == "postgresql":
-            return sql.replace(" IN (%s)", PG_IN_IDS), [list(ids)]
+            return sql.replace(" IN (%s)", PG_IN_IDS), [pg_text_array(ids)]
         return sql % marks(ids), list(ids)
 
     def _linked_args(self, interval_s: int, start: int, end: int) -> tuple:
@@ -277,8 +279,18 @@ class BillingStorageMixin:
     def _store_bills(self, cycle: str, bills: Sequence, audits: Sequence[tuple], now: float) -> None:
         rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
         if dialect(self.conn) == "postgresql":
-            if rows:
-                batch = json.dumps([dict(zip(BILL_COLUMNS, r, strict=True)) for r in rows])
+            # a bill with an audit row replaces its account's held bill (an upsert); the others
+            # are new (the account has no live bill of the cycle) and go in by COPY: a third of
+            # the upsert's server CPU. Should one find a live bill after all, the unique index
+            # refuses the COPY, which is undone, and every bill of the batch takes the upsert.
+            replacing = {a[2] for a in audits}
+            new = [r for r in rows if r[0] not in replacing]
+            if new and self._copy_new_bills(new):
+                rows_upsert = [r for r in rows if r[0] in replacing]
+            else:
+                rows_upsert = rows
+            if rows_upsert:
+                batch = json.dumps([dict(zip(BILL_COLUMNS, r, strict=True)) for r in rows_upsert])
                 self.conn.execute(UPSERT_BILLS_PG, [batch])
         else:
             self.conn.executemany(UPSERT_BILL, rows)
@@ -292,6 +304,18 @@ class BillingStorageMixin:
         issued = [b[0] for b in rows if b[3] == "issued"]
         if issued:
             self.queue_notifications(cycle, issued, now)
+
+    def _copy_new_bills(self, rows: Sequence[tuple]) -> bool:
+        """PostgreSQL: COPY ``rows`` (``BILL_COLUMNS`` order) into bills under a savepoint; False,
+        with nothing stored, when one of their accounts has a live bill of the cycle."""
+        self.conn.execute("SAVEPOINT new_bills")
+        try:
+            self.conn.copy_text(COPY_BILLS_PG, rows, len(BILL_COLUMNS))
+        except sqlite3.IntegrityError:
+            self.conn.execute("ROLLBACK TO SAVEPOINT new_bills")
+            return False
+        self.conn.execute("RELEASE SAVEPOINT new_bills")
+        return True
 
     # ------------------------------------------------------------ shared runs (PostgreSQL)
 

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from headend.billing.store_sql import PG_IN_IDS, marks
+from headend.billing.store_sql import PG_IN_IDS, marks, pg_text_array
 from headend.db.engine import dialect
 
 # The payload, by dialect: SQLite's json_object is PostgreSQL's json_build_object (as text).
@@ -63,7 +63,7 @@ class NotifyStoreMixin:
         for i in range(0, len(ids), 30000):
             part = ids[i : i + 30000]
             if dialect(self.conn) == "postgresql":  # one array parameter (headend/billing/store_sql.py)
-                sql, args = _BILL_NOTIFY["postgresql"].replace(" IN (%s)", PG_IN_IDS), [list(part)]
+                sql, args = _BILL_NOTIFY["postgresql"].replace(" IN (%s)", PG_IN_IDS), [pg_text_array(part)]
             else:
                 sql, args = _BILL_NOTIFY["sqlite"] % marks(part), part
             self.conn.execute(sql, (now, now, cycle, *args))

@@ -1,0 +1,79 @@
+"""PostgreSQL: what the bill run sends in bulk arrives as it was sent. A batch's new bills go in
+by COPY in text format (``headend.db.engine.copy_text_data``, ``BillingStorageMixin._store_bills``)
+and a batch's account ids go to its statements as one array literal (``pg_text_array``), both
+formatted by the head-end rather than adapted value by value; values holding what either format
+gives a meaning (backslashes, tabs, line breaks, quotes, commas, braces, ``NULL``) must survive."""
+
+from __future__ import annotations
+
+import pytest
+
+from headend.billing.store_sql import BILL_COLUMNS, PG_IN_IDS, pg_text_array
+from headend.db.engine import copy_text_data
+from headend.db.storage import Storage
+from tests.headend.billrun_support import add_account
+
+AWKWARD = [
+    "plain",
+    "back\\slash",
+    "tab\there",
+    "line\nbreak",
+    "cr\rhere",
+    "\\N",
+    "NULL",
+    'q"uote',
+    "a,b",
+    "{x}",
+    " pad ",
+    "",
+]
+
+
+def test_copy_text_data_is_read_back_exactly(pg_url):
+    rows = [(i, s, None if i % 3 else float(i) / 4) for i, s in enumerate(AWKWARD)]
+    rows.append((99, None, -0.5))
+    with Storage(pg_url) as s:
+        s.conn.execute("CREATE TABLE copied (n bigint, t text, f double precision)")
+        s.conn.copy_text("COPY copied (n, t, f) FROM STDIN", rows, 3)
+        assert s.conn.execute("SELECT n, t, f FROM copied ORDER BY n").fetchall() == rows
+
+
+def test_plain_rows_take_the_joined_text_and_awkward_ones_the_escaped():
+    plain = [("a", 1, None), ("b", 2.5, "c")]
+    assert copy_text_data(plain, 3) == "a\t1\t\\N\nb\t2.5\tc\n"
+    for value in ("x\\y", "x\ty", "x\ny", "x\ry"):
+        text = copy_text_data([("a", value, None)], 3)
+        assert text.count("\t") == 2 and text.count("\n") == 1 and "\r" not in text
+        assert text.split("\t")[1] == value.replace("\\", "\\\\").replace("\t", "\\t").replace(
+            "\n", "\\n"
+        ).replace("\r", "\\r")
+
+
+def test_an_id_array_literal_selects_exactly_its_ids(pg_url):
+    with Storage(pg_url) as s:
+        got = s.conn.execute("SELECT CAST(? AS text[])", [pg_text_array(AWKWARD)]).fetchone()[0]
+        assert got == AWKWARD
+        assert s.conn.execute("SELECT CAST(? AS text[])", [pg_text_array([])]).fetchone()[0] == []
+        s.conn.execute("CREATE TABLE ids (id text)")
+        s.conn.executemany("INSERT INTO ids VALUES (?)", [(i,) for i in AWKWARD + ["other"]])
+        sql = "SELECT id FROM ids WHERE id" + PG_IN_IDS + " ORDER BY id"
+        assert [r[0] for r in s.conn.execute(sql, [pg_text_array(AWKWARD[3:6])])] == sorted(AWKWARD[3:6])
+
+
+@pytest.mark.parametrize("engine", ["postgresql"])
+def test_new_bills_by_copy_keep_every_column_and_a_live_bill_is_not_replaced(db_target):
+    now = 1_709_337_600.5
+    bill = dict.fromkeys(BILL_COLUMNS)
+    bill.update(account_id="acc-1", cycle="2024-02", run_id=1, state="issued", reasons='["a\\tb\\nc"]',
+                lines="[]", total="1.25", rule="r", created_at=now, updated_at=now, issued_at=now,
+                kwh_by_rate='{"1":"0.5"}', energy_kwh="0.500", period_start=10, period_end=20)  # fmt: skip
+    with Storage(db_target) as s:
+        add_account(s, "acc-1")
+        s.commit_bill_batch(1, "2024-02", [bill], [], "acc-1", {}, now)
+        stored = s.conn.execute("SELECT %s FROM bills" % ", ".join(BILL_COLUMNS)).fetchall()
+        assert stored == [tuple(bill[c] for c in BILL_COLUMNS)]
+        # a second new bill for the account: the COPY meets the live bill and is undone; the
+        # upsert keeps the issued bill (only a held one is replaced)
+        s.commit_bill_batch(1, "2024-02", [dict(bill, total="9.99", state="held")], [], "acc-1", {}, now)
+        assert s.bill("acc-1", "2024-02")["total"] == "1.25"
+        assert s.conn.execute("SELECT count(*) FROM bills").fetchone()[0] == 1
