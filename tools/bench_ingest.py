@@ -28,6 +28,8 @@ row): the share of what the broker can deliver on this machine that the
 head-end stores, less sensitive to other load than either figure. CPU per
 message (``cpu_us_per_reading``) is each process's user + system time from
 /proc over the messages, the figure to compare across loaded runs.
+``read_by_layout``: [readings a known layout read, readings decoded] as serve's
+workers say when they stop (headend.ingest.fast.row: nearly all, when it works).
 
 Prints progress, then a table (each run, the median beside the target, the
 ceiling and the ratio beside theirs, the machine and its load average: other
@@ -43,6 +45,7 @@ import json
 import multiprocessing as mp
 import os
 import pathlib
+import re
 import secrets
 import selectors
 import shutil
@@ -416,7 +419,7 @@ def run_once(args, run: int, work: str, meters: list[dict], database: Database) 
         count = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
         conn.close()
         used = {k: cpu[k] - cpu0[k] for k in cpu}
-        return {
+        result = {
             "readings_sent": acked,
             "readings_stored": count,
             "lost": total - count,
@@ -439,6 +442,16 @@ def run_once(args, run: int, work: str, meters: list[dict], database: Database) 
                 serve.kill()
         broker.stop()
         logf.close()
+    result["read_by_layout"] = layout_counts(serve_log)
+    return result
+
+
+def layout_counts(serve_log: str) -> list[int] | None:
+    """[readings read by a known layout, readings decoded] of serve's workers, from their
+    "stopped:" lines (headend.ingest.fast.row); None if none said."""
+    found = [re.search(r"read by a known layout: (\d+) of (\d+)", line) for line in open(serve_log)]
+    found = [m for m in found if m]
+    return [sum(int(m[1]) for m in found), sum(int(m[2]) for m in found)] if found else None
 
 
 def ceiling_once(args, run: int, work: str, meters: list[dict], db: str) -> dict:
@@ -581,6 +594,8 @@ def main(argv=None) -> int:
         cpu_us["broker_alone"] = round(
             statistics.median(r["ceiling"]["cpu_us_per_msg"]["broker"] for r in runs), 1
         )
+    counted = [r["read_by_layout"] for r in runs if r.get("read_by_layout")]
+    by_layout = [sum(c[0] for c in counted), sum(c[1] for c in counted)] if counted else None
     load = os.getloadavg()
     engine = "PostgreSQL" if args.postgresql else "SQLite"
     # the PostgreSQL target (issue 15) is for two serve processes on this 2-core machine
@@ -598,6 +613,7 @@ def main(argv=None) -> int:
         "cpu_us_per_reading": cpu_us,
         "lost": sum(r["lost"] for r in runs),
         "headend_peak_rss_mib": max(r["headend_peak_rss_mib"] for r in runs),
+        "read_by_layout": by_layout,
         "machine": machine(),
         "loadavg_after": [round(x, 2) for x in load],
         "config": {
@@ -642,6 +658,8 @@ def main(argv=None) -> int:
         "median %d readings/s  (%s)   head-end peak RSS %.1f MiB   load average now %s"
         % (median, verdict, result["headend_peak_rss_mib"], " ".join("%.2f" % x for x in load))
     )  # fmt: skip
+    if by_layout:
+        print("readings read by a known layout (headend.ingest.fast.row): %d of %d" % tuple(by_layout))
     if "postgresql" in cpu_us:
         print("CPU us/reading: head-end %.0f, broker %.0f, PostgreSQL %.0f"
               % (cpu_us["headend"], cpu_us["broker"], cpu_us["postgresql"]))  # fmt: skip

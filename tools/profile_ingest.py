@@ -10,8 +10,9 @@ delivers them, at most ``RECEIVE_MAXIMUM`` unacknowledged (Mosquitto's
 ``max_inflight_messages`` in `headend broker-config`). The service runs in this
 process, as `headend serve` does, into a fresh database; it stops once every reading
 is stored and PUBACKed. Printed: CPU µs per reading (``time.process_time``: user +
-system of this process, whatever else the machine runs) and, with ``--profile``, the
-cProfile of the run (top functions by own time), written to FILE too.
+system of this process, whatever else the machine runs), how many readings a known layout
+read (headend.ingest.fast.row) and, with ``--profile``, the cProfile of the run (top
+functions by own time), written to FILE too.
 
 This is the head-end's share only: tools/bench_ingest.py measures it end to end
 through Mosquitto, with the broker's ceiling beside it.
@@ -36,6 +37,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from headend.db.storage import Storage  # noqa: E402
+from headend.ingest import fast as ingest_fast  # noqa: E402
 from headend.ingest.service import RECEIVE_MAXIMUM, IngestService  # noqa: E402
 from headend.meters import provision  # noqa: E402
 from protocol import messages, topics  # noqa: E402
@@ -151,10 +153,11 @@ def main(argv=None) -> int:
         broker.join(10)
         if broker.is_alive():
             broker.kill()
+        by_layout, decoded = ingest_fast.counts
         print(
             "%d readings stored of %d; CPU %.2f s = %.1f us/reading (wall %.2f s, %.0f readings/s);"
-            " load average %s%s"
-            % (stored, total, cpu, cpu * 1e6 / total, wall, total / wall,
+            " read by a known layout %d of %d; load average %s%s"
+            % (stored, total, cpu, cpu * 1e6 / total, wall, total / wall, by_layout, by_layout + decoded,
                " ".join("%.2f" % x for x in os.getloadavg()), " (under cProfile)" if prof else "")
         )  # fmt: skip
         if prof:

@@ -12,6 +12,10 @@ nor accepts one it refuses: None only means "not sure, ask the reference".
 imp, exp, q as JSON text, inst as JSON text or None, balance, flags, tariff),
 without the dict in between.
 
+``row(body, meter_id, received_at, frame) -> tuple | None``: reading_row's verdict as the
+whole readings row, read with one ``struct.unpack_from`` when a body of the same shape was
+seen before (the layouts below; tests/headend/test_ingest_layout.py), else by reading_row.
+
 Why its verdict is the reference's (tests/headend/test_ingest.py checks it):
 
 - One pass over the bytes, by hand, accepting only what the preferred
@@ -32,6 +36,10 @@ Why its verdict is the reference's (tests/headend/test_ingest.py checks it):
 """
 
 from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from operator import itemgetter
 
 from protocol import messages
 
@@ -227,3 +235,220 @@ def reading_row(body: bytes) -> tuple | None:
         0 if flags is None else flags,
         tariff,
     )
+
+
+# ---------------------------------------------------------------- layouts
+#
+# A fleet's readings differ in their values, not in their shape: meters of one firmware send
+# the same keys in the same order, and a value keeps its head's width until it crosses 24,
+# 256, 65536 or 2**32. ``row`` reads a body of a shape seen before with one struct.unpack_from.
+#
+# A layout is learnt from a body ``reading_row`` accepted: which of its bytes are fixed (the map
+# and array heads, the keys, the heads of values of 24 and more, the type) and where each value
+# lies (in its head byte when it is below 24 (or -24..-1), else in the 1, 2, 4 or 8 bytes after
+# its head). A later body of the same length with the same fixed bytes is, read from its first
+# byte as the decoder reads it, the same items at the same places: the decoder's walk is decided
+# by the heads alone. Only what depends on the values is checked again, each value:
+#   - in its head byte: still below 24 (a uint) or in 0x20..0x37 (a negative int), else that
+#     byte is the head of a longer value and the walk would go another way;
+#   - after its head: at least 24, 256, 65536 or 2**32 (the head is still the shortest for it);
+#   - in its field's range: seq >= 1, the inst values in messages.RANGES.
+# A failed check gives None, and reading_row decides (the reference path names a refusal).
+#
+# The layouts are one cache shared by every meter (meters of one firmware share their shapes: a
+# million meters do not mean a million layouts): at most MAX_LAYOUTS, the least recently used
+# dropped first, and at most MAX_LAYOUTS_PER_LENGTH of one body length (each is tried in turn).
+# tests/headend/test_ingest_layout.py sweeps every byte of real bodies through both paths.
+
+MAX_LAYOUTS = 1024
+MAX_LAYOUTS_PER_LENGTH = 8
+_ARG = {24: (1, "B", 24), 25: (2, "H", 0x100), 26: (4, "I", 0x10000), 27: (8, "Q", 0x100000000)}
+_FIELDS = {1: "seq", 2: "ts", 3: "interval", 8: "balance", 9: "flags", 11: "tariff"}
+_RANGE = {"seq": (1, _UMAX), "balance": (messages.INT_MIN, _UMAX)}  # the other fields: any uint
+# what a value's bytes must be, checked for every byte at once: body.translate(_BITS) gives each
+# byte's bits, a layout says which bits of which bytes must be set (_BIT[...][1]) or clear
+_BITS = bytes((x >= 24) | (x != 0) << 1 | (0x20 <= x < 0x38) << 2 for x in range(256))
+_BIT = {
+    "uint in head": (1, 0),  # < 24
+    "seq in head": (3, 2),  # < 24 and not 0
+    "negative in head": (4, 4),  # 0x20..0x37
+    "arg 24": (1, 1),  # its one byte >= 24
+    "arg 25": (2, 2),  # its first byte not 0: >= 256
+}
+_layouts: dict = {}  # len(body) -> [layout, ...], the most recently used first
+_lru: OrderedDict = OrderedDict()  # layout -> None, the least recently used first
+counts = [0, 0]  # [bodies read by a layout, bodies decoded by reading_row]
+
+
+class _Layout:
+    __slots__ = ("n", "key", "mask", "fixed", "bmask", "bits", "unpack", "lows", "negs", "ranges", "texts")
+    __slots__ += ("row",)
+
+
+def _value_range(neg: bool, ai: int) -> tuple[int, int]:
+    """The values a head of additional info ``ai`` (0: the value in the head byte) can hold."""
+    if not ai:
+        return (-24, -1) if neg else (0, 23)
+    w, _f, least = _ARG[ai]
+    return (-(1 << 8 * w), -1 - least) if neg else (least, (1 << 8 * w) - 1)
+
+
+def _learn(b: bytes) -> _Layout:
+    """The layout of ``b``, a body reading_row accepted (so well formed: nothing checked here)."""
+    fmt, fixed, slots = [">"], set(), []  # slots, in the order unpack gives them: (field, negative, ai)
+    bits: dict[int, tuple[int, int]] = {}  # byte -> (bits checked, their values)
+
+    def head(i: int) -> int:  # a fixed byte: a map or array head, a key
+        fixed.add(i)
+        fmt.append("x")
+        return i + 1
+
+    def value(i: int, field) -> int:
+        h = b[i]
+        if h < 24 or 0x20 <= h < 0x38:  # in the head byte
+            fmt.append("B")
+            slots.append((field, h >= 0x20, 0))
+            kind = "negative" if h >= 0x20 else "seq" if field == "seq" else "uint"
+            bits[i] = _BIT[kind + " in head"]
+            return i + 1
+        ai = h & 0x1F
+        w, f, _least = _ARG[ai]
+        fixed.add(i)
+        fmt.append("x" + f)
+        slots.append((field, h >= 0x20, ai))
+        if ai < 26:
+            bits[i + 1] = _BIT["arg %d" % ai]
+        return i + 1 + w
+
+    i, inst = head(0), None
+    for _ in range(b[0] - 0xA0):
+        k = b[i]
+        i = head(i)
+        if k == 0:  # the type: all fixed (another value is not a reading)
+            j = value(i, "type")
+            slots.pop()
+            bits.pop(i, None)
+            bits.pop(i + 1, None)
+            fmt[-1] = "x" * (j - i)
+            fixed.update(range(i, j))
+            i = j
+        elif k in (4, 5, 6):
+            field = ("imp", "exp", "q")[k - 4]
+            n, i = b[i] - 0x80, head(i)
+            for r in range(n):
+                i = value(i, (field, r))
+        elif k == 7:
+            n, i, inst = b[i] - 0xA0, head(i), []
+            for _ in range(n):
+                inst.append(b[i])
+                i = value(head(i), ("inst", b[i]))
+        else:
+            i = value(i, _FIELDS[k])
+    n = len(b)
+    lay = _Layout()
+    lay.n = n
+    lay.unpack = struct.Struct("".join(fmt)).unpack_from
+    lay.key = "".join(fmt), sorted(fixed), bytes(b[p] for p in sorted(fixed))
+    lay.mask = int.from_bytes(bytes(0xFF if p in fixed else 0 for p in range(n)), "big")
+    lay.fixed = int.from_bytes(b, "big") & lay.mask
+    lay.bmask = int.from_bytes(bytes(bits.get(p, (0, 0))[0] for p in range(n)), "big")
+    lay.bits = int.from_bytes(bytes(bits.get(p, (0, 0))[1] for p in range(n)), "big")
+    lay.lows = []  # (values, least) of 4- and 8-byte arguments: the head still the shortest
+    for ai in (26, 27):
+        ks = [k for k, (_f, _n, a) in enumerate(slots) if a == ai]
+        if ks:
+            lay.lows.append((itemgetter(*ks, ks[0]), _ARG[ai][2]))  # a tuple, even of one value
+    # a negative int's value is c - its byte(s): 0x1F - head byte, or -1 - argument
+    lay.negs = [(k, -1 if ai else 0x1F) for k, (_f, neg, ai) in enumerate(slots) if neg]
+    lay.ranges = []  # (index, lo, hi): values whose head can hold values outside their field's range
+    for k, (field, neg, ai) in enumerate(slots):
+        if type(field) is tuple:
+            lo, hi = _INST[field[1]][1:] if field[0] == "inst" else (0, _UMAX)
+        else:
+            lo, hi = _RANGE.get(field, (0, _UMAX))
+        vlo, vhi = _value_range(neg, ai)
+        if field != "seq" and (vlo < lo or vhi > hi):  # seq: its bits (not 0) or its head (>= 24)
+            lay.ranges.append((k, lo, hi))
+    at = {field: k for k, (field, _n, _a) in enumerate(slots)}
+    # imp, exp, q and inst as JSON text: one format of their values, split at its NULs
+    lists = [[k for k, s in enumerate(slots) if s[0][:1] == (name,)] for name in ("imp", "exp", "q")]
+    texts = ["[%s]" % ",".join(["%d"] * len(ks)) for ks in lists]
+    order = sorted(inst or ())  # as reading_row writes them: by key
+    if inst is not None:
+        texts.append("{%s}" % ",".join('"%s":%%d' % _INST[j][0] for j in order))
+    ks = [k for ks in lists for k in ks] + [at[("inst", j)] for j in order]
+    lay.texts = "\0".join(texts), itemgetter(*ks)
+    # the row from the values, then (meter_id, received_at, frame, None, 0, imp, exp, q[, inst])
+    m = len(slots)
+    inst_at = m + 8 if inst is not None else m + 3
+    lay.row = itemgetter(
+        m, at["seq"], at["ts"], m + 1, at["interval"], m + 5, m + 6, m + 7, inst_at,
+        at.get("balance", m + 3), at.get("flags", m + 4), at.get("tariff", m + 3), m + 2,
+    )  # fmt: skip
+    return lay
+
+
+def _remember(lay: _Layout) -> None:
+    same = _layouts.setdefault(lay.n, [])
+    if any(other.key == lay.key for other in same):
+        return
+    if len(same) >= MAX_LAYOUTS_PER_LENGTH:
+        del _lru[same.pop()]
+    elif len(_lru) >= MAX_LAYOUTS:
+        old = _lru.popitem(last=False)[0]
+        _layouts[old.n].remove(old)
+    same.insert(0, lay)
+    _lru[lay] = None
+
+
+def clear_layouts() -> None:
+    _layouts.clear()
+    _lru.clear()
+
+
+def by_layout(body: bytes, meter_id: str, received_at: float, frame: bytes) -> tuple | None:
+    """``row`` by the known layouts alone: None if none of them reads ``body``."""
+    same = _layouts.get(len(body))
+    if same is None:
+        return None
+    x = int.from_bytes(body, "big")
+    for lay in same:
+        if x & lay.mask != lay.fixed or int.from_bytes(body.translate(_BITS), "big") & lay.bmask != lay.bits:
+            continue
+        v = lay.unpack(body)
+        for get, least in lay.lows:
+            if min(get(v)) < least:
+                break
+        else:
+            if lay.negs:
+                v = list(v)
+                for k, c in lay.negs:
+                    v[k] = c - v[k]
+            for k, lo, hi in lay.ranges:
+                if v[k] < lo or v[k] > hi:
+                    break
+            else:
+                if same[0] is not lay:
+                    same.remove(lay)
+                    same.insert(0, lay)
+                _lru.move_to_end(lay)
+                text, get = lay.texts
+                return lay.row((*v, meter_id, received_at, frame, None, 0, *(text % get(v)).split("\0")))
+    return None
+
+
+def row(body: bytes, meter_id: str, received_at: float, frame: bytes) -> tuple | None:
+    """The readings row ``headend serve`` stores for ``body`` (READING_COLUMNS order: meter_id,
+    seq, ts, received_at, interval, imp, exp, q, inst, balance, flags, tariff, raw ``frame``):
+    reading_row's verdict and values, read by a known layout when there is one (``by_layout``),
+    else by reading_row, whose body's layout is then learnt; None: not sure, ask the reference."""
+    r = by_layout(body, meter_id, received_at, frame)
+    if r is not None:
+        counts[0] += 1
+        return r
+    counts[1] += 1
+    r = reading_row(body)
+    if r is None:
+        return None
+    _remember(_learn(body))
+    return (meter_id, r[0], r[1], received_at, *r[2:], frame)

@@ -68,6 +68,7 @@ from paho.mqtt.properties import Properties
 
 from headend.db.storage import Storage
 from headend.errors import ServiceError
+from headend.ingest import fast as ingest_fast
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
 from headend.mqtt import check_service_client_id, connect_error, make_client, parse_broker_url
@@ -393,8 +394,10 @@ class IngestService:
         if self.fatal:
             self.log(self.fatal)
             return 2
+        by_layout, decoded = ingest_fast.counts
         self.log(
             "stopped: accepted %(accepted)d, duplicates %(duplicates)d, rejected %(rejected)d" % self.totals
+            + "; readings read by a known layout: %d of %d" % (by_layout, by_layout + decoded)
         )
         return 0
 

@@ -31,7 +31,7 @@ meter per hour, headend.ingest.store_quarantine) and all of them to ``rejected:<
   ``add(batch, topic, payload, received_at, keys) -> Verdict``  verify and append rows
   ``take(batch, topic, payload, received_at, keys)``  add's rows without the verdict
       (what `headend serve` calls; topic str or bytes): our meters' readings go
-      straight to their row (headend.ingest.fast.reading_row), the rest through add
+      straight to their row (headend.ingest.fast.row), the rest through add
 """
 
 from __future__ import annotations
@@ -369,25 +369,9 @@ def take(batch: IngestBatch, topic, payload: bytes, received_at: float, keys: Ma
             else:
                 body = _fast_envelope(key, meter_id, payload)
             if body is not None:
-                r = ingest_fast.reading_row(body)
-                if r is not None and (seq is None or r[0] == seq):
-                    batch.readings.append(
-                        (
-                            meter_id,
-                            r[0],
-                            r[1],
-                            received_at,
-                            r[2],
-                            r[3],
-                            r[4],
-                            r[5],
-                            r[6],
-                            r[7],
-                            r[8],
-                            r[9],
-                            payload,
-                        )
-                    )
+                r = ingest_fast.row(body, meter_id, received_at, payload)
+                if r is not None and (seq is None or r[1] == seq):
+                    batch.readings.append(r)
                     batch.seen[meter_id] = received_at
                     return
     add(batch, topic, payload, received_at, keys)
