@@ -33,6 +33,7 @@ from headend.billing.store_sql import (
     CLAIM_BATCH,
     COPY_BILLS_PG,
     HISTORY,
+    HISTORY_PG,
     PG_IN_IDS,
     PLAN_BATCHES,
     POSTPAID,
@@ -217,8 +218,11 @@ class BillingStorageMixin:
         out: dict[str, list[str]] = {}
         if not ids:
             return out
-        sql, args = self._in_ids(HISTORY, ids)
-        for account_id, kwh in self.conn.execute(sql, (cycle, *args)):
+        if dialect(self.conn) == "postgresql":
+            sql, args = HISTORY_PG, (pg_text_array(ids), cycle, n)
+        else:
+            sql, args = HISTORY % marks(ids), (cycle, *ids)
+        for account_id, kwh in self.conn.execute(sql, args):
             got = out.setdefault(account_id, [])
             if len(got) < n:
                 got.append(kwh)

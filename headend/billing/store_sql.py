@@ -184,6 +184,15 @@ HISTORY = (
     " AND state != 'void' AND account_id IN (%s) ORDER BY account_id, cycle DESC"
 )
 
+# PostgreSQL: an account's last ``n`` released bills only (a backward scan of the (account_id, cycle)
+# index, stopped at n), not its every earlier bill: a fleet billed for years has dozens each
+HISTORY_PG = (
+    "SELECT i.account_id, h.energy_kwh FROM unnest(CAST(? AS text[])) AS i(account_id) CROSS JOIN LATERAL"
+    " (SELECT b.energy_kwh, b.cycle FROM bills b WHERE b.account_id = i.account_id AND b.cycle < ?"
+    " AND b.state IN ('issued', 'approved') AND b.state != 'void' ORDER BY b.cycle DESC LIMIT ?) h"
+    " ORDER BY i.account_id, h.cycle DESC"
+)
+
 BILL_COLUMNS = (
     "account_id",
     "cycle",

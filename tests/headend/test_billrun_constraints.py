@@ -8,6 +8,7 @@ from headend.billing.checks import sample_threshold, sampled
 from headend.billing.policy import Policy, load_policy
 from headend.billing.review import approve, correct
 from headend.billing.run import run_bills
+from headend.billing.store_sql import BILL_COLUMNS
 from headend.errors import PolicyError, ReviewError
 from tests.headend.billrun_support import FEB, JAN, MAR, NOW, add_account, hourly, new_store, reads, tou_rates
 
@@ -184,3 +185,21 @@ def test_policy_validation_names_the_field(tmp_path):
     p.write_text('[billrun]\nreview_sample_pct = "12.5"\n[outbox]\nsmtp_host = "mail"\n')
     pol = load_policy(p)
     assert pol.review_sample_pct == Decimal("12.5") and pol.outbox.smtp_host == "mail"
+
+
+def test_history_is_the_last_released_bills_newest_first(store):
+    # eight earlier cycles in every state: only issued and approved ones count, the newest n
+    add_account(store, "h")
+    add_account(store, "other")
+    states = ["issued", "approved", "held", "void", "review", "issued", "issued", "approved"]
+    for k, state in enumerate(states):
+        bill = dict.fromkeys(BILL_COLUMNS)
+        bill.update(account_id="h", cycle="2023-%02d" % (k + 1), run_id=1, state=state, reasons="[]")
+        bill.update(lines="[]")
+        bill.update(energy_kwh="%d.000" % (k + 1), total="0", rule="r", created_at=NOW, updated_at=NOW)
+        store.commit_bill_batch(1, bill["cycle"], [bill], [], "h", {}, NOW)
+    later = {**bill, "cycle": "2024-03", "energy_kwh": "99.000", "state": "issued"}
+    store.commit_bill_batch(1, "2024-03", [later], [], "h", {}, NOW)  # after the cycle: not history
+    got = store.bill_history(["h", "other"], "2024-02", 3)
+    assert got == {"h": ["8.000", "7.000", "6.000"]}
+    assert store.bill_history(["h"], "2023-05", 6) == {"h": ["2.000", "1.000"]}
