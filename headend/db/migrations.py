@@ -928,26 +928,3 @@ def m016_load_profile_without_rowid(db: Database) -> None:
     conn.execute('ALTER TABLE "load_profile_m016" RENAME TO "load_profile"')
     for statement in others:
         conn.execute(statement)
-
-
-@migrations()
-def m017_readings_vee_open_index(db: Database) -> None:
-    """An index of the readings VEE has not accepted: ``readings (meter_id, ts) WHERE vee_state IN
-    ('failed', 'pending')``, both engines (on PostgreSQL the partitioned index makes each month's
-    own, and those of partitions made later).
-
-    The bill run holds a bill while its cycle has a failed or unvalidated reading
-    (headend/billing/store_sql.py ``VEE_PROBLEMS``). Without it that check read every reading of
-    the cycle through ``(meter_id, ts)`` and looked at each one's state: with 15-minute readings
-    (2,976 a meter a month) 1.25 s of PostgreSQL's CPU for a batch of 1,000 accounts, which would
-    make a million-account run spend some 20 minutes on the check alone; with this index it reads
-    only the few readings it is about (6.7 ms for the same batch). A reading enters the index
-    when stored (pending) and leaves it when VEE accepts it, so the index holds the readings
-    waiting for VEE or failed: small, and hot. Its cost, per reading (SQLite, one meter's
-    reading in each of 2,000 meters a batch): store 0-2 us, VEE's state update 1-2 us. On
-    PostgreSQL VEE's update of ``vee_state`` is no longer a heap-only (HOT) update, the column
-    now being in an index's predicate: it writes a new entry in ``(meter_id, ts)`` too."""
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS idx_readings_vee_open ON readings (meter_id, ts)"
-        " WHERE vee_state IN ('failed', 'pending')"
-    )

@@ -44,7 +44,6 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m014_meter_next_key",
             "m015_reading_keys_claimed_by_batch",
             "m016_load_profile_without_rowid",
-            "m017_readings_vee_open_index",
         ]
         assert {
             "meters",
