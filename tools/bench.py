@@ -95,6 +95,10 @@ def summary_rows(results):
         rows.append(("billrun", name, pgb["seconds_median"], "<= %d" % pgb["target_s"], verdict))
         rows.append(("billrun", "  every bill once", pgb["exactly_once"], "True",
                      "met" if pgb["exactly_once"] else "DOUBLED/LOST"))  # fmt: skip
+        for side, who in (("client", "bill-run processes"), ("server", "PostgreSQL")):
+            us = pgb.get(side + "_cpu_us_per_account")
+            if us is not None:
+                rows.append(("billrun", "  CPU us an account, " + who, us, "", ""))
     eng = results.get("billing")
     if eng:
         rows.append(("billing", "rate engine, ms per account-year (case 3)", eng["profile_ms"], "", ""))

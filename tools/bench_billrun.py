@@ -313,11 +313,47 @@ def pg_child(url: str) -> None:
         mine.update(batches=run["batches"], counts=run["counts"])
 
     with Storage(url) as s:
+        backend = s.conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         run_bills(
             s, "2024-02", MAR + 86400, Policy(review_sample_pct=Decimal(2), review_seed=1), progress=progress
         )
+        server = _cpu_seconds(backend)  # before the connection closes (None: the server is not local)
     hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
-    print(json.dumps({"seconds": time.time() - t0, "peak_rss_mib": round(hwm / 1024, 1), **mine}))
+    t = os.times()
+    print(
+        json.dumps(
+            {
+                "seconds": time.time() - t0,
+                "peak_rss_mib": round(hwm / 1024, 1),
+                "client_cpu_s": round(t.user + t.system, 2),
+                "server_cpu_s": server,
+                **mine,
+            }
+        )
+    )
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a local process (a PostgreSQL backend), None when not local."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/%d/comm" % pid) as f:
+            if not f.read().startswith("postgres"):
+                return None
+    except OSError:
+        return None
+    return round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def _per_account(runs: list[dict], key: str, n: int) -> float | None:
+    """The median over runs of the processes' summed ``key`` CPU seconds, in us an account."""
+    sums = [
+        sum(e.get(key) or 0 for e in r["each"])
+        for r in runs
+        if all(e.get(key) is not None for e in r["each"])
+    ]
+    return round(statistics.median(sums) / n * 1e6, 1) if sums else None
 
 
 def pg_main(args) -> int:
@@ -373,6 +409,10 @@ def pg_main(args) -> int:
             "seconds_all": [round(r["seconds"], 2) for r in runs],
             "bills_per_s": round(n / secs),
             "batches_per_process": [[e.get("batches", 0) for e in r["each"]] for r in runs],
+            # CPU per account of the bill-run processes and of their PostgreSQL backends (the
+            # figure to compare across loaded runs; the server's other processes not counted)
+            "client_cpu_us_per_account": _per_account(runs, "client_cpu_s", n),
+            "server_cpu_us_per_account": _per_account(runs, "server_cpu_s", n),
             "peak_rss_mib": max(e["peak_rss_mib"] for r in runs for e in r["each"]),
             "counts": runs[-1]["counts"],
             "exactly_once": all(r["exactly_once"] for r in runs),
@@ -400,6 +440,10 @@ def pg_main(args) -> int:
             TARGET_S,
             ("yes" if secs <= TARGET_S else "NO") if n >= 1_000_000 else "n/a below 1,000,000 accounts",
         )
+    )
+    print(
+        "%-22s client %s, PostgreSQL backends %s (median of the runs)"
+        % ("CPU us an account", result["client_cpu_us_per_account"], result["server_cpu_us_per_account"])
     )
     print("%-22s %s" % ("every bill once", "yes" if result["exactly_once"] else "NO"))
     print("%-22s %s" % ("outcome", result["counts"]))
