@@ -184,7 +184,6 @@ def _verify_encrypt0(key, meter_id, kind, payload) -> Verdict:
 
 _HEAD = b"\xd1\x84\x43" + cose.PROTECTED + b"\xa1\x04"  # 17([bstr .cbor {1: 5}, {4: ...
 _MAC0_HEAD = b"\x84\x64MAC0\x43" + cose.PROTECTED + b"\x40"  # ["MAC0", h'a10105', h'', ...
-_TAG_HEAD = b"\x58\x20"  # a 32-byte bstr
 _kid_parts: dict[str, bytes] = {}
 _macs: dict = {}  # key -> HMAC-SHA256 state after _MAC0_HEAD (copied per frame)
 try:  # OpenSSL's HMAC object, copied in C (hmac.HMAC.copy is Python and as slow as hmac.digest)
@@ -211,28 +210,33 @@ def _fast_envelope(key: bytes, meter_id: str, frame: bytes) -> bytes | None:
         kid_part = _kid_parts[meter_id] = _HEAD + _bstr_head(len(kid)) + kid
     if not frame.startswith(kid_part):
         return None
-    i = len(kid_part)
-    if len(frame) < i + 1 + 34:
+    i, size = len(kid_part), len(frame)
+    if size < i + 1 + 34:
         return None
     b = frame[i]
     if 0x40 <= b < 0x58:
         n, j = b - 0x40, i + 1
-    elif b == 0x58:
+    elif b == 0x58:  # the preferred length encoding: a one-byte length only from 24
         n, j = frame[i + 1], i + 2
-    elif b == 0x59:
-        n, j = int.from_bytes(frame[i + 1 : i + 3], "big"), i + 3
+        if n < 24:
+            return None
+    elif b == 0x59:  # a two-byte length only from 256
+        n, j = frame[i + 1] << 8 | frame[i + 2], i + 3
+        if n < 0x100:
+            return None
     else:
         return None
-    if frame[i:j] != _bstr_head(n) or len(frame) != j + n + 34 or frame[j + n : j + n + 2] != _TAG_HEAD:
-        return None  # not the preferred length encoding, or not exactly one 32-byte tag after the payload
+    end = j + n
+    if size != end + 34 or frame[end] != 0x58 or frame[end + 1] != 0x20:
+        return None  # not exactly one 32-byte tag after the payload
     mac = _macs.get(key)
     if mac is None:
         if len(_macs) >= MAX_CACHED_MACS:
             _macs.clear()
         mac = _macs[key] = _hmac_state(key, _MAC0_HEAD, "sha256")
     mac = mac.copy()  # the key's inner and outer pads and the fixed head, hashed once per meter
-    mac.update(frame[i : j + n])  # the payload's bstr head and the payload
-    return frame[j : j + n] if hmac.compare_digest(mac.digest(), frame[j + n + 2 :]) else None
+    mac.update(frame[i:end])  # the payload's bstr head and the payload
+    return frame[j:end] if hmac.compare_digest(mac.digest(), frame[end + 2 :]) else None
 
 
 _enc_heads: dict[str, bytes] = {}

@@ -1,5 +1,7 @@
 """ingest.verify / ingest.add: the check order of docs/protocol.md, one reason per refusal."""
 
+import hashlib
+import hmac
 import json
 
 import cbor2
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 from headend.ingest import fast as ingest_fast
 from headend.ingest import verify as ingest
 from headend.ingest.store import IngestBatch
-from protocol import cbor, topics
+from protocol import cbor, cose, topics
 from protocol import messages as M
 from protocol.errors import ProtocolError
 from tests.headend.broker_support import cwt_frame, reading_map
@@ -150,6 +152,33 @@ def test_fast_envelope_agrees_with_protocol_open_frame(seq, kid, key, extra, fli
 def test_the_fast_path_is_taken_for_our_frames():
     assert ingest._fast_envelope(KA, "A", reading(3)) is not None
     assert ingest._fast_envelope(KB, "A", reading(3)) is None
+
+
+@pytest.mark.parametrize(
+    "size, head",
+    [(size, "preferred") for size in (5, 200, 300)]
+    + [(size, "one byte") for size in (5, 6, 200)]  # payloads of 16, 17 (below 24) and 212 bytes
+    + [(size, "two bytes") for size in (5, 200, 300)],
+)
+def test_the_fast_envelope_takes_only_the_preferred_payload_length(size, head):
+    """A payload's length in a longer head than it needs (0x58 below 24, 0x59 below 256), its
+    tag computed over exactly those bytes: the fast path declines and the verdict is the
+    reference's; in the preferred head it is taken."""
+    body = cbor.dumps({0: 1, 1: 3, 2: 900, 12: b"x" * size})  # too short a reading if short: refused
+    n = len(body)
+    if head == "preferred":
+        length = ingest._bstr_head(n)
+    elif head == "one byte":
+        length = b"\x58" + n.to_bytes(1, "big")
+    else:
+        length = b"\x59" + n.to_bytes(2, "big")
+    protected = cbor.dumps(cose.PROTECTED)  # h'a10105' as a bstr
+    tag = hmac.new(KA, b"\x84\x64MAC0" + protected + b"\x40" + length + body, hashlib.sha256).digest()
+    frame = b"\xd1\x84" + protected + b"\xa1\x04\x41A" + length + body + b"\x58\x20" + tag
+    preferred = length == ingest._bstr_head(n)
+    assert (ingest._fast_envelope(KA, "A", frame) == body) == preferred
+    assert (ingest._fast_envelope(KA, "A", frame) is None) == (not preferred)
+    assert ingest.verify(UP, frame, KEYS) == reference(UP, frame)
 
 
 # ---------------------------------------------------------------- payload fast path (ingest_fast)
