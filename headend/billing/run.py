@@ -364,7 +364,10 @@ def _run_shared(
                 batch, after_id, last_id = claimed
                 accounts = store.postpaid_between(after_id, last_id)
                 bills, audits, got = bill_batch(store, accounts, *head, tariffs, policy, now)
-                store.commit_claimed_batch(run["run_id"], batch, cycle, bills, audits, got, last_id, now)
+                contacts = {a[0]: a[5:7] for a in accounts}  # e-mail, webhook: new bills' notices
+                store.commit_claimed_batch(
+                    run["run_id"], batch, cycle, bills, audits, got, last_id, now, contacts
+                )
         if claimed is None:
             if wait:
                 break  # no batch left to do

@@ -28,10 +28,12 @@ from collections.abc import Mapping, Sequence
 from headend.billing.store_sql import (
     ACCOUNTS,
     BILL_COLUMNS,
+    BILL_IDS_PG,
     BILL_STATES,
     BOUNDARY_READS,
     CLAIM_BATCH,
     COPY_BILLS_PG,
+    COPY_BILLS_WITH_IDS_PG,
     HISTORY,
     HISTORY_PG,
     PG_IN_IDS,
@@ -280,17 +282,36 @@ class BillingStorageMixin:
                 (cursor, json.dumps(counts, sort_keys=True), run_id),
             )
 
-    def _store_bills(self, cycle: str, bills: Sequence, audits: Sequence[tuple], now: float) -> None:
+    def _store_bills(
+        self,
+        cycle: str,
+        bills: Sequence,
+        audits: Sequence[tuple],
+        now: float,
+        contacts: Mapping | None = None,
+    ) -> None:
+        """The batch's bills, the audit rows of the held bills they replace, the notices of the
+        issued ones. ``contacts`` (PostgreSQL, optional): account_id -> (email, webhook) of every
+        account of the batch, so that new bills' notices are made here (see below)."""
         rows = [b if isinstance(b, tuple) else tuple(b[c] for c in BILL_COLUMNS) for b in bills]
+        noticed: set[str] = set()  # accounts whose notices are queued already
         if dialect(self.conn) == "postgresql":
             # a bill with an audit row replaces its account's held bill (an upsert); the others
             # are new (the account has no live bill of the cycle) and go in by COPY: a third of
             # the upsert's server CPU. Should one find a live bill after all, the unique index
             # refuses the COPY, which is undone, and every bill of the batch takes the upsert.
+            # With ``contacts`` the new bills' ids are taken from their sequence first, so their
+            # notices go in by COPY too, made here (``outbox_rows_pg``): half the server CPU of
+            # queue_notifications' INSERT ... SELECT, which finds each bill and account again.
             replacing = {a[2] for a in audits}
             new = [r for r in rows if r[0] not in replacing]
-            if new and self._copy_new_bills(new):
+            ids = self._bill_ids(len(new)) if new and contacts is not None else None
+            if new and self._copy_new_bills(new, ids):
                 rows_upsert = [r for r in rows if r[0] in replacing]
+                if ids is not None:
+                    issued = [(i, r) for i, r in zip(ids, new, strict=True) if r[3] == "issued"]
+                    self.copy_bill_notices_pg(issued, contacts, now)
+                    noticed = {r[0] for _i, r in issued}
             else:
                 rows_upsert = rows
             if rows_upsert:
@@ -305,16 +326,25 @@ class BillingStorageMixin:
                 " WHERE account_id = ? AND cycle = ?",
                 audits,
             )
-        issued = [b[0] for b in rows if b[3] == "issued"]
-        if issued:
-            self.queue_notifications(cycle, issued, now)
+        issued_ids = [b[0] for b in rows if b[3] == "issued" and b[0] not in noticed]
+        if issued_ids:
+            self.queue_notifications(cycle, issued_ids, now)
 
-    def _copy_new_bills(self, rows: Sequence[tuple]) -> bool:
-        """PostgreSQL: COPY ``rows`` (``BILL_COLUMNS`` order) into bills under a savepoint; False,
-        with nothing stored, when one of their accounts has a live bill of the cycle."""
+    def _bill_ids(self, n: int) -> list[int]:
+        """PostgreSQL: ``n`` new ids from the bills' identity sequence."""
+        return [r[0] for r in self.conn.execute(BILL_IDS_PG, (n,))]
+
+    def _copy_new_bills(self, rows: Sequence[tuple], ids: Sequence[int] | None = None) -> bool:
+        """PostgreSQL: COPY ``rows`` (``BILL_COLUMNS`` order; with ``ids``, those ids) into bills
+        under a savepoint; False, with nothing stored, when one of their accounts has a live bill
+        of the cycle."""
         self.conn.execute("SAVEPOINT new_bills")
         try:
-            self.conn.copy_text(COPY_BILLS_PG, rows, len(BILL_COLUMNS))
+            if ids is None:
+                self.conn.copy_text(COPY_BILLS_PG, rows, len(BILL_COLUMNS))
+            else:
+                with_ids = [(i, *r) for i, r in zip(ids, rows, strict=True)]
+                self.conn.copy_text(COPY_BILLS_WITH_IDS_PG, with_ids, 1 + len(BILL_COLUMNS))
         except sqlite3.IntegrityError:
             self.conn.execute("ROLLBACK TO SAVEPOINT new_bills")
             return False
@@ -350,17 +380,18 @@ class BillingStorageMixin:
             yield self.conn.execute(CLAIM_BATCH + ("" if wait else " SKIP LOCKED"), [run_id]).fetchone()
 
     def postpaid_between(self, after_id: str, last_id: str) -> list[tuple]:
-        """``postpaid_after``'s rows for the accounts in (after_id, last_id]."""
+        """``postpaid_after``'s rows for the accounts in (after_id, last_id], each followed by the
+        account's e-mail and webhook (``contacts``)."""
         return self.conn.execute(POSTPAID_RANGE, (after_id, last_id)).fetchall()
 
     def commit_claimed_batch(
         self, run_id: int, batch: int, cycle: str, bills: Sequence, audits: Sequence[tuple], counts: Mapping,
-        last_id: str, now: float,
+        last_id: str, now: float, contacts: Mapping | None = None,
     ) -> None:  # fmt: skip
         """In the claim's transaction: the batch's bills, audits and notifications, the batch
         ``done`` with its counts, the run's batch count and cursor (the highest last account)."""
         with self.db.atomic():
-            self._store_bills(cycle, bills, audits, now)
+            self._store_bills(cycle, bills, audits, now, contacts)
             self.conn.execute(
                 "UPDATE bill_run_batches SET state = 'done', counts = ?, done_at = ?"
                 " WHERE run_id = ? AND batch = ?",

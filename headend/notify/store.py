@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from headend.billing.store_sql import PG_IN_IDS, marks, pg_text_array
+from headend.billing.store_sql import BILL_COLUMNS, PG_IN_IDS, marks, pg_text_array
 from headend.db.engine import dialect
 
 # The payload, by dialect: SQLite's json_object is PostgreSQL's json_build_object (as text).
@@ -44,6 +44,23 @@ _BILL_NOTIFY = {
     for d, payload in _PAYLOAD.items()
 }
 
+# PostgreSQL, new bills' notices made by the head-end (copy_bill_notices_pg): the payload as
+# _PAYLOAD["postgresql"] gives it, from the bill row's account_id, cycle, total, currency, state
+_PG_PAYLOAD = '{"bill_id" : %d, "account_id" : %s, "cycle" : %s, "total" : %s, "currency" : %s, "state" : %s}'
+_PAYLOAD_COLUMNS = tuple(BILL_COLUMNS.index(c) for c in ("account_id", "cycle", "total", "currency", "state"))
+_COPY_OUTBOX = (
+    "COPY outbox (bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at) FROM STDIN"
+)
+
+
+def _pg_json(value: str | None) -> str:
+    """A text value as json_build_object writes it (JSON, non-ASCII as is); None as null."""
+    return "null" if value is None else _JSON_STRING(value)
+
+
+_JSON_STRING = json.encoder.encode_basestring  # json.dumps(value, ensure_ascii=False) of a str, in C
+
+
 _ALERT_NOTIFY = (
     "INSERT INTO outbox (alert_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
     " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (alert_id, channel) DO NOTHING"
@@ -67,6 +84,24 @@ class NotifyStoreMixin:
             else:
                 sql, args = _BILL_NOTIFY["sqlite"] % marks(part), part
             self.conn.execute(sql, (now, now, cycle, *args))
+
+    def copy_bill_notices_pg(self, issued: Sequence[tuple], contacts: Mapping, now: float) -> None:
+        """PostgreSQL: the outbox rows ``queue_notifications`` would make for new bills, made here
+        and stored by COPY: ``issued`` is (bill_id, bill row in BILL_COLUMNS order) of bills just
+        stored (none has a notice yet), ``contacts`` account_id -> (email, webhook). The payload is
+        the text PostgreSQL's json_build_object gives (``_PAYLOAD``: its " : " and ", ", strings
+        escaped as JSON, UTF-8 as is)."""
+        rows = []
+        for bill_id, b in issued:
+            email, webhook = contacts[b[0]]
+            payload = _PG_PAYLOAD % (bill_id, *(_pg_json(b[i]) for i in _PAYLOAD_COLUMNS))
+            for channel, target in (("email", email), ("webhook", webhook)):
+                if target is not None:
+                    rows.append((bill_id, channel, target, payload, "pending", 0, now, now))
+            if email is None and webhook is None:
+                rows.append((bill_id, "console", None, payload, "pending", 0, now, now))
+        if rows:
+            self.conn.copy_text(_COPY_OUTBOX, rows, 8)
 
     def cancel_bill_notifications(self, bill_id: int, reason: str) -> int:
         """The bill's pending notices become ``failed`` with ``reason`` (in the caller's transaction)."""

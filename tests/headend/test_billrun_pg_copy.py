@@ -6,12 +6,17 @@ gives a meaning (backslashes, tabs, line breaks, quotes, commas, braces, ``NULL`
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import pytest
 
+from headend.billing.policy import Policy
+from headend.billing.run import run_bills
 from headend.billing.store_sql import BILL_COLUMNS, PG_IN_IDS, pg_text_array
 from headend.db.engine import copy_text_data
 from headend.db.storage import Storage
-from tests.headend.billrun_support import add_account
+from tests.headend.billrun_support import NOW, add_account, hourly, tou_rates
 
 AWKWARD = [
     "plain",
@@ -77,3 +82,30 @@ def test_new_bills_by_copy_keep_every_column_and_a_live_bill_is_not_replaced(db_
         s.commit_bill_batch(1, "2024-02", [dict(bill, total="9.99", state="held")], [], "acc-1", {}, now)
         assert s.bill("acc-1", "2024-02")["total"] == "1.25"
         assert s.conn.execute("SELECT count(*) FROM bills").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("engine", ["postgresql"])
+def test_a_shared_runs_notices_are_those_the_outbox_query_makes(db_target):
+    # a shared run makes its new bills' notices itself (copy_bill_notices_pg); they must be the
+    # rows queue_notifications' INSERT ... SELECT makes for the same bills, payload text included
+    contacts = {"e": ("e@example.org", None), "w": (None, "https://h.example/x?a=\"1\""),
+                "ew": ("ü@example.org", "https://h.example/y"), "none": (None, None)}  # fmt: skip
+    with Storage(db_target) as s:
+        for account_id, (email, hook) in contacts.items():
+            add_account(s, account_id, email=email, webhook=hook)
+            hourly(s, "m-" + account_id, tou_rates)
+        add_account(s, "held")  # no data: held, no notice
+        done = run_bills(s, "2024-02", NOW, Policy(review_sample_pct=Decimal(0)))
+        assert done["counts"]["issued"] == 4 and done["counts"]["held"] == 1
+        columns = "bill_id, channel, target, payload, state, attempts, next_attempt_at, created_at"
+        made = s.conn.execute("SELECT %s FROM outbox ORDER BY bill_id, channel" % columns).fetchall()
+        expected = [("email", "e@example.org"), ("webhook", contacts["w"][1]), ("email", "ü@example.org"),
+                    ("webhook", "https://h.example/y"), ("console", None)]  # fmt: skip
+        assert sorted((r[1], r[2]) for r in made) == sorted(expected, key=lambda ct: (ct[0], ct[1] or ""))
+        with s.db.atomic():
+            s.conn.execute("DELETE FROM outbox")
+            s.queue_notifications("2024-02", list(contacts), NOW)
+            by_query = s.conn.execute("SELECT %s FROM outbox ORDER BY bill_id, channel" % columns).fetchall()
+            s.conn.execute("ROLLBACK")
+        assert made == by_query
+        assert {json.loads(r[3])["account_id"] for r in made} == set(contacts)
