@@ -153,8 +153,8 @@ def _fast_rows(store, ids: list[str], start: int, end: int):
     """(interval_s, its ``profile_fast`` rows) for each resolution in RESOLUTIONS order, each account
     at the first resolution it has rows for. SQLite: a query per resolution for the accounts not
     found yet (grouping by resolution too would sort every row). PostgreSQL: one query over all
-    three, grouped by account and resolution (a hash aggregate: no sort), which spares a batch the
-    two empty hourly and 15-minute queries of daily data (8 ms each a batch)."""
+    three (``PROFILE_FAST_ALL``: folded per meter link, then by account and resolution), which
+    spares a batch the two empty hourly and 15-minute queries of daily data (8 ms each a batch)."""
     if getattr(store, "dialect", "sqlite") != "postgresql":
         for iv in RESOLUTIONS:
             if not ids:
