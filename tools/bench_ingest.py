@@ -27,7 +27,8 @@ median readings/s over the median ceiling (each run's own ratio is in its
 row): the share of what the broker can deliver on this machine that the
 head-end stores, less sensitive to other load than either figure. CPU per
 message (``cpu_us_per_reading``) is each process's user + system time from
-/proc over the messages, the figure to compare across loaded runs.
+/proc over the messages, the figure to compare across loaded runs (``headend_system``:
+the head-end's system share of it, mostly SQLite's WAL writes and page reads).
 ``read_by_layout``: [readings a known layout read, readings decoded] as serve's
 workers say when they stop (headend.ingest.fast.row: nearly all, when it works).
 
@@ -192,14 +193,14 @@ def publisher(meters: list[dict], per_meter: int, port: int, window: int, ready,
 # ---------------------------------------------------------------- measuring processes
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc (0 once it is gone)."""
+def cpu_s(pid: int, system_only: bool = False) -> float:
+    """User + system (or only system) CPU seconds of a process, from /proc (0 once it is gone)."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[12 if system_only else 11 : 13]) / os.sysconf("SC_CLK_TCK")
 
 
 def vmhwm_kib(pid: int) -> int:
@@ -391,6 +392,7 @@ def run_once(args, run: int, work: str, meters: list[dict], database: Database) 
 
         def cpu_now() -> dict:
             cpu = {"broker": cpu_s(broker.proc.pid), "headend": sum(cpu_s(p) for p in serve_pids)}
+            cpu["headend_system"] = sum(cpu_s(p, system_only=True) for p in serve_pids)  # of headend
             if database.server is not None:
                 cpu["postgresql"] = sum(cpu_s(p) for p in pg_pids)
             return cpu
@@ -666,9 +668,10 @@ def main(argv=None) -> int:
     if ratio is not None:
         print(
             "broker ceiling %d msgs/s (mosquitto_sub -q 1, same publishers)   ratio to broker %.2f"
-            "  (target >= %.1f: %s; goal %.1f)   CPU us/reading: head-end %.0f, broker %.0f (alone %.0f)"
+            "  (target >= %.1f: %s; goal %.1f)   CPU us/reading: head-end %.0f (system %.0f), broker %.0f"
+            " (alone %.0f)"
             % (ceiling, ratio, RATIO_TARGET, "met" if result["ratio_met"] else "BELOW TARGET", RATIO_GOAL,
-               cpu_us["headend"], cpu_us["broker"], cpu_us["broker_alone"])
+               cpu_us["headend"], cpu_us["headend_system"], cpu_us["broker"], cpu_us["broker_alone"])
         )  # fmt: skip
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
