@@ -348,11 +348,13 @@ def _learn(b: bytes) -> _Layout:
     lay = _Layout()
     lay.n = n
     lay.unpack = struct.Struct("".join(fmt)).unpack_from
-    lay.key = "".join(fmt), sorted(fixed), bytes(b[p] for p in sorted(fixed))
     lay.mask = int.from_bytes(bytes(0xFF if p in fixed else 0 for p in range(n)), "big")
     lay.fixed = int.from_bytes(b, "big") & lay.mask
     lay.bmask = int.from_bytes(bytes(bits.get(p, (0, 0))[0] for p in range(n)), "big")
     lay.bits = int.from_bytes(bytes(bits.get(p, (0, 0))[1] for p in range(n)), "big")
+    # the same fixed bytes with a value in the head byte of another sign (0x00.. against 0x20..)
+    # is another layout: its bits differ, so they are part of the key
+    lay.key = "".join(fmt), lay.mask, lay.fixed, lay.bmask, lay.bits
     lay.lows = []  # (values, least) of 4- and 8-byte arguments: the head still the shortest
     for ai in (26, 27):
         ks = [k for k, (_f, _n, a) in enumerate(slots) if a == ai]

@@ -161,6 +161,20 @@ def test_layouts_are_shared_bounded_and_the_most_recently_used_kept(monkeypatch)
     fast.clear_layouts()
 
 
+def test_a_value_of_the_other_sign_in_the_same_place_is_a_layout_of_its_own():
+    # balance 0 (0x00) and -1 (0x20): the same length, the same fixed bytes, another check of
+    # the value's head byte; each is read by its own layout once learnt, in either order
+    for order in ((0, -1), (-1, 0)):
+        fast.clear_layouts()
+        bodies = [cbor.dumps(M.reading(3, T0, 900, [1], [0], [0, 0, 0, 0], balance=v)) for v in order]
+        assert len({len(b) for b in bodies}) == 1
+        for b in bodies + bodies:
+            assert fast.row(b, "m", 1.0, b"f") == expected(b, "m", 1.0, b"f") is not None
+        for b in bodies:
+            assert fast.by_layout(b, "m", 1.0, b"f") == expected(b, "m", 1.0, b"f")
+    fast.clear_layouts()
+
+
 _uint = st.one_of(
     st.integers(0, 30), st.integers(250, 260), st.integers(65530, 65540), st.integers(2**32 - 3, 2**32 + 3),
     st.integers(2**64 - 2, 2**64 - 1), st.integers(0, 2**64 - 1),
