@@ -33,7 +33,6 @@ from headend.billing.store_sql import (
     BOUNDARY_READS,
     CLAIM_BATCH,
     COPY_BILLS_PG,
-    COPY_BILLS_WITH_IDS_PG,
     HISTORY,
     HISTORY_PG,
     PG_IN_IDS,
@@ -297,23 +296,23 @@ class BillingStorageMixin:
         noticed: set[str] = set()  # accounts whose notices are queued already
         if dialect(self.conn) == "postgresql":
             # a bill with an audit row replaces its account's held bill (an upsert); the others
-            # are new (the account has no live bill of the cycle) and go in by COPY: a third of
-            # the upsert's server CPU. Should one find a live bill after all, the unique index
-            # refuses the COPY, which is undone, and every bill of the batch takes the upsert.
-            # With ``contacts`` the new bills' ids are taken from their sequence first, so their
-            # notices go in by COPY too, made here (``outbox_rows_pg``): half the server CPU of
+            # are new (the account has no live bill of the cycle) and go in by COPY, their ids
+            # taken from the sequence first: a third of the upsert's server CPU. Should one find a
+            # live bill after all, the unique index refuses the COPY, which is undone, and every
+            # bill of the batch takes the upsert. With ``contacts`` the new bills' notices go in by
+            # COPY too, made here (``copy_bill_notices_pg``): half the server CPU of
             # queue_notifications' INSERT ... SELECT, which finds each bill and account again.
             replacing = {a[2] for a in audits}
             new = [r for r in rows if r[0] not in replacing]
-            ids = self._bill_ids(len(new)) if new and contacts is not None else None
-            if new and self._copy_new_bills(new, ids):
-                rows_upsert = [r for r in rows if r[0] in replacing]
-                if ids is not None:
-                    issued = [(i, r) for i, r in zip(ids, new, strict=True) if r[3] == "issued"]
-                    self.copy_bill_notices_pg(issued, contacts, now)
-                    noticed = {r[0] for _i, r in issued}
-            else:
-                rows_upsert = rows
+            rows_upsert = rows
+            if new:
+                ids = self._bill_ids(len(new))
+                if self._copy_new_bills(new, ids):
+                    rows_upsert = [r for r in rows if r[0] in replacing]
+                    if contacts is not None:
+                        issued = [(i, r) for i, r in zip(ids, new, strict=True) if r[3] == "issued"]
+                        self.copy_bill_notices_pg(issued, contacts, now)
+                        noticed = {r[0] for _i, r in issued}
             if rows_upsert:
                 batch = json.dumps([dict(zip(BILL_COLUMNS, r, strict=True)) for r in rows_upsert])
                 self.conn.execute(UPSERT_BILLS_PG, [batch])
@@ -326,25 +325,22 @@ class BillingStorageMixin:
                 " WHERE account_id = ? AND cycle = ?",
                 audits,
             )
-        issued_ids = [b[0] for b in rows if b[3] == "issued" and b[0] not in noticed]
-        if issued_ids:
-            self.queue_notifications(cycle, issued_ids, now)
+        issued_accounts = [b[0] for b in rows if b[3] == "issued" and b[0] not in noticed]
+        if issued_accounts:
+            self.queue_notifications(cycle, issued_accounts, now)
 
     def _bill_ids(self, n: int) -> list[int]:
         """PostgreSQL: ``n`` new ids from the bills' identity sequence."""
         return [r[0] for r in self.conn.execute(BILL_IDS_PG, (n,))]
 
-    def _copy_new_bills(self, rows: Sequence[tuple], ids: Sequence[int] | None = None) -> bool:
-        """PostgreSQL: COPY ``rows`` (``BILL_COLUMNS`` order; with ``ids``, those ids) into bills
-        under a savepoint; False, with nothing stored, when one of their accounts has a live bill
-        of the cycle."""
+    def _copy_new_bills(self, rows: Sequence[tuple], ids: Sequence[int]) -> bool:
+        """PostgreSQL: COPY ``rows`` (``BILL_COLUMNS`` order) with ``ids`` into bills under a
+        savepoint; False, with nothing stored, when one of their accounts has a live bill of the
+        cycle."""
         self.conn.execute("SAVEPOINT new_bills")
         try:
-            if ids is None:
-                self.conn.copy_text(COPY_BILLS_PG, rows, len(BILL_COLUMNS))
-            else:
-                with_ids = [(i, *r) for i, r in zip(ids, rows, strict=True)]
-                self.conn.copy_text(COPY_BILLS_WITH_IDS_PG, with_ids, 1 + len(BILL_COLUMNS))
+            with_ids = [(i, *r) for i, r in zip(ids, rows, strict=True)]
+            self.conn.copy_text(COPY_BILLS_PG, with_ids, 1 + len(BILL_COLUMNS))
         except sqlite3.IntegrityError:
             self.conn.execute("ROLLBACK TO SAVEPOINT new_bills")
             return False

@@ -281,8 +281,9 @@ counts = [0, 0]  # [bodies read by a layout, bodies decoded by reading_row]
 
 
 class _Layout:
-    __slots__ = ("n", "key", "mask", "fixed", "bmask", "bits", "unpack", "lows", "negs", "ranges", "texts")
-    __slots__ += ("row",)
+    __slots__ = (
+        "n", "key", "mask", "fixed", "bmask", "bits", "unpack", "lows", "negs", "ranges", "texts", "row",
+    )  # fmt: skip
 
 
 def _value_range(neg: bool, ai: int) -> tuple[int, int]:

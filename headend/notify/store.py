@@ -53,12 +53,12 @@ _COPY_OUTBOX = (
 )
 
 
+_JSON_STRING = json.encoder.encode_basestring  # json.dumps(value, ensure_ascii=False) of a str, in C
+
+
 def _pg_json(value: str | None) -> str:
     """A text value as json_build_object writes it (JSON, non-ASCII as is); None as null."""
     return "null" if value is None else _JSON_STRING(value)
-
-
-_JSON_STRING = json.encoder.encode_basestring  # json.dumps(value, ensure_ascii=False) of a str, in C
 
 
 _ALERT_NOTIFY = (
