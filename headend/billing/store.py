@@ -33,6 +33,7 @@ from headend.billing.store_sql import (
     BOUNDARY_READS,
     CLAIM_BATCH,
     COPY_BILLS_PG,
+    CYCLE_READS_PG,
     HISTORY,
     HISTORY_PG,
     PG_IN_IDS,
@@ -213,6 +214,16 @@ class BillingStorageMixin:
             return []
         sql, args = self._in_ids(VEE_PROBLEMS, ids)
         return self.conn.execute(sql, (start, end, end, *args)).fetchall()
+
+    def cycle_reads(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
+        """PostgreSQL: ``boundary_reads`` and ``vee_problems`` in one statement (``CYCLE_READS_PG``):
+        (account_id, meter_id, ts, seq, imp, vee_state, problems) of each boundary read, in
+        ``boundary_reads``' order, then per account and state the count of the other failed and
+        pending readings of the cycle (ts, seq and imp None)."""
+        if not ids:
+            return []
+        sql, args = self._in_ids(CYCLE_READS_PG, ids)
+        return self.conn.execute(sql, (start, end, start, end, start, end, *args)).fetchall()
 
     def bill_history(self, ids: Sequence[str], cycle: str, n: int) -> dict[str, list[str]]:
         """account_id -> energy_kwh of its last ``n`` released bills before ``cycle``, newest first."""

@@ -182,6 +182,25 @@ VEE_PROBLEMS = (
     " GROUP BY am.account_id, r.vee_state"
 )
 
+# PostgreSQL: BOUNDARY_READS and VEE_PROBLEMS in one pass over each meter link's readings of the
+# cycle (start <= ts <= end): a boundary read comes as its own row (account_id, meter_id, ts, seq,
+# imp, vee_state, problem), the failed and pending readings between as one row per state with ts,
+# seq and imp NULL and their count; a boundary read VEE has not accepted counts as a problem in its
+# row too (VEE_PROBLEMS' window: start < ts <= end). One index descent per partition and meter
+# instead of three, one probe of the batch's links instead of two: 14.8 -> 10.8 ms of server CPU a
+# batch of 1,000 accounts (the bench's two readings a meter).
+CYCLE_READS_PG = (
+    "SELECT am.account_id, am.meter_id, x.ts, x.seq, x.imp, x.vee_state, x.problems FROM account_meters am"
+    " CROSS JOIN LATERAL (SELECT CASE WHEN f.b THEN r.ts END AS ts, CASE WHEN f.b THEN r.seq END AS seq,"
+    " CASE WHEN f.b THEN r.imp END AS imp, r.vee_state, count(*) FILTER (WHERE f.p) AS problems"
+    " FROM readings r CROSS JOIN LATERAL"
+    " (SELECT r.ts IN (?, ?) AND r.ts >= am.from_ts AND r.ts <= coalesce(am.to_ts, r.ts) AS b,"
+    " r.vee_state IN ('failed', 'pending') AND r.ts > ? AND r.ts > am.from_ts"
+    " AND r.ts <= coalesce(am.to_ts, ?) AS p) f"
+    " WHERE r.meter_id = am.meter_id AND r.ts >= ? AND r.ts <= ? AND (f.b OR f.p) GROUP BY 1, 2, 3, 4) x"
+    " WHERE am.account_id IN (%s) ORDER BY am.account_id, x.ts, x.seq"
+)
+
 # state != 'void' (implied by the IN list) lets SQLite use the partial unique index on
 # (account_id, cycle): without it, it took idx_bills_cycle_state and read every earlier bill
 # of the whole fleet for each batch (0.4 s of a batch's 0.6 s at a million accounts)
@@ -244,4 +263,8 @@ UPSERT_BILLS_PG = UPSERT_BILL.replace(
 # notices can be made by the head-end; server CPU for 1,000 bills: 12 ms against 32 ms for
 # UPSERT_BILLS_PG, and 3 ms of the client's against 11 ms for the JSON
 COPY_BILLS_PG = "COPY bills (id, %s) FROM STDIN" % ", ".join(BILL_COLUMNS)
-BILL_IDS_PG = "SELECT nextval(pg_get_serial_sequence('bills', 'id')) FROM generate_series(1, ?)"
+# (the sequence looked up once: pg_get_serial_sequence called for each id was 2.3 of its 2.8 ms)
+BILL_IDS_PG = (
+    "WITH s AS MATERIALIZED (SELECT CAST(pg_get_serial_sequence('bills', 'id') AS regclass) AS seq)"
+    " SELECT nextval(s.seq) FROM s, generate_series(1, ?)"
+)

@@ -176,6 +176,26 @@ def _fast_rows(store, ids: list[str], start: int, end: int):
             yield iv, by_iv[iv]
 
 
+def _cycle_reads(store, ids: list[str], start: int, end: int) -> tuple[dict, dict]:
+    """account_id -> its boundary reads (``boundary_reads``' rows), and account_id -> {vee_state:
+    readings of the cycle failed or pending}. PostgreSQL: both from one statement (``cycle_reads``)."""
+    reads: dict[str, list] = {}
+    vee: dict[str, dict] = {}
+    if getattr(store, "dialect", "sqlite") != "postgresql":
+        for row in store.boundary_reads(ids, start, end):
+            reads.setdefault(row[0], []).append(row)
+        for account_id, state, n in store.vee_problems(ids, start, end):
+            vee.setdefault(account_id, {})[state] = n
+        return reads, vee
+    for account_id, meter_id, ts, _seq, imp, state, problems in store.cycle_reads(ids, start, end):
+        if ts is not None:
+            reads.setdefault(account_id, []).append((account_id, meter_id, ts, imp, state))
+        if problems:
+            got = vee.setdefault(account_id, {})
+            got[state] = got.get(state, 0) + problems
+    return reads, vee
+
+
 def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy) -> dict:
     start, end = window
     linked = {a[0]: (a[3], a[4]) for a in accounts}
@@ -194,12 +214,7 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
         for row in store.profile_sums(mixed, iv, start, end):
             profiles.setdefault(row[0], (iv, []))[1].append(row)
     ids = [a for a in linked if a not in out]
-    reads: dict[str, list] = {}
-    for row in store.boundary_reads(ids, start, end) if ids else ():
-        reads.setdefault(row[0], []).append(row)
-    vee: dict[str, dict] = {}
-    for account_id, state, n in store.vee_problems(ids, start, end) if ids else ():
-        vee.setdefault(account_id, {})[state] = n
+    reads, vee = _cycle_reads(store, ids, start, end) if ids else ({}, {})
     for a in ids:
         deltas, problems = _register_delta(reads.get(a, []), start, end)
         u = fast.get(a)

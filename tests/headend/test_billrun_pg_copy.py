@@ -109,3 +109,54 @@ def test_a_shared_runs_notices_are_those_the_outbox_query_makes(db_target):
             s.conn.execute("ROLLBACK")
         assert made == by_query
         assert {json.loads(r[3])["account_id"] for r in made} == set(contacts)
+
+
+def test_cycle_reads_equal_boundary_reads_and_vee_problems(pg_url):
+    """PostgreSQL reads a batch's boundary reads and its failed and pending readings in one pass
+    (``cycle_reads``); what gather takes from it equals the two statements SQLite runs, over link
+    windows, reads at the cycle's edges in every state, several readings at one boundary, and
+    readings outside the cycle or outside a link."""
+    from headend.billing.usage import _cycle_reads
+    from tests.headend.billrun_support import FEB, MAR, reads
+
+    def states(store, meter, by_seq):
+        for seq, state in by_seq.items():
+            store.set_vee_state(meter, [seq], state)
+
+    with Storage(pg_url) as s:
+        mid = FEB + 10 * 86400
+        # two meters one after the other: m-a1 until mid, m-a2 from mid
+        add_account(s, "a", meter="m-a1")
+        s.conn.execute("UPDATE account_meters SET to_ts = ? WHERE account_id = 'a'", (mid,))
+        s.link_meter("a", "m-a2", mid)
+        s.add_meter("m-a2", "00" * 32, "$7$x", now=0)
+        reads(
+            s,
+            "m-a1",
+            [(FEB, [0, 0]), (FEB + 900, [1, 1]), (FEB + 1800, [2, 2]), (mid + 900, [9, 9]), (FEB, [0, 1])],
+        )
+        states(s, "m-a1", {1: "valid", 2: "failed", 3: "pending", 4: "pending", 5: "estimated"})
+        reads(s, "m-a2", [(mid, [3, 3]), (MAR, [5, 5]), (MAR + 900, [6, 6]), (MAR - 900, [4, 4])])
+        states(s, "m-a2", {1: "failed", 2: "failed", 3: "pending", 4: "pending"})
+        add_account(s, "b")  # a pending start read (a boundary read, not a problem), an end read edited
+        reads(s, "m-b", [(FEB, [0]), (MAR, [7]), (FEB - 900, [0])])
+        states(s, "m-b", {1: "pending", 2: "edited", 3: "failed"})
+        add_account(s, "c")  # nothing at all
+        ids = ["a", "b", "c"]
+        want_reads: dict = {}
+        for row in s.boundary_reads(ids, FEB, MAR):
+            want_reads.setdefault(row[0], []).append(tuple(row))
+        want_vee: dict = {}
+        for account_id, state, n in s.vee_problems(ids, FEB, MAR):
+            want_vee.setdefault(account_id, {})[state] = n
+        got_reads, got_vee = _cycle_reads(s, ids, FEB, MAR)
+        assert {k: [tuple(r) for r in v] for k, v in got_reads.items()} == want_reads
+        assert got_vee == want_vee
+        # what the fixtures meant: the failures between, the failed end read, nothing outside
+        assert want_vee == {"a": {"failed": 2, "pending": 2}}
+        assert [(r[1], r[2], r[4]) for r in want_reads["a"]] == [
+            ("m-a1", FEB, "valid"),
+            ("m-a1", FEB, "estimated"),
+            ("m-a2", MAR, "failed"),
+        ]
+        assert [(r[2], r[4]) for r in want_reads["b"]] == [(FEB, "pending"), (MAR, "edited")]
