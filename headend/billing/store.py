@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from headend.billing.store_sql import (
+    ACCOUNT_LINKS,
     ACCOUNTS,
     BILL_COLUMNS,
     BILL_IDS_PG,
@@ -188,12 +189,20 @@ class BillingStorageMixin:
         return self.conn.execute(sql, (*self._linked_args(interval_s, start, end), *args)).fetchall()
 
     def profile_fast_all(
-        self, ids: Sequence[str], intervals: Sequence[int], start: int, end: int
+        self, links: Sequence[tuple], intervals: Sequence[int], start: int, end: int
     ) -> list[tuple]:
-        """PostgreSQL: ``profile_fast`` rows at each of ``intervals`` the account has rows for, each
-        row ending with its interval_s."""
-        sql, args = self._in_ids(PROFILE_FAST_ALL, ids)
-        return self.conn.execute(sql, (*self._linked_args(list(intervals), start, end), *args)).fetchall()
+        """PostgreSQL: ``profile_fast`` rows of the accounts of ``links`` ((account_id, meter_id,
+        from_ts, to_ts), ``account_links``) at each of ``intervals`` they have rows for, each row
+        ending with its interval_s."""
+        args = (*_links_args(links), *self._linked_args(list(intervals), start, end))
+        return self.conn.execute(PROFILE_FAST_ALL, args).fetchall()
+
+    def account_links(self, ids: Sequence[str]) -> list[tuple]:
+        """(account_id, meter_id, from_ts, to_ts) of the accounts' meter links."""
+        if not ids:
+            return []
+        sql, args = self._in_ids(ACCOUNT_LINKS, ids)
+        return self.conn.execute(sql, args).fetchall()
 
     def profile_points(self, account_id: str, interval_s: int, start: int, end: int) -> list[tuple]:
         """(interval_start, rate, wh_imp, source) of one account, by interval_start, rate."""
@@ -215,15 +224,16 @@ class BillingStorageMixin:
         sql, args = self._in_ids(VEE_PROBLEMS, ids)
         return self.conn.execute(sql, (start, end, end, *args)).fetchall()
 
-    def cycle_reads(self, ids: Sequence[str], start: int, end: int) -> list[tuple]:
-        """PostgreSQL: ``boundary_reads`` and ``vee_problems`` in one statement (``CYCLE_READS_PG``):
-        (account_id, meter_id, ts, seq, imp, vee_state, problems) of each boundary read, in
-        ``boundary_reads``' order, then per account and state the count of the other failed and
-        pending readings of the cycle (ts, seq and imp None)."""
-        if not ids:
+    def cycle_reads(self, links: Sequence[tuple], start: int, end: int) -> list[tuple]:
+        """PostgreSQL: ``boundary_reads`` and ``vee_problems`` of the accounts of ``links`` (as
+        ``profile_fast_all``) in one statement (``CYCLE_READS_PG``): (account_id, meter_id, ts, seq,
+        imp, vee_state, problems) of each boundary read, in ``boundary_reads``' order, then per
+        account and state the count of the other failed and pending readings of the cycle (ts, seq
+        and imp None)."""
+        if not links:
             return []
-        sql, args = self._in_ids(CYCLE_READS_PG, ids)
-        return self.conn.execute(sql, (start, end, start, end, start, end, *args)).fetchall()
+        args = (*_links_args(links), start, end, start, end, start, end)
+        return self.conn.execute(CYCLE_READS_PG, args).fetchall()
 
     def bill_history(self, ids: Sequence[str], cycle: str, n: int) -> dict[str, list[str]]:
         """account_id -> energy_kwh of its last ``n`` released bills before ``cycle``, newest first."""
@@ -508,6 +518,16 @@ class BillingStorageMixin:
 
     def bill_audit(self, bill_id: int) -> list[dict]:
         return list(self.db.query("SELECT * FROM bill_audit WHERE bill_id = ? ORDER BY id", [bill_id]))
+
+
+def _links_args(links: Sequence[tuple]) -> tuple[str, str, str, str]:
+    """``PG_LINKS``' four array literals from (account_id, meter_id, from_ts, to_ts) tuples."""
+    accounts, meters, froms, tos = zip(*links, strict=True) if links else ((), (), (), ())
+    return pg_text_array(accounts), pg_text_array(meters), _pg_int_array(froms), _pg_int_array(tos)
+
+
+def _pg_int_array(values: Sequence[int | None]) -> str:
+    return "{" + ",".join(["NULL" if v is None else str(int(v)) for v in values]) + "}"
 
 
 def _run(row: dict) -> dict:

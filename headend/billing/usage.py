@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
+from operator import itemgetter
 
 from headend.billing.checks import REAL_STATES, Usage
 from headend.billing.policy import Policy
-from headend.billing.store_sql import FAST_RATES
+from headend.billing.store_sql import FAST_RATES, OPEN_LINK
 
 RESOLUTIONS = (3600, 900, 86400)
 _INT = r"-?(?:0|[1-9][0-9]*)"  # a JSON integer
@@ -149,7 +150,7 @@ def _register_delta(reads: list[tuple], start: int, end: int) -> tuple[dict | No
     return None, problems
 
 
-def _fast_rows(store, ids: list[str], start: int, end: int):
+def _fast_rows(store, ids: list[str], start: int, end: int, links: list[tuple]):
     """(interval_s, its ``profile_fast`` rows) for each resolution in RESOLUTIONS order, each account
     at the first resolution it has rows for. SQLite: a query per resolution for the accounts not
     found yet (grouping by resolution too would sort every row). PostgreSQL: one query over all
@@ -165,7 +166,7 @@ def _fast_rows(store, ids: list[str], start: int, end: int):
             ids = [a for a in ids if a not in found]
         return
     by_account: dict[str, dict[int, tuple]] = {}
-    for row in store.profile_fast_all(ids, RESOLUTIONS, start, end) if ids else ():
+    for row in store.profile_fast_all(links, RESOLUTIONS, start, end) if links else ():
         by_account.setdefault(row[0], {})[row[-1]] = row[:-1]
     by_iv: dict[int, list] = {iv: [] for iv in RESOLUTIONS}
     for rows in by_account.values():
@@ -176,7 +177,28 @@ def _fast_rows(store, ids: list[str], start: int, end: int):
             yield iv, by_iv[iv]
 
 
-def _cycle_reads(store, ids: list[str], start: int, end: int) -> tuple[dict, dict]:
+def _links(store, accounts: list[tuple], ids: list[str]) -> list[tuple]:
+    """PostgreSQL: (account_id, meter_id, from_ts, to_ts) of the meter links of ``ids``, in meter
+    order (the order their load profile and readings are read in): an account of one link has it in
+    its row (``postpaid_between``'s meter after its span), the others' are read (``account_links``)."""
+    links, several = [], []
+    if accounts and len(accounts[0]) > 7:
+        row = {a[0]: a for a in accounts}
+        for a in ids:
+            _a, _z, _t, lo, hi, _e, _w, meter = row[a][:8]
+            if meter is None:
+                several.append(a)
+            else:
+                links.append((a, meter, lo, None if hi == OPEN_LINK else hi))
+    else:
+        several = ids
+    if several:
+        links += [tuple(r) for r in store.account_links(several)]
+    links.sort(key=itemgetter(1, 2))
+    return links
+
+
+def _cycle_reads(store, ids: list[str], start: int, end: int, links: list[tuple]) -> tuple[dict, dict]:
     """account_id -> its boundary reads (``boundary_reads``' rows), and account_id -> {vee_state:
     readings of the cycle failed or pending}. PostgreSQL: both from one statement (``cycle_reads``)."""
     reads: dict[str, list] = {}
@@ -187,7 +209,7 @@ def _cycle_reads(store, ids: list[str], start: int, end: int) -> tuple[dict, dic
         for account_id, state, n in store.vee_problems(ids, start, end):
             vee.setdefault(account_id, {})[state] = n
         return reads, vee
-    for account_id, meter_id, ts, _seq, imp, state, problems in store.cycle_reads(ids, start, end):
+    for account_id, meter_id, ts, _seq, imp, state, problems in store.cycle_reads(links, start, end):
         if ts is not None:
             reads.setdefault(account_id, []).append((account_id, meter_id, ts, imp, state))
         if problems:
@@ -201,9 +223,10 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
     linked = {a[0]: (a[3], a[4]) for a in accounts}
     out: dict = {a: ["no meter linked to the account"] for a, (f, _t) in linked.items() if f is None}
     todo = [a for a in linked if a not in out]
+    links = _links(store, accounts, todo) if getattr(store, "dialect", "sqlite") == "postgresql" else []
     profiles: dict[str, tuple[int, list]] = {}
     fast: dict[str, Usage] = {}
-    for iv, rows in _fast_rows(store, todo, start, end):
+    for iv, rows in _fast_rows(store, todo, start, end, links):
         mixed = []  # accounts with rows not 'real' or of other rates: read by rate and source
         for row in rows:
             u = _from_fast(row, iv, start, end, linked[row[0]])
@@ -214,7 +237,7 @@ def gather(store, accounts: list[tuple], window: tuple[int, int], policy: Policy
         for row in store.profile_sums(mixed, iv, start, end):
             profiles.setdefault(row[0], (iv, []))[1].append(row)
     ids = [a for a in linked if a not in out]
-    reads, vee = _cycle_reads(store, ids, start, end) if ids else ({}, {})
+    reads, vee = _cycle_reads(store, ids, start, end, links) if ids else ({}, {})
     for a in ids:
         deltas, problems = _register_delta(reads.get(a, []), start, end)
         u = fast.get(a)

@@ -116,7 +116,7 @@ def test_cycle_reads_equal_boundary_reads_and_vee_problems(pg_url):
     (``cycle_reads``); what gather takes from it equals the two statements SQLite runs, over link
     windows, reads at the cycle's edges in every state, several readings at one boundary, and
     readings outside the cycle or outside a link."""
-    from headend.billing.usage import _cycle_reads
+    from headend.billing.usage import _cycle_reads, _links
     from tests.headend.billrun_support import FEB, MAR, reads
 
     def states(store, meter, by_seq):
@@ -149,7 +149,11 @@ def test_cycle_reads_equal_boundary_reads_and_vee_problems(pg_url):
         want_vee: dict = {}
         for account_id, state, n in s.vee_problems(ids, FEB, MAR):
             want_vee.setdefault(account_id, {})[state] = n
-        got_reads, got_vee = _cycle_reads(s, ids, FEB, MAR)
+        # the links as the shared run has them (postpaid_between's arrays) and as read for them
+        links = _links(s, s.postpaid_between("", "c"), ids)
+        assert links == _links(s, s.postpaid_after("", 10), ids)
+        assert [link[:2] for link in links] == [("a", "m-a1"), ("a", "m-a2"), ("b", "m-b"), ("c", "m-c")]
+        got_reads, got_vee = _cycle_reads(s, ids, FEB, MAR, links)
         assert {k: [tuple(r) for r in v] for k, v in got_reads.items()} == want_reads
         assert got_vee == want_vee
         # what the fixtures meant: the failures between, the failed end read, nothing outside
