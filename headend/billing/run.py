@@ -176,10 +176,15 @@ def price(pricer: CyclePricer, usage, store, account_id: str) -> dict:
     )
 
 
-def bill_batch(store, accounts, cycle, run_id, seed, tariffs, policy, now) -> tuple[list, list, dict]:
+def bill_batch(
+    store, accounts, cycle, run_id, seed, tariffs, policy, now, existing: dict | None = None
+) -> tuple[list, list, dict]:
+    """The batch's bills, the audit rows of the held bills they replace, and its counts.
+    ``existing``: the accounts' live bills of the cycle (``bill_states``) when the caller knows
+    them already (a shared run that began with none: {}), else read here."""
     counts = {"issued": 0, "held": 0, "review": 0, "skipped": 0}
-    ids = [a[0] for a in accounts]
-    existing = store.bill_states(ids, cycle)
+    if existing is None:
+        existing = store.bill_states([a[0] for a in accounts], cycle)
     todo = [a for a in accounts if existing.get(a[0], (0, "held"))[1] == "held"]
     counts["skipped"] = len(accounts) - len(todo)
     threshold = sample_threshold(policy.review_sample_pct)
@@ -356,6 +361,9 @@ def _run_shared(
     run = store.join_shared_run(cycle, seed, policy.as_json(), now, policy.batch_size)
     head = (cycle, run["run_id"], run["seed"])
     tariffs = _Tariffs(store, year, month)
+    # a cycle no other run has billed: the accounts of a batch still to do have no bill of it (a
+    # batch's bills and its ``done`` commit together), so their states need no reading
+    existing = None if store.cycle_billed_by_others(cycle, run["run_id"]) else {}
     mine = {**run, "batches": 0, "counts": {"issued": 0, "held": 0, "review": 0, "skipped": 0}}
     wait = False
     while True:
@@ -363,7 +371,7 @@ def _run_shared(
             if claimed is not None:
                 batch, after_id, last_id = claimed
                 accounts = store.postpaid_between(after_id, last_id)
-                bills, audits, got = bill_batch(store, accounts, *head, tariffs, policy, now)
+                bills, audits, got = bill_batch(store, accounts, *head, tariffs, policy, now, existing)
                 contacts = {a[0]: a[5:7] for a in accounts}  # e-mail, webhook: new bills' notices
                 store.commit_claimed_batch(
                     run["run_id"], batch, cycle, bills, audits, got, last_id, now, contacts

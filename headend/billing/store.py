@@ -396,6 +396,16 @@ class BillingStorageMixin:
         with self.db.atomic():
             yield self.conn.execute(CLAIM_BATCH + ("" if wait else " SKIP LOCKED"), [run_id]).fetchone()
 
+    def cycle_billed_by_others(self, cycle: str, run_id: int) -> bool:
+        """Whether the cycle has a live bill that run ``run_id`` did not make."""
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM bills WHERE cycle = ? AND state != 'void' AND run_id != ? LIMIT 1",
+                (cycle, run_id),
+            ).fetchone()
+            is not None
+        )
+
     def postpaid_between(self, after_id: str, last_id: str) -> list[tuple]:
         """``postpaid_after``'s rows for the accounts in (after_id, last_id], each followed by the
         account's e-mail and webhook (``contacts``)."""

@@ -164,3 +164,38 @@ def test_cycle_reads_equal_boundary_reads_and_vee_problems(pg_url):
             ("m-a2", MAR, "failed"),
         ]
         assert [(r[2], r[4]) for r in want_reads["b"]] == [(FEB, "pending"), (MAR, "edited")]
+
+
+def test_a_fresh_shared_run_reads_no_bill_states_and_a_rerun_does(pg_url, monkeypatch):
+    """A shared run of a cycle no other run has billed knows its batches' accounts have no bill of
+    it (a batch's bills commit with its ``done``), resumed after a crash too; a later run of the
+    cycle reads them, keeps the released bills and re-prices the held ones."""
+    from tests.headend.billrun_support import FEB, MAR, reads
+
+    policy = Policy(batch_size=2, review_sample_pct=Decimal(0))
+    with Storage(pg_url) as s:
+        for a in ("a1", "a2", "a3"):
+            add_account(s, a)
+            hourly(s, "m-" + a, tou_rates)
+        add_account(s, "a4")  # no data: held
+        calls = []
+        real = s.bill_states
+        monkeypatch.setattr(s, "bill_states", lambda ids, cycle: calls.append(list(ids)) or real(ids, cycle))
+
+        class Crash(Exception):
+            pass
+
+        def crash(run):
+            raise Crash()
+
+        with pytest.raises(Crash):
+            run_bills(s, "2024-02", NOW, policy, on_batch=crash)
+        assert len(s.bills("2024-02")) == 2 and calls == []
+        first = run_bills(s, "2024-02", NOW, policy)  # the same run, resumed
+        assert first["counts"] == {"issued": 3, "held": 1, "review": 0, "skipped": 0} and calls == []
+        assert s.bill("a4", "2024-02")["state"] == "held"
+        reads(s, "m-a4", [(FEB, [0, 0]), (MAR, [104400, 69600])])  # a4's registers arrive
+        again = run_bills(s, "2024-02", NOW, policy)
+        assert again["run_id"] != first["run_id"] and sorted(sum(calls, [])) == ["a1", "a2", "a3", "a4"]
+        assert again["counts"] == {"issued": 1, "held": 0, "review": 0, "skipped": 3}
+        assert [s.bill(a, "2024-02")["state"] for a in ("a1", "a2", "a3", "a4")] == ["issued"] * 4
