@@ -15,9 +15,10 @@ estimated or edited rows, or other rates, is read again by rate and source (``pr
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from operator import itemgetter
+from operator import itemgetter, sub
 
 from headend.billing.checks import REAL_STATES, Usage
 from headend.billing.policy import Policy
@@ -32,7 +33,7 @@ def _registers(text: str) -> list:
     """A register list's JSON: split and int() when it is a plain list of integers (a third
     of json.loads' time), else json.loads (the same values either way)."""
     if _INT_LIST.fullmatch(text):
-        return [int(x) for x in text[1:-1].split(",")]
+        return list(map(int, text[1:-1].split(",")))
     return json.loads(text)
 
 
@@ -45,6 +46,12 @@ def _expected(start: int, end: int, linked_from: int, linked_to: int, iv: int) -
 def _ends(start: int, end: int, linked: tuple, iv: int) -> tuple[int, int]:
     """The first and the last interval start of the cycle within the link window."""
     return max(start, linked[0]), start + ((min(end, linked[1]) - start - 1) // iv) * iv
+
+
+@functools.lru_cache(maxsize=4096)
+def _window(start: int, end: int, linked: tuple, iv: int) -> tuple[int, int, int]:
+    """``_ends`` and ``_expected`` of a link span: the same for most accounts of a batch."""
+    return (*_ends(start, end, linked, iv), _expected(start, end, linked[0], linked[1], iv))
 
 
 def _from_profile(rows: list[tuple], iv: int, start: int, end: int, linked: tuple) -> Usage:
@@ -104,13 +111,13 @@ def _from_fast(row: tuple, iv: int, start: int, end: int, linked: tuple) -> Usag
                 intervals = c
     if counted != n:  # a rate beyond FAST_RATES (or below 1)
         return None
-    first_ts, last_ts = _ends(start, end, linked, iv)
+    first_ts, last_ts, expected = _window(start, end, linked, iv)
     return Usage(
         wh_by_rate=wh_by_rate,
         min_wh=lo or 0,
         interval_s=iv,
         intervals=intervals,
-        expected=_expected(start, end, linked[0], linked[1], iv),
+        expected=expected,
         seconds={"real": intervals * iv, "estimated": 0, "edited": 0},
         first_source="real" if first == first_ts else None,
         last_source="real" if last == last_ts else None,
@@ -131,7 +138,7 @@ def _register_delta(reads: list[tuple], start: int, end: int) -> tuple[dict | No
         if m1 == m2 and t1 == start and t2 == end and sa in REAL_STATES and sb in REAL_STATES:
             a, b = _registers(a), _registers(b)
             if len(a) == len(b):
-                return {i + 1: y - x for i, (x, y) in enumerate(zip(a, b, strict=True))}, []
+                return dict(zip(range(1, len(a) + 1), map(sub, b, a), strict=True)), []
     problems = []
     for meter_id, at in sorted(_reads_by_meter(reads).items()):
         if start in at and end in at:
