@@ -20,7 +20,9 @@ PostgreSQL (beside the SQLite figures, under "billrun_postgresql"):
         [--processes 2] [--accounts N | --quick] [--repeat 3] [--keep]
 
 creates a database of its own (openami_bench_billrun_<random>) on that server, generates the same
-data there (generate_series instead of SQLite's recursive CTE), then each repeat starts
+data there (generate_series instead of SQLite's recursive CTE) and vacuums and checkpoints it (a
+month of data meets a bill run vacuumed on a live server; not timed), then each repeat (after
+deleting the last one's bills, vacuuming and a checkpoint, not timed either) starts
 ``--processes`` bill runs at once, each in its own process as ``headend bill run`` would be,
 sharing the cycle's run (batches claimed with SELECT ... FOR UPDATE SKIP LOCKED,
 headend/billing/run.py); the time is from their start until the last exits, and the run is checked
@@ -263,10 +265,7 @@ def pg_generate(url: str, n: int) -> float:
         # (about 4 us of server CPU an account of its ~76). Then a checkpoint, so that the run
         # does not share the machine with the writing out of the gigabytes just generated.
         c.execute("VACUUM ANALYZE")
-        try:
-            c.execute("CHECKPOINT")
-        except sqlite3.Error as e:  # a superuser's or pg_checkpoint's
-            log("no checkpoint after generating: %s" % e)
+        _checkpoint(c)
     seconds = time.time() - t0
     log("generated %d accounts in %.1f s" % (n, seconds))
     return seconds
@@ -284,7 +283,17 @@ def pg_reset(url: str) -> None:
                 " (SELECT run_id FROM bill_runs WHERE cycle = '2024-02')"
             )
             s.conn.execute("DELETE FROM bill_runs WHERE cycle = '2024-02'")
-        s.conn.execute("VACUUM ANALYZE bills")
+        # each repeat meets what the first met: no dead rows of the last one, nothing left to write
+        for table in ("bills", "outbox", "bill_runs", "bill_run_batches"):
+            s.conn.execute("VACUUM ANALYZE %s" % table)
+        _checkpoint(s.conn)
+
+
+def _checkpoint(conn) -> None:
+    try:
+        conn.execute("CHECKPOINT")
+    except sqlite3.Error as e:  # a superuser's or pg_checkpoint's
+        log("no checkpoint before the run: %s" % e)
 
 
 def pg_check(url: str, n: int) -> dict:

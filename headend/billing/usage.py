@@ -174,7 +174,9 @@ def _fast_rows(store, ids: list[str], start: int, end: int, links: list[tuple]):
         return
     by_account: dict[str, dict[int, tuple]] = {}
     for row in store.profile_fast_all(links, RESOLUTIONS, start, end) if links else ():
-        by_account.setdefault(row[0], {})[row[-1]] = row[:-1]
+        got = by_account.setdefault(row[0], {})
+        other = got.get(row[-1])
+        got[row[-1]] = row[:-1] if other is None else _fold_links(other, row[:-1])
     by_iv: dict[int, list] = {iv: [] for iv in RESOLUTIONS}
     for rows in by_account.values():
         first = next(r for r in RESOLUTIONS if r in rows)
@@ -182,6 +184,16 @@ def _fast_rows(store, ids: list[str], start: int, end: int, links: list[tuple]):
     for iv in RESOLUTIONS:
         if by_iv[iv]:
             yield iv, by_iv[iv]
+
+
+def _fold_links(a: tuple, b: tuple) -> tuple:
+    """Two meter links' ``profile_fast`` rows of one account and resolution as one: counts and sums
+    added (a rate's sum None where the link has none of it), the least Wh and first interval, the
+    last interval."""
+    sums = [x if y is None else y if x is None else x + y for x, y in zip(a[6::2], b[6::2], strict=True)]
+    counts = [x + y for x, y in zip(a[7::2], b[7::2], strict=True)]
+    head = (a[0], a[1] + b[1], a[2] + b[2], min(a[3], b[3]), min(a[4], b[4]), max(a[5], b[5]))
+    return head + tuple(v for pair in zip(sums, counts, strict=True) for v in pair)
 
 
 def _links(store, accounts: list[tuple], ids: list[str]) -> list[tuple]:

@@ -231,3 +231,15 @@ def test_profile_read_per_account_equals_the_read_by_rate_and_source(store, monk
     assert fast["both"].wh_by_rate == {1: 7 * 696, 2: 8 * 696}
     assert fast["gaps"].intervals == 464 and fast["gaps"].expected == 696 and fast["gaps"].min_wh == -5
     assert fast["four"].register_wh == {1: 69600, 2: 139200, 3: 208800, 4: 280000}
+
+
+def test_two_links_profile_rows_fold_as_one():
+    """PostgreSQL reads the fast profile row of each meter link (usage._fast_rows folds an account's):
+    counts and sums add, a rate one link lacks (sum None) takes the other's, the least Wh and first
+    interval, the last interval."""
+    from headend.billing.usage import _fold_links
+
+    a = ("acc", 10, 1, 5, 100, 900, 50, 10, None, 0, 7, 3, None, 0)
+    b = ("acc", 4, 0, -2, 1000, 1300, 20, 4, 8, 2, None, 0, None, 0)
+    assert _fold_links(a, b) == ("acc", 14, 1, -2, 100, 1300, 70, 14, 8, 2, 7, 3, None, 0)
+    assert _fold_links(b, a) == _fold_links(a, b)
