@@ -4,8 +4,9 @@ Bill runs queue a notice per channel of each released bill (``queue_notification
 and/or webhook, the console when the account has neither); alerts queue theirs
 (``queue_alert_notification``); ``headend.notify.outbox.send_pending`` takes the due rows
 (``outbox_due``) and records each attempt (``outbox_update``). Idempotent on (bill_id,
-channel) and (alert_id, channel). A voided bill's notices not yet sent are dropped
-(``cancel_bill_notifications``: state ``failed``, the reason as the last error).
+channel) and (alert_id, channel): partial unique indexes, each over its own notices (m017).
+A voided bill's notices not yet sent are dropped (``cancel_bill_notifications``: state
+``failed``, the reason as the last error).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _BILL_NOTIFY = {
     " WHERE "
     + _CYCLE[d]
     + " = ? AND b.state IN ('issued', 'approved') AND b.state != 'void' AND b.account_id IN (%s)"
-    " ON CONFLICT (bill_id, channel) DO NOTHING"
+    " ON CONFLICT (bill_id, channel) WHERE bill_id IS NOT NULL DO NOTHING"
     for d, payload in _PAYLOAD.items()
 }
 
@@ -63,7 +64,8 @@ def _pg_json(value: str | None) -> str:
 
 _ALERT_NOTIFY = (
     "INSERT INTO outbox (alert_id, channel, target, payload, state, attempts, next_attempt_at, created_at)"
-    " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (alert_id, channel) DO NOTHING"
+    " VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
+    " ON CONFLICT (alert_id, channel) WHERE alert_id IS NOT NULL DO NOTHING"
 )
 
 

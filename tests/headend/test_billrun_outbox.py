@@ -135,3 +135,28 @@ def test_bill_documents_print_lines_and_rounding_rule(db_target):
         assert "Rounding: each line item rounded half-up to the minor unit" in text
         doc = render_html(bill, account)
         assert "d&lt;&amp;&gt;" in doc and "d<&>" not in doc and "<strong>78.08 CNY</strong>" in doc
+
+
+def test_outbox_keys_are_partial_and_still_idempotent(db_target):
+    """m017: (bill_id, channel) indexes bill notices only, (alert_id, channel) alert notices only;
+    queuing either twice still stores it once."""
+    with new_store(db_target) as s:
+        add_account(s, "k", email="k@example.org")
+        hourly(s, "m-k", tou_rates)
+        run_bills(s, "2024-02", NOW, Policy(review_sample_pct=Decimal(0)))
+        if s.dialect == "postgresql":
+            sql = "SELECT indexdef FROM pg_indexes WHERE tablename = 'outbox'"
+            sql += " AND schemaname = current_schema()"
+        else:
+            sql = "SELECT sql FROM sqlite_master WHERE tbl_name = 'outbox'"
+        defs = [r[0] for r in s.conn.execute(sql)]
+        for column in ("bill_id", "alert_id"):
+            [d] = [d for d in defs if d and "idx_outbox_%s_channel" % column in d]
+            assert "WHERE" in d.upper() and ("%s IS NOT NULL" % column) in d.replace("(", "").replace(")", "")
+        bill = s.bill("k", "2024-02")
+        s.queue_notifications("2024-02", ["k"], NOW)  # again: nothing new
+        assert [(r["bill_id"], r["channel"]) for r in s.outbox()] == [(bill["id"], "email")]
+        assert s.queue_alert_notification(7, "email", "ops@example.org", {"a": 1}, NOW) == 1
+        assert s.queue_alert_notification(7, "email", "ops@example.org", {"a": 1}, NOW) == 0
+        assert s.queue_alert_notification(7, "webhook", "https://x", {"a": 1}, NOW) == 1
+        assert len(s.outbox()) == 3

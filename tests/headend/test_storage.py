@@ -44,6 +44,7 @@ def test_open_applies_migrations_once_and_enables_wal(tmp_path):
             "m014_meter_next_key",
             "m015_reading_keys_claimed_by_batch",
             "m016_load_profile_without_rowid",
+            "m017_outbox_partial_unique_keys",
         ]
         assert {
             "meters",
