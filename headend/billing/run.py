@@ -314,7 +314,7 @@ def _run_collector():
     """Python's cyclic garbage collector, tuned for the length of a run: a run makes millions of
     short-lived objects (rows, Decimals, bill tuples) and almost no cycles, and the collector's
     default (a pass every 700 net allocations, a full pass now and then over everything the
-    process holds: its modules, psycopg's, their caches) took 9 of the 55-60 us of client CPU an
+    process holds: its modules, psycopg's, their caches) took 7-9 of the 55-60 us of client CPU an
     account of a million-account run, 0.1 with what the process held at the start frozen
     (``gc.freeze``: left out of collections) and a pass every 10,000. Both are undone at the end."""
     thresholds = gc.get_threshold()

@@ -8,8 +8,11 @@ Accounts and tariffs:
 Bill runs (``headend.billing.run``), reading a batch of accounts at a time:
   ``postpaid_after(cursor, limit)``, ``profile_sums(ids, interval_s, start, end)``, ``profile_fast``,
   ``profile_points(account_id, interval_s, start, end)``, ``boundary_reads(ids, start, end)``,
-  ``vee_problems(ids, start, end)``, ``bill_history(ids, cycle, n)``, ``bill_states(ids, cycle)``,
-  ``open_run``/``running_run``/``commit_bill_batch``/``finish_run``/``bill_run``.
+  ``vee_problems(ids, start, end)``, ``bill_history(ids, cycle, n)``, ``bill_states(ids, cycle)``;
+  PostgreSQL's shared runs read by meter link (``account_links``, ``profile_fast_all``,
+  ``cycle_reads``) and skip the states when no other run billed the cycle
+  (``cycle_billed_by_others``). Runs: ``open_run``/``running_run``/``commit_bill_batch``/
+  ``finish_run``/``bill_run``.
 Bills, review and the outbox: ``bills(cycle, state)`` (live bills unless ``state='void'``),
   ``bill(account_id, cycle)`` (the live bill, else the last voided one),
   ``update_bill(bill_id, changes, audit)``, ``void_bill(bill_id, reason, user, now)``,

@@ -199,7 +199,8 @@ def _fold_links(a: tuple, b: tuple) -> tuple:
 def _links(store, accounts: list[tuple], ids: list[str]) -> list[tuple]:
     """PostgreSQL: (account_id, meter_id, from_ts, to_ts) of the meter links of ``ids``, in meter
     order (the order their load profile and readings are read in): an account of one link has it in
-    its row (``postpaid_between``'s meter after its span), the others' are read (``account_links``)."""
+    its row (``postpaid_between``'s last column, the link's from and to its span), the others' are
+    read (``account_links``)."""
     links, several = [], []
     if accounts and len(accounts[0]) > 7:
         row = {a[0]: a for a in accounts}
