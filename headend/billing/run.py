@@ -273,8 +273,7 @@ _WORKER: dict = {}
 
 
 def _worker_init(store_cls, path: str, year: int, month: int) -> None:
-    gc.freeze()  # as _run_collector: the worker lives as long as the run
-    gc.set_threshold(10_000, *gc.get_threshold()[1:])
+    _collect_rarely()  # as _run_collector: the worker lives as long as the run
     store = store_cls(path)
     _WORKER.update(store=store, tariffs=_Tariffs(store, year, month))
 
@@ -309,6 +308,15 @@ def _results(store, run: dict, cycle: str, policy: Policy, now: float, year: int
             yield accounts, result.get()
 
 
+def _collect_rarely() -> tuple[int, int, int]:
+    """Freeze what the process holds and collect every 10,000 net allocations; the thresholds
+    before."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, *thresholds[1:])
+    return thresholds
+
+
 @contextlib.contextmanager
 def _run_collector():
     """Python's cyclic garbage collector, tuned for the length of a run: a run makes millions of
@@ -317,9 +325,7 @@ def _run_collector():
     process holds: its modules, psycopg's, their caches) took 7-9 of the 55-60 us of client CPU an
     account of a million-account run, 0.1 with what the process held at the start frozen
     (``gc.freeze``: left out of collections) and a pass every 10,000. Both are undone at the end."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(10_000, *thresholds[1:])
+    thresholds = _collect_rarely()
     try:
         yield
     finally:

@@ -40,6 +40,7 @@ from headend.billing.store_sql import (
     CYCLE_READS_PG,
     HISTORY,
     HISTORY_PG,
+    OPEN_LINK,
     PG_IN_IDS,
     PLAN_BATCHES,
     POSTPAID,
@@ -104,7 +105,7 @@ class BillingStorageMixin:
             self._link(account_id, meter_id, from_ts, to_ts)
 
     def _link(self, account_id, meter_id, from_ts, to_ts) -> None:
-        far = 2**62
+        far = OPEN_LINK
         clash = self.conn.execute(
             "SELECT account_id FROM account_meters WHERE meter_id = ?"
             " AND from_ts < ? AND coalesce(to_ts, ?) > ?",

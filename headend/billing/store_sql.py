@@ -45,13 +45,16 @@ BILL_STATES = {
 }
 
 
+# the end of an open meter link (to_ts NULL) in a link span: after any ts
+OPEN_LINK = 2**62
+
 POSTPAID = (
     "SELECT a.account_id, a.zone_kind, a.tariff_id,"
     " (SELECT min(from_ts) FROM account_meters m WHERE m.account_id = a.account_id),"
-    " (SELECT max(coalesce(to_ts, 4611686018427387904)) FROM account_meters m"
+    " (SELECT max(coalesce(to_ts, %d)) FROM account_meters m"
     " WHERE m.account_id = a.account_id)"
     " FROM accounts a WHERE a.billing = 'postpaid' AND a.account_id > ? ORDER BY a.account_id LIMIT ?"
-)
+) % OPEN_LINK
 
 # PostgreSQL (shared runs): the accounts in (after_id, last_id], their link span by one LATERAL
 # aggregate instead of two correlated subqueries (8.0 -> 4.3 ms of server CPU a batch of 1,000),
@@ -62,15 +65,14 @@ POSTPAID = (
 POSTPAID_RANGE = (
     "SELECT a.account_id, a.zone_kind, a.tariff_id, l.lo, l.hi, a.email, a.webhook, l.meter FROM accounts a"
     " LEFT JOIN LATERAL"
-    " (SELECT min(m.from_ts) AS lo, max(coalesce(m.to_ts, 4611686018427387904)) AS hi,"
+    " (SELECT min(m.from_ts) AS lo, max(coalesce(m.to_ts, %d)) AS hi,"
     " CASE WHEN count(*) = 1 THEN min(m.meter_id) END AS meter FROM account_meters m"
     " WHERE m.account_id = a.account_id) l ON true"
     " WHERE a.billing = 'postpaid' AND a.account_id > ? AND a.account_id <= ? ORDER BY a.account_id"
-)
-OPEN_LINK = 4611686018427387904  # POSTPAID_RANGE's hi of an open link
+) % OPEN_LINK
 
 # PostgreSQL: a batch's meter links given as four parallel arrays (account ids, meter ids, from_ts,
-# to_ts; ``BillingStorageMixin._links_args``), read in the order given, by PROFILE_FAST_ALL and
+# to_ts; headend.billing.store ``_links_args``), read in the order given, by PROFILE_FAST_ALL and
 # CYCLE_READS_PG. Each of them probed account_meters with the batch's hashed account ids before:
 # 53.5 -> 37.3 ms of server CPU for the usage of 1,000 accounts among a million, 14.4 -> 10.9 ms for
 # their cycle's readings (and 42.0 -> 37.6, 12.8 -> 10.6 with the links in random order).
@@ -79,7 +81,7 @@ PG_LINKS = (
     " AS am(account_id, meter_id, from_ts, to_ts)"
 )
 
-# The meter links of some accounts (what POSTPAID_RANGE's arrays hold), for callers without them
+# The meter links of some accounts (for accounts of several links, and callers without POSTPAID_RANGE's)
 ACCOUNT_LINKS = "SELECT account_id, meter_id, from_ts, to_ts FROM account_meters WHERE account_id IN (%s)"
 
 # Shared runs (PostgreSQL): the postpaid accounts after the run's cursor in batches of N (the
